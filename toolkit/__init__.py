@@ -1,0 +1,1 @@
+"""Device-side toolkit (never imports torch)."""
