@@ -1,0 +1,85 @@
+"""Command-line interface: one click group, one function per verb."""
+from __future__ import annotations
+
+import shutil
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from restnet import __version__
+
+# Pipes and CI logs get a wide table instead of rich's 80-column default.
+console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="restnet")
+def main() -> None:
+    """restnet: stitch a large and a small pretrained image model into a family of edge models."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def anchors(as_json: bool) -> None:
+    """List registered anchors: family, blocks, params, FLOPs (MACs, fvcore) at native size, offline weights."""
+    from restnet.anchors.catalog import anchor_rows
+
+    rows = anchor_rows(progress=not as_json)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    t = Table(title="Registered anchors (FLOPs = fvcore multiply-adds at the native input size)",
+              caption="offline weights 'no': timm's hub is used when online, or give --weights FILE")
+    t.add_column("anchor", no_wrap=True)
+    for col, just in [("family", "left"), ("blocks", "right"), ("input", "right"),
+                      ("params (M)", "right"), ("GFLOPs", "right"), ("offline weights", "left")]:
+        t.add_column(col, justify=just)
+    for r in rows:
+        t.add_row(r["name"], r["family"], str(r["blocks"]), str(r["input_size"]), f"{r['params'] / 1e6:.2f}",
+                  f"{r['flops'] / 1e9:.3f}", (r["offline_weights"] or "[yellow]no[/]").removeprefix("pypi:"))
+    console.print(t)
+
+
+@main.command()
+@click.option("--data", "data_name", default="fashion-mnist", show_default=True,
+              help="Built-in data set name or an ImageFolder directory (ROOT/<class>/<image>).")
+@click.option("--train-size", type=click.IntRange(min=1), default=None, help="Seeded training subset size.")
+@click.option("--val-size", type=click.IntRange(min=1), default=None, help="Seeded validation subset size.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data(data_name: str, train_size: int | None, val_size: int | None, seed: int) -> None:
+    """Show where the task data comes from, its classes and split sizes."""
+    import numpy as np
+
+    from restnet.data import DataUnavailable, load_task
+    from restnet.data.fashion_mnist import find_fashion_mnist
+
+    try:
+        task = load_task(data_name, train_size, val_size, seed)
+    except (DataUnavailable, ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    where = find_fashion_mnist() if task.name == "fashion-mnist" else data_name
+    t = Table(title=f"{task.name} ({where})")
+    t.add_column("class", no_wrap=True)
+    t.add_column("train", justify="right")
+    t.add_column("val", justify="right")
+    tr = np.bincount(task.train.labels, minlength=task.num_classes)
+    va = np.bincount(task.val.labels, minlength=task.num_classes)
+    for i, c in enumerate(task.classes):
+        t.add_row(f"{i} {c}", str(tr[i]), str(va[i]))
+    t.add_row("[bold]total[/]", str(len(task.train)), str(len(task.val)))
+    console.print(t)
+
+
+def pack_main() -> None:
+    """Entry point of ``restnet-pack`` (the device-package pipeline, not built yet)."""
+    console.print("[red]restnet-pack is not implemented yet[/] (issue: `restnet-pack --profile rpi4`); "
+                  "the stages available today are listed by `restnet --help`.")
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Test-wide guards: no test may reach the network (loopback is fine)."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+os.environ.setdefault("RESTNET_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+            return real_connect(self, address)
+        raise OSError(f"test tried to reach the network ({address}); tests must not download anything")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private restnet cache for one test."""
+    monkeypatch.setenv("RESTNET_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
