@@ -22,13 +22,24 @@ from torch import nn
 from restnet._compat import import_timm
 
 
-class BlockModel(nn.Module):
-    """stem -> blocks[0..L-1] -> head; ``forward`` equals the timm model's."""
+LAYOUTS = {"cnn": "nchw", "vit": "nlc", "swin": "nhwc"}
 
-    def __init__(self, name: str, family: str, stem: nn.Module, blocks: list[nn.Module], head: nn.Module):
+
+class BlockModel(nn.Module):
+    """stem -> blocks[0..L-1] -> head; ``forward`` equals the timm model's.
+
+    ``layout`` is how block outputs are laid out (per example): ``nchw`` maps
+    for CNNs, ``nlc`` tokens for ViTs (``num_prefix_tokens`` class/register
+    tokens first), ``nhwc`` maps for Swin.
+    """
+
+    def __init__(self, name: str, family: str, stem: nn.Module, blocks: list[nn.Module], head: nn.Module,
+                 num_prefix_tokens: int = 0):
         super().__init__()
         self.name = name
         self.family = family
+        self.layout = LAYOUTS[family]
+        self.num_prefix_tokens = num_prefix_tokens
         self.stem = stem
         self.blocks = nn.ModuleList(blocks)
         self.head = head
@@ -170,7 +181,7 @@ def cut(model: nn.Module, name: str, family: str) -> BlockModel:
     for cls, fn in _cutters().items():
         if isinstance(model, cls):
             stem, blocks, head = fn(model)
-            return BlockModel(name, family, stem, blocks, head)
+            return BlockModel(name, family, stem, blocks, head, int(getattr(model, "num_prefix_tokens", 0)))
     known = ", ".join(c.__name__ for c in _cutters())
     raise TypeError(f"{name}: timm class {type(model).__name__} has no block cutter (known: {known})")
 
