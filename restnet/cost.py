@@ -1,0 +1,152 @@
+"""Cost of a stitch point, as in Algorithm 1: cost(back part) + cost(S) + cost(front part).
+
+Three metrics behind one interface:
+  ``params``   parameter count;
+  ``flops``    fvcore multiply-adds at the task resolution (see restnet.anchors.stats);
+  ``latency``  milliseconds, the sum of per-part latencies from a table: measured
+               here on this host (median of repeated runs, thread count recorded),
+               or, later, a table measured on the device. Summing per-block
+               latencies is the look-up-table method of Once-for-All / nn-Meter.
+
+Part costs are computed once per block and once per distinct stitching-layer
+shape, so costing every (i, j) pair is cheap.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from restnet.anchors.blocks import BlockModel
+from restnet.anchors.stats import ModelStats, count_flops, count_params
+from restnet.stitching import FeatureSpec, StitchLayer, StitchPoint, feature_spec
+
+METRICS = ("params", "flops", "latency")
+UNITS = {"params": "params", "flops": "MACs", "latency": "ms"}
+
+
+@torch.no_grad()
+def measure_ms(module: nn.Module, x: torch.Tensor, runs: int = 15, warmup: int = 3) -> float:
+    """Median wall time of one forward, in ms, with the current torch thread count."""
+    module.eval()
+    for _ in range(warmup):
+        module(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        module(x)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+@dataclass
+class PartCosts:
+    """Per-part costs of one anchor in one metric: stem, each block, head."""
+
+    stem: float
+    blocks: list[float]
+    head: float
+
+    def front(self, i: int) -> float:
+        return self.stem + sum(self.blocks[: i + 1])
+
+    def back(self, j: int) -> float:
+        return sum(self.blocks[j + 1:]) + self.head
+
+    @property
+    def total(self) -> float:
+        return self.stem + sum(self.blocks) + self.head
+
+
+def static_part_costs(stats: ModelStats, metric: str) -> PartCosts:
+    get = (lambda b: float(b.params)) if metric == "params" else (lambda b: float(b.flops))
+    return PartCosts(get(stats.stem), [get(b) for b in stats.blocks], get(stats.head))
+
+
+@torch.no_grad()
+def measured_part_costs(model: BlockModel, input_size: int, runs: int = 15, threads: int | None = None) -> PartCosts:
+    """Host latency per part, each timed on its real input (batch 1)."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        x = torch.zeros(1, 3, input_size, input_size)
+        stem = measure_ms(model.stem, x, runs)
+        h = model.stem(x)
+        blocks = []
+        for blk in model.blocks:
+            blocks.append(measure_ms(blk, h, runs))
+            h = blk(h)
+        return PartCosts(stem, blocks, measure_ms(model.head, h, runs))
+    finally:
+        torch.set_num_threads(old)
+
+
+@dataclass
+class CostModel:
+    """cost(i, j) for a (front, back) pair in one metric."""
+
+    metric: str
+    front: PartCosts
+    back: PartCosts
+    front_specs: list[FeatureSpec]
+    back_specs: list[FeatureSpec]
+    kernel_size: int = 3
+    source: str = "computed"  # computed | measured (host) | estimated | predicted (device table)
+    threads: int | None = None
+    _stitch_cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"cost metric must be one of {METRICS}, got {self.metric!r}")
+
+    @property
+    def unit(self) -> str:
+        return UNITS[self.metric]
+
+    def stitch(self, p: StitchPoint) -> float:
+        key = (self.front_specs[p.i], self.back_specs[p.j])
+        if key not in self._stitch_cache:
+            layer = StitchLayer(*key, kernel_size=self.kernel_size).eval()
+            x = torch.zeros(1, *key[0].shape)
+            if self.metric == "params":
+                c = float(count_params(layer))
+            elif self.metric == "flops":
+                c = float(count_flops(layer, x).get("", 0))
+            else:
+                old = torch.get_num_threads()
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                try:
+                    c = measure_ms(layer, x)
+                finally:
+                    torch.set_num_threads(old)
+            self._stitch_cache[key] = c
+        return self._stitch_cache[key]
+
+    def __call__(self, p: StitchPoint) -> float:
+        return self.back.back(p.j) + self.stitch(p) + self.front.front(p.i)
+
+    def matrix(self) -> torch.Tensor:
+        """cost(i, j) for every pair [La, Lb] (float64)."""
+        la, lb = len(self.front.blocks), len(self.back.blocks)
+        return torch.tensor([[self(StitchPoint(i, j)) for j in range(lb)] for i in range(la)], dtype=torch.float64)
+
+
+def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_stats: ModelStats,
+                     back_stats: ModelStats, kernel_size: int = 3, threads: int | None = None) -> CostModel:
+    """Static metrics from the stats; latency measured on this host now."""
+    fspecs = [feature_spec(front, b.out_shape) for b in front_stats.blocks]
+    bspecs = [feature_spec(back, b.out_shape) for b in back_stats.blocks]
+    if metric in ("params", "flops"):
+        return CostModel(metric, static_part_costs(front_stats, metric), static_part_costs(back_stats, metric),
+                         fspecs, bspecs, kernel_size)
+    if metric != "latency":
+        raise ValueError(f"cost metric must be one of {METRICS}, got {metric!r}")
+    threads = threads or torch.get_num_threads()
+    return CostModel(metric, measured_part_costs(front, front_stats.input_size, threads=threads),
+                     measured_part_costs(back, back_stats.input_size, threads=threads), fspecs, bspecs,
+                     kernel_size, source="measured (host, sum of parts)", threads=threads)

@@ -1,0 +1,71 @@
+"""Algorithm 1: pick the stitch point with the highest CKA whose cost fits a budget.
+
+Written as the paper states it: take argmax M; accept if cost(i, j) <= budget;
+otherwise set M[i, j] = -inf and repeat. A list of budgets gives a family;
+budgets that land on the same point give one variant.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from restnet.stitching import StitchPoint
+
+
+class InfeasibleBudget(ValueError):
+    """No stitch point fits the budget; the message names the cheapest one."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    budget: float
+    point: StitchPoint
+    cka: float
+    cost: float
+    tried: int  # how many points were masked before this one was accepted
+
+
+def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: float,
+           unit: str = "") -> Selection:
+    """Algorithm 1 for one budget."""
+    if budget <= 0:
+        raise InfeasibleBudget(f"budget must be positive, got {budget}")
+    m = matrix.clone().to(torch.float64)
+    m[torch.isnan(m)] = float("-inf")
+    tried = 0
+    while True:
+        flat = int(torch.argmax(m))
+        i, j = divmod(flat, m.shape[1])
+        if m[i, j] == float("-inf"):
+            cheapest = min((StitchPoint(a, b) for a in range(m.shape[0]) for b in range(m.shape[1])), key=cost)
+            raise InfeasibleBudget(
+                f"no stitch point fits the budget {budget:g} {unit}; the cheapest possible variant is "
+                f"{cheapest.label()} at {cost(cheapest):g} {unit}")
+        p = StitchPoint(i, j)
+        c = cost(p)
+        if c <= budget:
+            return Selection(budget, p, float(matrix[i, j]), c, tried)
+        m[i, j] = float("-inf")
+        tried += 1
+
+
+def select_family(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budgets: Sequence[float],
+                  unit: str = "") -> list[Selection]:
+    """One selection per budget, duplicates (same point) removed, sorted by cost."""
+    if not budgets:
+        raise ValueError("at least one budget is needed")
+    seen: dict[StitchPoint, Selection] = {}
+    for b in sorted(budgets):
+        s = select(matrix, cost, b, unit)
+        seen.setdefault(s.point, s)
+    return sorted(seen.values(), key=lambda s: (s.cost, s.point))
+
+
+def budgets_between(low: float, high: float, n: int) -> list[float]:
+    """n budgets evenly spaced strictly between two anchors' costs."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    lo, hi = min(low, high), max(low, high)
+    return [lo + (hi - lo) * (k + 1) / (n + 1) for k in range(n)]

@@ -1,0 +1,1 @@
+"""Adapting anchors to the task, training stitching layers, evaluation."""

@@ -1,0 +1,74 @@
+"""Algorithm 1 and the cost of a stitch point."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from restnet.anchors import create_anchor
+from restnet.anchors.stats import count_flops, count_params, describe
+from restnet.cost import build_cost_model
+from restnet.selection import InfeasibleBudget, budgets_between, select, select_family
+from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
+
+
+def _random_problem(seed):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.rand(7, 5, generator=g, dtype=torch.float64)
+    c = torch.rand(7, 5, generator=g, dtype=torch.float64) * 100
+    return m, (lambda p: float(c[p.i, p.j])), c
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_algorithm1_is_the_best_cka_among_feasible_points(seed):
+    m, cost, c = _random_problem(seed)
+    for budget in (10.0, 35.0, 60.0, 99.0):
+        feasible = c <= budget
+        if not feasible.any():
+            with pytest.raises(InfeasibleBudget):
+                select(m, cost, budget)
+            continue
+        s = select(m, cost, budget)
+        best = torch.where(feasible, m, torch.tensor(float("-inf"), dtype=torch.float64)).max()
+        assert s.cka == float(best) and s.cost <= budget
+        # The number of masked points is the number of points with higher CKA.
+        assert s.tried == int((m > best).sum())
+
+
+def test_infeasible_budget_names_cheapest_variant():
+    m, cost, c = _random_problem(0)
+    with pytest.raises(InfeasibleBudget, match=rf"cheapest possible variant is .* at {float(c.min()):g} MACs"):
+        select(m, cost, float(c.min()) * 0.5, "MACs")
+    with pytest.raises(InfeasibleBudget, match="positive"):
+        select(m, cost, -1)
+
+
+def test_family_dedupes_and_sorts():
+    m, cost, c = _random_problem(1)
+    fam = select_family(m, cost, [100.0, 99.0, 98.0, 50.0])
+    points = [s.point for s in fam]
+    assert len(points) == len(set(points))
+    assert [s.cost for s in fam] == sorted(s.cost for s in fam)
+    assert budgets_between(10, 40, 2) == [20.0, 30.0]
+
+
+@pytest.mark.parametrize("metric", ["params", "flops"])
+def test_cost_equals_the_built_stitched_model(metric):
+    a = create_anchor("tf_efficientnet_lite2", pretrained=False)
+    b = create_anchor("tf_efficientnet_lite0", pretrained=False)
+    sa, sb = describe(a, 64), describe(b, 64)
+    cm = build_cost_model(metric, a, b, sa, sb)
+    for p in (StitchPoint(3, 2), StitchPoint(10, 8), StitchPoint(20, 15), StitchPoint(0, 14)):
+        model = StitchedModel(a, b, p, StitchLayer(cm.front_specs[p.i], cm.back_specs[p.j]))
+        if metric == "params":
+            real = count_params(model)
+        else:
+            real = count_flops(model, torch.zeros(1, 3, 64, 64))[""]
+        assert cm(p) == pytest.approx(real, rel=1e-9)
+
+
+def test_latency_cost_is_measured_and_labelled():
+    a = create_anchor("tf_efficientnet_lite0", pretrained=False)
+    sa = describe(a, 32)
+    cm = build_cost_model("latency", a, a, sa, sa, threads=1)
+    assert cm.source.startswith("measured") and cm.threads == 1
+    assert cm.unit == "ms" and cm(StitchPoint(5, 5)) > 0
