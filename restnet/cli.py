@@ -12,6 +12,8 @@ from restnet import __version__
 
 # Pipes and CI logs get a wide table instead of rich's 80-column default.
 console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
+# Progress notes go to stderr so that --json output on stdout stays parseable.
+log_console = Console(stderr=True, width=console.width)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +74,11 @@ def data(data_name: str, train_size: int | None, val_size: int | None, seed: int
         t.add_row(f"{i} {c}", str(tr[i]), str(va[i]))
     t.add_row("[bold]total[/]", str(len(task.train)), str(len(task.val)))
     console.print(t)
+
+
+from restnet.commands import method as _method  # noqa: E402
+
+_method.register(main, console, log_console)
 
 
 def pack_main() -> None:

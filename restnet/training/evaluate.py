@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from restnet.progress import bar
 
 
 @torch.no_grad()
@@ -15,7 +15,7 @@ def predictions(model: nn.Module, batches: Iterable, desc: str = "evaluate") -> 
     """(predicted class, label) for every example."""
     model.eval()
     preds, labels = [], []
-    for x, y in tqdm(batches, desc=desc, leave=False):
+    for x, y in bar(batches, desc=desc):
         preds.append(model(x).argmax(-1))
         labels.append(y)
     return torch.cat(preds), torch.cat(labels)

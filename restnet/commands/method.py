@@ -1,0 +1,226 @@
+"""`restnet cka | select | train | evaluate`: the method, one verb per stage.
+
+All four take the same experiment options; each computes what it needs that
+is not cached yet (so any verb runs alone) and reuses everything that is.
+"""
+from __future__ import annotations
+
+import functools
+import json
+
+import click
+from rich.table import Table
+
+from restnet.cost import METRICS
+from restnet.selection import InfeasibleBudget, budgets_between
+from restnet.training.stitch import STRATEGIES
+
+
+def experiment_options(f):
+    """Options shared by every method verb."""
+    opts = [
+        click.option("--front", default="tf_efficientnet_lite2", show_default=True,
+                     help="Front anchor (first blocks; the large one for Slow-to-Fast)."),
+        click.option("--back", default="tf_efficientnet_lite0", show_default=True,
+                     help="Back anchor (last blocks and head; the small one for Slow-to-Fast)."),
+        click.option("--direction", type=click.Choice(["slow-to-fast", "fast-to-slow"]), default="slow-to-fast",
+                     show_default=True, help="fast-to-slow swaps --front and --back."),
+        click.option("--data", "data_name", default="fashion-mnist", show_default=True,
+                     help="Built-in data set or an ImageFolder directory."),
+        click.option("--resolution", type=click.IntRange(min=16), default=64, show_default=True,
+                     help="Input resolution for both anchors and every variant."),
+        click.option("--train-size", type=click.IntRange(min=1), default=10000, show_default=True),
+        click.option("--val-size", type=click.IntRange(min=1), default=2000, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--adapt", type=click.Choice(["finetune", "probe"]), default="finetune", show_default=True,
+                     help="How ImageNet anchors are adapted to the task."),
+        click.option("--adapt-epochs", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--front-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Checkpoint for the front anchor (timm state dict)."),
+        click.option("--front-classes", type=int, default=None,
+                     help="Classes of --front-weights; equal to the task's = already task-trained."),
+        click.option("--back-weights", type=click.Path(exists=True, dir_okay=False), default=None),
+        click.option("--back-classes", type=int, default=None),
+        click.option("--cka-estimator", type=click.Choice(["hsic", "unbiased"]), default="hsic", show_default=True),
+        click.option("--cka-batch", type=click.IntRange(min=4), default=256, show_default=True),
+        click.option("--cka-repeats", type=click.IntRange(min=1), default=5, show_default=True),
+        click.option("--kernel-size", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Stitching convolution kernel (odd)."),
+        click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+                     help="Start anchors from ImageNet weights (--no-pretrained: random, for tests)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def budget_options(f):
+    for o in reversed([
+        click.option("--metric", type=click.Choice(METRICS), default="params", show_default=True,
+                     help="Cost metric for budgets (latency = measured on this host)."),
+        click.option("--budget", "budgets", type=float, multiple=True,
+                     help="A budget in the metric's unit (params, MACs or ms); repeatable."),
+        click.option("--budgets-between", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Without --budget: this many budgets evenly spaced between the anchors' costs."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Threads for latency measurement."),
+    ]):
+        f = o(f)
+    return f
+
+
+def make_runner(opts: dict, console):
+    from restnet.pipeline import CKAConfig, Experiment, Runner
+    from restnet.training.adapt import AdaptConfig
+
+    front, back = opts["front"], opts["back"]
+    if opts["direction"] == "fast-to-slow":
+        front, back = back, front
+    try:
+        exp = Experiment(
+            front=front, back=back, data=opts["data_name"], resolution=opts["resolution"],
+            train_size=opts["train_size"], val_size=opts["val_size"], seed=opts["seed"],
+            adapt=AdaptConfig(method=opts["adapt"], epochs=opts["adapt_epochs"], seed=opts["seed"]),
+            front_weights=opts["front_weights"], front_classes=opts["front_classes"],
+            back_weights=opts["back_weights"], back_classes=opts["back_classes"],
+            cka=CKAConfig(opts["cka_estimator"], opts["cka_batch"], opts["cka_repeats"]),
+            kernel_size=opts["kernel_size"], pretrained=opts["pretrained"],
+        )
+    except (KeyError, ValueError) as err:
+        raise click.UsageError(str(err.args[0] if err.args else err)) from None
+    return Runner(exp, log=lambda m: console.print(f"[dim]{m}[/]"))
+
+
+def friendly_errors(f):
+    """Known user errors become one clear line, not a traceback."""
+    from restnet.anchors import WeightsUnavailable
+    from restnet.data import DataUnavailable
+
+    @functools.wraps(f)
+    def wrapper(*a, **kw):
+        try:
+            return f(*a, **kw)
+        except (InfeasibleBudget, WeightsUnavailable, DataUnavailable) as err:
+            raise click.ClickException(str(err)) from None
+
+    return wrapper
+
+
+def _selections(runner, metric, budgets, n_between, threads, console):
+    cm = runner.cost_model(metric, threads)
+    fa, ba = runner.anchor_costs(cm)
+    if not budgets:
+        budgets = budgets_between(fa, ba, n_between)
+    sels = runner.select(list(budgets), cm)
+    return cm, sels, (fa, ba)
+
+
+def _fmt_cost(v: float, metric: str) -> str:
+    return {"params": f"{v / 1e6:.2f} M", "flops": f"{v / 1e9:.3f} G", "latency": f"{v:.2f} ms"}[metric]
+
+
+def register(main, console, log_console):
+    @main.command()
+    @experiment_options
+    @click.option("--top", type=int, default=5, show_default=True, help="How many best pairs to list.")
+    @friendly_errors
+    def cka(top, **opts):
+        """CKA of every front block with every back block on the task data (cached)."""
+        import torch
+
+        r = make_runner(opts, log_console)
+        res = r.cka()
+        m = torch.tensor(res["matrix"])
+        console.print(f"CKA {res['front']} ({m.shape[0]} blocks) × {res['back']} ({m.shape[1]} blocks), "
+                      f"{res['estimator']} estimator, b={res['batch_size']} × {res['repeats']} repeats, "
+                      f"data {res['data']}, computed in {res['seconds']:.1f} s")
+        t = Table(title=f"top {top} stitch pairs by CKA")
+        for c in ("front block (output)", "back block (output)", "CKA"):
+            t.add_column(c)
+        vals, idx = m.flatten().topk(min(top, m.numel()))
+        for v, k in zip(vals.tolist(), idx.tolist()):
+            i, j = divmod(k, m.shape[1])
+            t.add_row(f"{i} {tuple(res['front_blocks'][i]['shape'])}", f"{j} {tuple(res['back_blocks'][j]['shape'])}",
+                      f"{v:.4f}")
+        console.print(t)
+
+    @main.command()
+    @experiment_options
+    @budget_options
+    @click.option("--json", "as_json", is_flag=True)
+    @friendly_errors
+    def select(metric, budgets, budgets_between, threads, as_json, **opts):
+        """Algorithm 1: for each budget, the highest-CKA stitch point that fits."""
+        r = make_runner(opts, log_console)
+        cm, sels, (fa, ba) = _selections(r, metric, budgets, budgets_between, threads, console)
+        if as_json:
+            click.echo(json.dumps([{"budget": s.budget, "i": s.point.i, "j": s.point.j, "cka": s.cka,
+                                    "cost": s.cost, "metric": metric} for s in sels], indent=2))
+            return
+        t = Table(title=f"Selected stitch points ({metric}, {cm.source}); anchors: {r.exp.front} "
+                        f"{_fmt_cost(fa, metric)}, {r.exp.back} {_fmt_cost(ba, metric)}")
+        for c in ("budget", "stitch point", "CKA", "cost", "masked before"):
+            t.add_column(c)
+        for s in sels:
+            t.add_row(_fmt_cost(s.budget, metric), s.point.label(r.exp.front, r.exp.back), f"{s.cka:.4f}",
+                      _fmt_cost(s.cost, metric), str(s.tried))
+        console.print(t)
+
+    @main.command()
+    @experiment_options
+    @budget_options
+    @click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True,
+                  help="What to train (Algorithm 2 = stitch).")
+    @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True)
+    @click.option("--lr", type=float, default=None, help="Default: the paper's (0.01 CNN pairs, 0.00375 ViT).")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None)
+    @click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights.")
+    @friendly_errors
+    def train(metric, budgets, budgets_between, threads, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+        """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
+        r = make_runner(opts, log_console)
+        _, sels, _ = _selections(r, metric, budgets, budgets_between, threads, console)
+        over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
+        cfg = r.train_config(strategy=strategy, epochs=epochs, ls_init=not no_ls_init, **over)
+        for s in sels:
+            res = r.train(s.point, cfg)
+            last = res.history[-1] if res.history else {}
+            note = f" (resumed after epoch {res.resumed_from})" if res.resumed_from else ""
+            console.print(f"trained {s.point.label(r.exp.front, r.exp.back)}: {len(res.history)} epochs{note}, "
+                          f"loss {last.get('loss', float('nan')):.4f}, train acc {last.get('train_acc', 0):.2%}, "
+                          f"{res.seconds:.1f} s")
+
+    @main.command()
+    @experiment_options
+    @budget_options
+    @click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True)
+    @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True)
+    @click.option("--json", "as_json", is_flag=True)
+    @friendly_errors
+    def evaluate(metric, budgets, budgets_between, threads, strategy, epochs, as_json, **opts):
+        """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
+        r = make_runner(opts, log_console)
+        _, sels, _ = _selections(r, metric, budgets, budgets_between, threads, console)
+        cfg = r.train_config(strategy=strategy, epochs=epochs)
+        rows = [dict(name=r.exp.front, point="anchor", cka=None, **r.evaluate(r.front.model, r.front.spec,
+                                                                                    threads=threads))]
+        for s in sels:
+            res = r.train(s.point, cfg)
+            rows.append(dict(name=res.model.describe(), point=s.point.to_dict(), cka=s.cka,
+                             **r.evaluate(res.model, r.front.spec, threads=threads)))
+        rows.append(dict(name=r.exp.back, point="anchor", cka=None, **r.evaluate(r.back.model, r.back.spec,
+                                                                                 threads=threads)))
+        rows.sort(key=lambda x: x["params"] if metric == "params" else x["flops"])
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        t = Table(title=f"{r.exp.front} → {r.exp.back} on {r.task.name} at {r.exp.resolution} px "
+                        f"(val {len(r.task.val)} images; FLOPs = fvcore MACs; latency: torch eager, batch 1, "
+                        f"{threads} thread(s))")
+        for c in ("model", "CKA", "params", "GFLOPs", "trainable", "top-1", "latency"):
+            t.add_column(c, justify="left" if c == "model" else "right")
+        for x in rows:
+            t.add_row(x["name"], "" if x["cka"] is None else f"{x['cka']:.3f}", f"{x['params'] / 1e6:.2f} M",
+                      f"{x['flops'] / 1e9:.3f}", f"{x['trainable_params'] / 1e6:.3f} M" if x["trainable_params"]
+                      else "–", f"{x['accuracy']:.2%}", f"{x['latency']['median_ms']:.2f} ms")
+        console.print(t)

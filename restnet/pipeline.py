@@ -1,0 +1,186 @@
+"""The method end to end, one cached stage at a time.
+
+An ``Experiment`` is the set of inputs every stage depends on (anchors, data,
+resolution, sizes, seeds). Each stage's result is cached on disk under a key
+made of exactly those inputs, so `restnet cka`, `select`, `train` and
+`evaluate` can each run alone: a verb computes what is missing and reuses
+what exists, and a second run of anything is cheap.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from restnet import __version__
+from restnet.anchors import get_anchor
+from restnet.anchors.stats import ModelStats, count_params, describe
+from restnet.cka import cka_matrix
+from restnet.cost import CostModel, build_cost_model
+from restnet.data import Task, load_task, to_model_input
+from restnet.paths import cache_dir
+from restnet.selection import Selection, select_family
+from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
+from restnet.training import checkpoint
+from restnet.training.adapt import AdaptConfig, TaskAnchor, adapt_anchor
+from restnet.training.evaluate import accuracy, host_latency_ms
+from restnet.training.stitch import TrainConfig, TrainResult, least_squares_init, train_stitched
+
+
+@dataclass(frozen=True)
+class CKAConfig:
+    estimator: str = "hsic"
+    batch_size: int = 256  # the paper's b
+    repeats: int = 5  # the paper's 5 repeats
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Defaults: the default pair on Fashion-MNIST, sized for a 2-core CPU (see README)."""
+
+    front: str = "tf_efficientnet_lite2"
+    back: str = "tf_efficientnet_lite0"
+    data: str = "fashion-mnist"
+    resolution: int = 64
+    train_size: int | None = 10000
+    val_size: int | None = 2000
+    seed: int = 0
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    front_weights: str | None = None
+    front_classes: int | None = None
+    back_weights: str | None = None
+    back_classes: int | None = None
+    cka: CKAConfig = field(default_factory=CKAConfig)
+    kernel_size: int = 3
+    pretrained: bool = True
+
+    def __post_init__(self) -> None:
+        get_anchor(self.front)
+        get_anchor(self.back)
+
+
+class Runner:
+    """Runs and caches the stages of one Experiment."""
+
+    def __init__(self, exp: Experiment, log=print):
+        self.exp = exp
+        self.log = log
+
+    # ---- inputs ----
+    @cached_property
+    def task(self) -> Task:
+        e = self.exp
+        return load_task(e.data, e.train_size, e.val_size, e.seed, e.resolution)
+
+    def _anchor(self, name: str, weights, classes) -> TaskAnchor:
+        t = time.perf_counter()
+        a = adapt_anchor(name, self.task, self.exp.resolution, self.exp.adapt, weights, classes, self.exp.pretrained)
+        self.log(f"anchor {name}: task accuracy {a.accuracy:.2%} ({a.source}; {time.perf_counter() - t:.0f} s)")
+        return a
+
+    @cached_property
+    def front(self) -> TaskAnchor:
+        return self._anchor(self.exp.front, self.exp.front_weights, self.exp.front_classes)
+
+    @cached_property
+    def back(self) -> TaskAnchor:
+        return self._anchor(self.exp.back, self.exp.back_weights, self.exp.back_classes)
+
+    @cached_property
+    def front_stats(self) -> ModelStats:
+        return describe(self.front.model, self.exp.resolution)
+
+    @cached_property
+    def back_stats(self) -> ModelStats:
+        return describe(self.back.model, self.exp.resolution)
+
+    # ---- CKA ----
+    def cka_key(self) -> str:
+        return checkpoint.key_of(front=self.front.key, back=self.back.key, data=self.task.fingerprint(),
+                                 cka=asdict(self.exp.cka), seed=self.exp.seed, v=__version__)
+
+    def cka(self) -> dict:
+        """The CKA matrix with block names and shapes; computed once per inputs."""
+        path = cache_dir("cka") / f"{self.exp.front}--{self.exp.back}-{self.cka_key()}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        c = self.exp.cka
+        n = min(c.batch_size * c.repeats, len(self.task.train))
+        sample = self.task.train.subset(n, self.exp.seed + 11)
+        fs, bs = self.front.spec, self.back.spec
+        batches = ((to_model_input(imgs, fs), to_model_input(imgs, bs))
+                   for imgs, _ in self.task.raw_loader(sample, min(c.batch_size, n), drop_last=True))
+        t = time.perf_counter()
+        res = cka_matrix(self.front.model, self.back.model, batches, c.estimator)
+        out = {
+            "front": self.exp.front, "back": self.exp.back, "estimator": res.estimator,
+            "batch_size": res.batch_size, "repeats": res.repeats, "data": self.task.fingerprint(),
+            "resolution": self.exp.resolution, "seconds": time.perf_counter() - t,
+            "front_blocks": [{"name": b.name, "shape": list(b.out_shape)} for b in self.front_stats.blocks],
+            "back_blocks": [{"name": b.name, "shape": list(b.out_shape)} for b in self.back_stats.blocks],
+            "matrix": res.matrix.tolist(),
+        }
+        checkpoint.atomic_write_json(out, path)
+        return out
+
+    def cka_matrix(self) -> torch.Tensor:
+        return torch.tensor(self.cka()["matrix"], dtype=torch.float64)
+
+    # ---- cost and selection ----
+    def cost_model(self, metric: str, threads: int | None = None) -> CostModel:
+        return build_cost_model(metric, self.front.model, self.back.model, self.front_stats, self.back_stats,
+                                self.exp.kernel_size, threads)
+
+    def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
+        return cm.front.total, cm.back.total
+
+    def select(self, budgets: list[float], cm: CostModel) -> list[Selection]:
+        return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back))
+
+    # ---- variants ----
+    def build(self, point: StitchPoint, ls_init: bool = True) -> StitchedModel:
+        cm_specs = self.cost_model("params")
+        stitch = StitchLayer(cm_specs.front_specs[point.i], cm_specs.back_specs[point.j], self.exp.kernel_size)
+        model = StitchedModel(self.front.model, self.back.model, point, stitch)
+        if ls_init:
+            least_squares_init(model, self.back.model, self.task, self.front.spec, self.back.spec, seed=self.exp.seed)
+        return model.eval()
+
+    def variant_dir(self, point: StitchPoint, cfg: TrainConfig) -> Path:
+        key = checkpoint.key_of(front=self.front.key, back=self.back.key, data=self.task.fingerprint(),
+                                point=point.to_dict(), k=self.exp.kernel_size, cfg=asdict(cfg), v=__version__)
+        return cache_dir("variants", f"{self.exp.front}--{self.exp.back}-i{point.i}-j{point.j}-{key}")
+
+    def train_config(self, **overrides) -> TrainConfig:
+        return TrainConfig.for_pair(get_anchor(self.exp.front).family, get_anchor(self.exp.back).family,
+                                    seed=self.exp.seed, **overrides)
+
+    def train(self, point: StitchPoint, cfg: TrainConfig) -> TrainResult:
+        run_dir = self.variant_dir(point, cfg)
+        feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=self.task.train.fingerprint(),
+                                     res=self.exp.resolution)
+        feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.pt"
+        model = self.build(point, ls_init=cfg.ls_init)
+        return train_stitched(model, self.task, self.front.spec, cfg, run_dir, feature_cache)
+
+    def evaluate(self, model: torch.nn.Module, spec, latency_runs: int = 20, threads: int = 1) -> dict:
+        """Accuracy on the held-out split, params, FLOPs and host latency (batch 1)."""
+        from restnet.anchors.stats import count_flops
+
+        r = self.exp.resolution
+        x = torch.zeros(1, 3, r, r)
+        return {
+            "accuracy": accuracy(model, self.task.loader(self.task.val, spec, 128)),
+            "params": count_params(model),
+            "flops": int(count_flops(model, x)[""]),
+            "trainable_params": count_params(model.stitch) if isinstance(model, StitchedModel) else 0,
+            "latency": host_latency_ms(model, x, runs=latency_runs, threads=threads),
+        }
+
+
+def with_overrides(exp: Experiment, **kw) -> Experiment:
+    return replace(exp, **{k: v for k, v in kw.items() if v is not None})

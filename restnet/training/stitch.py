@@ -1,0 +1,183 @@
+"""Algorithm 2 (train only the stitching layer) and the paper's three other strategies.
+
+  stitch        stitching layer only (Algorithm 2, the default)
+  stitch+back   stitching layer and the back part ("+ latter part")
+  stitch+front  stitching layer and the front part
+  whole         every parameter
+
+When the front is frozen (the first two) its outputs are computed once for the
+training subset and cached on disk, so epochs never re-run the front: an
+epoch costs stitch + back only. Strategies that change anchor weights train a
+copy, so other variants sharing the anchors are untouched.
+
+Every epoch ends with an atomic checkpoint (trainable weights, optimiser,
+scheduler, RNG, history); a run started again with the same inputs resumes
+after the last finished epoch.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from restnet.progress import bar
+
+from restnet.data import InputSpec, Task, to_model_input
+from restnet.stitching import StitchedModel
+from restnet.training import checkpoint
+
+STRATEGIES = ("stitch", "stitch+back", "stitch+front", "whole")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser settings are the paper's (CNN pairs: SGD, lr 0.01, momentum 0.9,
+    wd 5e-3, batch 256; transformer pairs use lr 0.00375, wd 0.05, batch 128).
+    Epochs and data sizes are CPU-sized: the paper trains 150-300 epochs."""
+
+    strategy: str = "stitch"
+    epochs: int = 3
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-3
+    batch_size: int = 256
+    seed: int = 0
+    ls_init: bool = True
+    calib_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"training strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+
+    @classmethod
+    def for_pair(cls, front_family: str, back_family: str, **overrides) -> "TrainConfig":
+        if "vit" in (front_family, back_family) or "swin" in (front_family, back_family):
+            base = {"lr": 0.00375, "weight_decay": 0.05, "batch_size": 128}
+        else:
+            base = {}
+        return cls(**{**base, **overrides})
+
+
+def _trainable(model: StitchedModel, strategy: str) -> list[nn.Module]:
+    parts = model.parts()
+    return {"stitch": [parts["stitch"]], "stitch+back": [parts["stitch"], parts["back"]],
+            "stitch+front": [parts["front"], parts["stitch"]], "whole": [model]}[strategy]
+
+
+@torch.no_grad()
+def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Path | None,
+                   batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen front's outputs for every training example (cached on disk)."""
+    if cache is not None and cache.is_file():
+        saved = checkpoint.load(cache)
+        return saved["features"], saved["labels"]
+    model.eval()
+    feats, labels = [], []
+    for x, y in bar(task.loader(task.train, spec, batch_size), desc="front features (once)"):
+        feats.append(model.forward_front(x))
+        labels.append(y)
+    out = torch.cat(feats), torch.cat(labels)
+    if cache is not None:
+        checkpoint.atomic_save({"features": out[0], "labels": out[1]}, cache)
+    return out
+
+
+@torch.no_grad()
+def least_squares_init(model: StitchedModel, back_model, task: Task, front_spec: InputSpec, back_spec: InputSpec,
+                       n: int = 256, seed: int = 0) -> float:
+    """Fit the stitch on calibration images: front block i output -> back block j output."""
+    calib = task.train.subset(n, seed + 7)
+    xs, ys = [], []
+    for imgs, _ in task.raw_loader(calib, 64):
+        xs.append(model.forward_front(to_model_input(imgs, front_spec)))
+        h = back_model.stem(to_model_input(imgs, back_spec))
+        ys.append(back_model.forward_blocks(h, 0, model.point.j + 1))
+    return model.stitch.init_least_squares(torch.cat(xs), torch.cat(ys), seed=seed)
+
+
+@dataclass
+class TrainResult:
+    model: StitchedModel
+    history: list[dict]
+    resumed_from: int  # epochs already done when this call started
+    seconds: float
+
+
+def train_stitched(model: StitchedModel, task: Task, spec: InputSpec, cfg: TrainConfig, run_dir: Path,
+                   feature_cache: Path | None = None) -> TrainResult:
+    """Train per ``cfg.strategy``; checkpoints in ``run_dir``; resumes from the last epoch there."""
+    t0 = time.perf_counter()
+    if cfg.strategy != "stitch":
+        model = copy.deepcopy(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = _trainable(model, cfg.strategy)
+    params = [p for m in trainable for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+
+    cached = cfg.strategy in ("stitch", "stitch+back")
+    if cached:
+        feats, labels = front_features(model, task, spec, feature_cache)
+        n = len(labels)
+    else:
+        n = len(task.train)
+    steps = max(1, (n + cfg.batch_size - 1) // cfg.batch_size)
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps))
+    loss_fn = nn.CrossEntropyLoss()
+
+    ckpt = run_dir / "checkpoint.pt"
+    start, history = 0, []
+    if ckpt.is_file():
+        state = checkpoint.load(ckpt)
+        if state["config"] == asdict(cfg):
+            model.load_state_dict(state["model"], strict=False)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            start, history = state["epoch"], state["history"]
+    if start == 0:
+        torch.manual_seed(cfg.seed)
+    resumed_from = start
+
+    for epoch in range(start, cfg.epochs):
+        model.eval()  # frozen parts keep their BatchNorm statistics
+        for m in trainable:
+            m.train()
+        order = torch.randperm(n)
+        total, correct, seen = 0.0, 0, 0
+        if cached:
+            batches = ((feats[idx], labels[idx]) for idx in order.split(cfg.batch_size))
+        else:
+            batches = iter(task.loader(task.train, spec, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch))
+        for h, y in bar(batches, f"train {model.describe()} epoch {epoch + 1}/{cfg.epochs}", total=steps):
+            out = model.forward_from_front(h) if cached else model(h)
+            loss = loss_fn(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(y)
+            correct += int((out.argmax(-1) == y).sum())
+            seen += len(y)
+        history.append({"epoch": epoch + 1, "loss": total / seen, "train_acc": correct / seen})
+        trainable_state = {k: v for k, v in model.state_dict().items()
+                           if any(k.startswith(prefix) for prefix in _prefixes(cfg.strategy))}
+        checkpoint.atomic_save({"config": asdict(cfg), "epoch": epoch + 1, "model": trainable_state,
+                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                "rng": torch.get_rng_state(), "history": history}, ckpt)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    return TrainResult(model, history, resumed_from, time.perf_counter() - t0)
+
+
+def _prefixes(strategy: str) -> tuple[str, ...]:
+    return {"stitch": ("stitch.",), "stitch+back": ("stitch.", "back_blocks.", "head."),
+            "stitch+front": ("stem.", "front_blocks.", "stitch."), "whole": ("",)}[strategy]
