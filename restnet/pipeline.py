@@ -69,6 +69,7 @@ class Runner:
     def __init__(self, exp: Experiment, log=print):
         self.exp = exp
         self.log = log
+        self._costs: dict[tuple, CostModel] = {}
 
     # ---- inputs ----
     @cached_property
@@ -132,8 +133,12 @@ class Runner:
 
     # ---- cost and selection ----
     def cost_model(self, metric: str, threads: int | None = None) -> CostModel:
-        return build_cost_model(metric, self.front.model, self.back.model, self.front_stats, self.back_stats,
-                                self.exp.kernel_size, threads)
+        """One cost model per (metric, threads) and run: latency is measured once, not per verb step."""
+        key = (metric, threads)
+        if key not in self._costs:
+            self._costs[key] = build_cost_model(metric, self.front.model, self.back.model, self.front_stats,
+                                                self.back_stats, self.exp.kernel_size, threads)
+        return self._costs[key]
 
     def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
         return cm.front.total, cm.back.total

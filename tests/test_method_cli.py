@@ -85,7 +85,7 @@ def test_infeasible_budget_is_one_clear_error(shared_cache):
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     env = dict(os.environ, RESTNET_CACHE=str(tmp_path / "cache"))
     args = [sys.executable, "-m", "restnet.cli", "train", "--front", "resnet18", "--back", "resnet18", *TINY,
-            "--train-size", "256", "--budget", "2e7", "--epochs", "40", "--batch-size", "32"]
+            "--train-size", "128", "--budget", "2e7", "--epochs", "12", "--batch-size", "32", "--kernel-size", "1"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     ckpt = None
@@ -101,10 +101,10 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     import torch
 
     done = torch.load(ckpt, weights_only=True)["epoch"]
-    assert 1 <= done < 40
+    assert 1 <= done < 12
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"resumed after epoch {torch.load(ckpt, weights_only=True)['history'][0]['epoch'] and done}" in out.stdout
+    assert f"resumed after epoch {done}" in out.stdout
     final = torch.load(ckpt, weights_only=True)
-    assert final["epoch"] == 40 and [h["epoch"] for h in final["history"]] == list(range(1, 41))
+    assert final["epoch"] == 12 and [h["epoch"] for h in final["history"]] == list(range(1, 13))
     assert not list(Path(ckpt.parent).glob(".*.tmp"))
