@@ -28,7 +28,7 @@ from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
 from restnet.training import checkpoint
 from restnet.training.adapt import AdaptConfig, TaskAnchor, adapt_anchor
 from restnet.training.evaluate import accuracy, host_latency_ms
-from restnet.training.stitch import TrainConfig, TrainResult, least_squares_init, train_stitched
+from restnet.training.stitch import TrainConfig, TrainResult, least_squares_init, train_stitched, trainable_params
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,21 @@ class Runner:
     def select(self, budgets: list[float], cm: CostModel) -> list[Selection]:
         return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back))
 
+    def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500) -> list[tuple[Selection, float]]:
+        """Beyond the paper: the top-k CKA candidates within budget, each scored by the accuracy of
+        its least-squares-initialised (untrained) stitch on n training images; best first.
+        CKA and stitchability can disagree (Bansal et al. 2021), this checks cheaply."""
+        from restnet.selection import top_feasible
+
+        cands = top_feasible(self.cka_matrix(), cm, budget, k, cm.unit, (self.exp.front, self.exp.back))
+        probe = self.task.train.subset(n, self.exp.seed + 13)
+        scored = []
+        for s in cands:
+            model = self.build(s.point)
+            scored.append((s, accuracy(model, self.task.loader(probe, self.front.spec, 128),
+                                       desc=f"rerank {s.point.label()}")))
+        return sorted(scored, key=lambda t: (-t[1], -t[0].cka))
+
     # ---- variants ----
     def build(self, point: StitchPoint, ls_init: bool = True) -> StitchedModel:
         cm_specs = self.cost_model("params")
@@ -172,7 +187,8 @@ class Runner:
         model = self.build(point, ls_init=cfg.ls_init)
         return train_stitched(model, self.task, self.front.spec, cfg, run_dir, feature_cache)
 
-    def evaluate(self, model: torch.nn.Module, spec, latency_runs: int = 20, threads: int = 1) -> dict:
+    def evaluate(self, model: torch.nn.Module, spec, latency_runs: int = 20, threads: int = 1,
+                 strategy: str = "stitch") -> dict:
         """Accuracy on the held-out split, params, FLOPs and host latency (batch 1)."""
         from restnet.anchors.stats import count_flops
 
@@ -182,7 +198,7 @@ class Runner:
             "accuracy": accuracy(model, self.task.loader(self.task.val, spec, 128)),
             "params": count_params(model),
             "flops": int(count_flops(model, x)[""]),
-            "trainable_params": count_params(model.stitch) if isinstance(model, StitchedModel) else 0,
+            "trainable_params": trainable_params(model, strategy) if isinstance(model, StitchedModel) else 0,
             "latency": host_latency_ms(model, x, runs=latency_runs, threads=threads),
         }
 

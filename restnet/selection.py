@@ -51,6 +51,23 @@ def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: f
         tried += 1
 
 
+def top_feasible(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: float, k: int,
+                 unit: str = "", names: tuple[str, str] = ("front", "back")) -> list[Selection]:
+    """The first k points Algorithm 1 would accept if each accepted one were masked in turn."""
+    m = matrix.clone().to(torch.float64)
+    out: list[Selection] = []
+    for _ in range(k):
+        try:
+            s = select(m, cost, budget, unit, names)
+        except InfeasibleBudget:
+            if not out:
+                raise
+            break
+        out.append(Selection(s.budget, s.point, float(matrix[s.point.i, s.point.j]), s.cost, s.tried))
+        m[s.point.i, s.point.j] = float("-inf")
+    return out
+
+
 def select_family(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budgets: Sequence[float],
                   unit: str = "", names: tuple[str, str] = ("front", "back")) -> list[Selection]:
     """One selection per budget, duplicates (same point) removed, sorted by cost."""

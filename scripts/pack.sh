@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the main job for a device profile (default rpi4).
+# Set up (idempotent) and run the main job.
 #
-# `restnet-pack` does not exist yet (see README, "Status"): until it does,
-# this runs the furthest stage that works end to end today, which loads the
-# real pretrained anchors and the real data and lists what restnet can stitch.
+# `restnet-pack --profile rpi4` (device profiles, export, packages) does not
+# exist yet (see README, "Status"). Until it does, this runs the furthest
+# stage that works end to end: the ReStNet method on the default pair with
+# real weights and real data (adapt both anchors to Fashion-MNIST, CKA,
+# Algorithm 1 for three budgets between the anchors, Algorithm 2 training,
+# evaluation table). Every stage is cached: a second run takes seconds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 .venv/bin/restnet anchors
-.venv/bin/restnet data
+.venv/bin/restnet evaluate "$@"

@@ -75,6 +75,13 @@ def test_cka_reuses_the_cached_matrix(shared_cache):
     assert len(list((shared_cache / "cka").glob("resnet18--resnet18-*.json"))) == 2
 
 
+def test_rerank_reports_beside_the_cka_pick(shared_cache):
+    res = CliRunner().invoke(main, ["select", "--front", "resnet18", "--back", "resnet18", *TINY,
+                                    "--budget", "2e7", "--rerank", "3", "--kernel-size", "1"])
+    assert res.exit_code == 0, res.output
+    assert "CKA pick" in res.stdout and "rerank pick" in res.stdout and "%" in res.stdout
+
+
 def test_infeasible_budget_is_one_clear_error(shared_cache):
     res = CliRunner().invoke(main, ["select", "--front", "resnet18", "--back", "resnet18", *TINY, "--budget", "1000"])
     assert res.exit_code != 0

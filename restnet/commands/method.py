@@ -64,6 +64,9 @@ def budget_options(f):
                      help="Without --budget: this many budgets evenly spaced between the anchors' costs."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Threads for latency measurement."),
+        click.option("--rerank", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Beyond the paper: rerank the top-K CKA candidates per budget by the accuracy of their "
+                          "least-squares-initialised stitch (0 = Algorithm 1 as written)."),
     ]):
         f = o(f)
     return f
@@ -106,13 +109,28 @@ def friendly_errors(f):
     return wrapper
 
 
-def _selections(runner, metric, budgets, n_between, threads, console):
+def _selections(runner, metric, budgets, n_between, threads, rerank=0):
+    """Algorithm 1 per budget; with rerank > 0 the reranked pick replaces the CKA pick.
+
+    Returns (cost model, selections, anchor costs, {budget: (CKA pick, its LS acc, reranked list)})."""
+    from restnet.selection import Selection
+
     cm = runner.cost_model(metric, threads)
     fa, ba = runner.anchor_costs(cm)
     if not budgets:
         budgets = budgets_between(fa, ba, n_between)
     sels = runner.select(list(budgets), cm)
-    return cm, sels, (fa, ba)
+    reranked = {}
+    if rerank:
+        picked: dict = {}
+        for s in sels:
+            ranked = runner.rerank(s.budget, cm, rerank)
+            cka_acc = next(acc for c, acc in ranked if c.point == s.point)
+            reranked[s.budget] = (s, cka_acc, ranked)
+            best = ranked[0][0]
+            picked.setdefault(best.point, Selection(s.budget, best.point, best.cka, best.cost, best.tried))
+        sels = sorted(picked.values(), key=lambda x: (x.cost, x.point))
+    return cm, sels, (fa, ba), reranked
 
 
 def _fmt_cost(v: float, metric: str) -> str:
@@ -149,10 +167,19 @@ def register(main, console, log_console):
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def select(metric, budgets, budgets_between, threads, as_json, **opts):
+    def select(metric, budgets, budgets_between, threads, rerank, as_json, **opts):
         """Algorithm 1: for each budget, the highest-CKA stitch point that fits."""
         r = make_runner(opts, log_console)
-        cm, sels, (fa, ba) = _selections(r, metric, budgets, budgets_between, threads, console)
+        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank)
+        if reranked and not as_json:
+            t = Table(title=f"Rerank of the top {rerank} CKA candidates by least-squares-init accuracy")
+            for c in ("budget", "CKA pick", "its LS acc", "rerank pick", "its CKA", "its LS acc"):
+                t.add_column(c)
+            for b, (s, acc, ranked) in reranked.items():
+                best, bacc = ranked[0]
+                t.add_row(_fmt_cost(b, metric), s.point.label(r.exp.front, r.exp.back), f"{acc:.2%}",
+                          best.point.label(r.exp.front, r.exp.back), f"{best.cka:.4f}", f"{bacc:.2%}")
+            console.print(t)
         if as_json:
             click.echo(json.dumps([{"budget": s.budget, "i": s.point.i, "j": s.point.j, "cka": s.cka,
                                     "cost": s.cost, "metric": metric} for s in sels], indent=2))
@@ -176,10 +203,11 @@ def register(main, console, log_console):
     @click.option("--batch-size", type=click.IntRange(min=1), default=None)
     @click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights.")
     @friendly_errors
-    def train(metric, budgets, budgets_between, threads, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+    def train(metric, budgets, budgets_between, threads, rerank, strategy, epochs, lr, batch_size, no_ls_init,
+              **opts):
         """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
         r = make_runner(opts, log_console)
-        _, sels, _ = _selections(r, metric, budgets, budgets_between, threads, console)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank)
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         cfg = r.train_config(strategy=strategy, epochs=epochs, ls_init=not no_ls_init, **over)
         for s in sels:
@@ -197,17 +225,17 @@ def register(main, console, log_console):
     @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True)
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def evaluate(metric, budgets, budgets_between, threads, strategy, epochs, as_json, **opts):
+    def evaluate(metric, budgets, budgets_between, threads, rerank, strategy, epochs, as_json, **opts):
         """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
-        _, sels, _ = _selections(r, metric, budgets, budgets_between, threads, console)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank)
         cfg = r.train_config(strategy=strategy, epochs=epochs)
         rows = [dict(name=r.exp.front, point="anchor", cka=None, **r.evaluate(r.front.model, r.front.spec,
                                                                                     threads=threads))]
         for s in sels:
             res = r.train(s.point, cfg)
             rows.append(dict(name=res.model.describe(), point=s.point.to_dict(), cka=s.cka,
-                             **r.evaluate(res.model, r.front.spec, threads=threads)))
+                             **r.evaluate(res.model, r.front.spec, threads=threads, strategy=strategy)))
         rows.append(dict(name=r.exp.back, point="anchor", cka=None, **r.evaluate(r.back.model, r.back.spec,
                                                                                  threads=threads)))
         rows.sort(key=lambda x: x["params"] if metric == "params" else x["flops"])

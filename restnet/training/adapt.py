@@ -69,6 +69,8 @@ def input_spec(name: str, resolution: int) -> InputSpec:
 
 
 def _train(net: nn.Module, params, task: Task, spec: InputSpec, cfg: AdaptConfig, desc: str) -> None:
+    # channels_last: ~1.5x faster CPU training steps for these depthwise-conv nets (measured, lite0 64 px).
+    net.to(memory_format=torch.channels_last)
     loader = task.loader(task.train, spec, cfg.batch_size, shuffle=True, seed=cfg.seed)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader))
@@ -77,9 +79,10 @@ def _train(net: nn.Module, params, task: Task, spec: InputSpec, cfg: AdaptConfig
     for epoch in range(cfg.epochs):
         for x, y in bar(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}"):
             opt.zero_grad(set_to_none=True)
-            loss_fn(net(x), y).backward()
+            loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y).backward()
             opt.step()
             sched.step()
+    net.to(memory_format=torch.contiguous_format)
 
 
 def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = AdaptConfig(),

@@ -69,6 +69,11 @@ def _trainable(model: StitchedModel, strategy: str) -> list[nn.Module]:
             "stitch+front": [parts["front"], parts["stitch"]], "whole": [model]}[strategy]
 
 
+def trainable_params(model: StitchedModel, strategy: str = "stitch") -> int:
+    """Parameters a strategy trains (the paper's "trainable params" column)."""
+    return sum(p.numel() for m in _trainable(model, strategy) for p in m.parameters())
+
+
 @torch.no_grad()
 def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Path | None,
                    batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
