@@ -143,16 +143,17 @@ class Runner:
     def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
         return cm.front.total, cm.back.total
 
-    def select(self, budgets: list[float], cm: CostModel) -> list[Selection]:
-        return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back))
+    def select(self, budgets: list[float], cm: CostModel, band: float = 0.0) -> list[Selection]:
+        return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back), band)
 
-    def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500) -> list[tuple[Selection, float]]:
+    def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500,
+               band: float = 0.0) -> list[tuple[Selection, float]]:
         """Beyond the paper: the top-k CKA candidates within budget, each scored by the accuracy of
         its least-squares-initialised (untrained) stitch on n training images; best first.
         CKA and stitchability can disagree (Bansal et al. 2021), this checks cheaply."""
         from restnet.selection import top_feasible
 
-        cands = top_feasible(self.cka_matrix(), cm, budget, k, cm.unit, (self.exp.front, self.exp.back))
+        cands = top_feasible(self.cka_matrix(), cm, budget, k, cm.unit, (self.exp.front, self.exp.back), band)
         probe = self.task.train.subset(n, self.exp.seed + 13)
         scored = []
         for s in cands:

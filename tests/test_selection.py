@@ -72,3 +72,13 @@ def test_latency_cost_is_measured_and_labelled():
     cm = build_cost_model("latency", a, a, sa, sa, threads=1)
     assert cm.source.startswith("measured") and cm.threads == 1
     assert cm.unit == "ms" and cm(StitchPoint(5, 5)) > 0
+
+
+def test_band_keeps_points_that_use_most_of_the_budget():
+    m, cost, c = _random_problem(2)
+    s = select(m, cost, 80.0, band=0.8)
+    assert 64.0 <= s.cost <= 80.0
+    feasible = (c >= 64.0) & (c <= 80.0)
+    assert s.cka == float(torch.where(feasible, m, torch.tensor(float("-inf"), dtype=torch.float64)).max())
+    with pytest.raises(ValueError, match="band"):
+        select(m, cost, 80.0, band=1.0)

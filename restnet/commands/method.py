@@ -64,6 +64,9 @@ def budget_options(f):
                      help="Without --budget: this many budgets evenly spaced between the anchors' costs."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Threads for latency measurement."),
+        click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+                     help="Beyond the paper: only points costing at least BAND x budget (0 = Algorithm 1 as "
+                          "written). Spreads the family when a cheap early point has the highest CKA."),
         click.option("--rerank", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Beyond the paper: rerank the top-K CKA candidates per budget by the accuracy of their "
                           "least-squares-initialised stitch (0 = Algorithm 1 as written)."),
@@ -109,7 +112,7 @@ def friendly_errors(f):
     return wrapper
 
 
-def _selections(runner, metric, budgets, n_between, threads, rerank=0):
+def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0):
     """Algorithm 1 per budget; with rerank > 0 the reranked pick replaces the CKA pick.
 
     Returns (cost model, selections, anchor costs, {budget: (CKA pick, its LS acc, reranked list)})."""
@@ -119,12 +122,12 @@ def _selections(runner, metric, budgets, n_between, threads, rerank=0):
     fa, ba = runner.anchor_costs(cm)
     if not budgets:
         budgets = budgets_between(fa, ba, n_between)
-    sels = runner.select(list(budgets), cm)
+    sels = runner.select(list(budgets), cm, band)
     reranked = {}
     if rerank:
         picked: dict = {}
         for s in sels:
-            ranked = runner.rerank(s.budget, cm, rerank)
+            ranked = runner.rerank(s.budget, cm, rerank, band=band)
             cka_acc = next(acc for c, acc in ranked if c.point == s.point)
             reranked[s.budget] = (s, cka_acc, ranked)
             best = ranked[0][0]
@@ -167,10 +170,10 @@ def register(main, console, log_console):
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def select(metric, budgets, budgets_between, threads, rerank, as_json, **opts):
+    def select(metric, budgets, budgets_between, threads, band, rerank, as_json, **opts):
         """Algorithm 1: for each budget, the highest-CKA stitch point that fits."""
         r = make_runner(opts, log_console)
-        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank)
+        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
         if reranked and not as_json:
             t = Table(title=f"Rerank of the top {rerank} CKA candidates by least-squares-init accuracy")
             for c in ("budget", "CKA pick", "its LS acc", "rerank pick", "its CKA", "its LS acc"):
@@ -203,11 +206,11 @@ def register(main, console, log_console):
     @click.option("--batch-size", type=click.IntRange(min=1), default=None)
     @click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights.")
     @friendly_errors
-    def train(metric, budgets, budgets_between, threads, rerank, strategy, epochs, lr, batch_size, no_ls_init,
+    def train(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, lr, batch_size, no_ls_init,
               **opts):
         """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
         r = make_runner(opts, log_console)
-        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         cfg = r.train_config(strategy=strategy, epochs=epochs, ls_init=not no_ls_init, **over)
         for s in sels:
@@ -225,10 +228,10 @@ def register(main, console, log_console):
     @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True)
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def evaluate(metric, budgets, budgets_between, threads, rerank, strategy, epochs, as_json, **opts):
+    def evaluate(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, as_json, **opts):
         """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
-        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
         cfg = r.train_config(strategy=strategy, epochs=epochs)
         rows = [dict(name=r.exp.front, point="anchor", cka=None, **r.evaluate(r.front.model, r.front.spec,
                                                                                     threads=threads))]
