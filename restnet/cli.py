@@ -76,6 +76,28 @@ def data(data_name: str, train_size: int | None, val_size: int | None, seed: int
     console.print(t)
 
 
+@main.command()
+def profiles() -> None:
+    """List the device profiles in device_profiles/ (use a name or a path with --profile)."""
+    from restnet.profiles import ProfileError, available, load_profile
+
+    t = Table(title="Device profiles")
+    for c in ("name", "SoC / CPU", "RAM for model", "backend", "threads", "dtype", "res", "budgets"):
+        t.add_column(c)
+    for name in available():
+        try:
+            p = load_profile(name)
+        except ProfileError as err:
+            t.add_row(name, f"[red]{err}[/]", "", "", "", "", "", "")
+            continue
+        b = p.budgets
+        budgets = f"{b.metric}: " + (f"{b.between} between anchors" if b.between else
+                                     ", ".join(f"{v:g}" for v in b.values))
+        t.add_row(p.name, f"{p.hardware.soc}\n{p.hardware.cpu}", f"{p.model_ram_mb:.0f} MB", p.backend,
+                  str(p.threads), p.dtype, str(p.resolution), budgets)
+    console.print(t)
+
+
 from restnet.commands import method as _method  # noqa: E402
 
 _method.register(main, console, log_console)

@@ -1,0 +1,104 @@
+"""Device profiles: YAML in ``device_profiles/`` -> a validated object.
+
+A profile says what a device can afford (RAM share, storage, compute,
+latency) and how models must be delivered to it (runtime backend, threads,
+dtype, input resolution), plus the budgets that define its family of
+variants in one cost metric. Every mistake in a file is reported with the
+file and the field, before any heavy work starts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "device_profiles"
+BACKENDS = ("executorch-xnnpack", "tflite")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hardware(_Strict):
+    soc: str
+    cpu: str
+    cores: PositiveInt
+    source: str = Field(description="Where the hardware figures come from.")
+
+
+class Budgets(_Strict):
+    metric: Literal["params", "flops", "latency"]
+    values: list[PositiveFloat] | None = Field(
+        default=None, description="Absolute budgets in the metric's unit (params, MACs, ms).")
+    between: PositiveInt | None = Field(
+        default=None, description="Or: this many budgets evenly spaced between the two anchors' costs.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Budgets":
+        if (self.values is None) == (self.between is None):
+            raise ValueError("give exactly one of 'values' (a list of budgets) or 'between' (a count)")
+        if self.values is not None and not self.values:
+            raise ValueError("'values' must list at least one budget")
+        return self
+
+
+class Profile(_Strict):
+    name: str
+    description: str
+    hardware: Hardware
+    ram_mb: PositiveInt
+    model_ram_share: float = Field(gt=0, le=1, description="Share of RAM the model may use.")
+    storage_mb: PositiveInt
+    compute_gflops: PositiveFloat | None = Field(default=None, description="Max GMACs per inference (fvcore).")
+    latency_target_ms: PositiveFloat | None = None
+    backend: Literal["executorch-xnnpack", "tflite"]
+    threads: PositiveInt
+    dtype: Literal["fp32", "int8"] = "fp32"
+    resolution: int = Field(ge=16, le=1024)
+    budgets: Budgets
+    latency_table: str | None = Field(default=None, description="A measured latency table (restnet-bench).")
+
+    @property
+    def model_ram_mb(self) -> float:
+        return self.ram_mb * self.model_ram_share
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A profile by name (``device_profiles/NAME.yaml``) or by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ProfileError(f"no profile named {name_or_path!r}; available: {', '.join(available())} "
+                               "(or give a path to a .yaml file)")
+    if not path.is_file():
+        raise ProfileError(f"{path}: no such profile file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ProfileError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            msg = "unknown field (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
+            lines.append(f"{path}: field '{_where(e['loc'])}': {msg}")
+        raise ProfileError("\n".join(lines)) from None
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))

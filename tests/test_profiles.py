@@ -1,0 +1,63 @@
+"""Device profiles: every shipped one loads; every kind of mistake names the file and field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from restnet.cli import main
+from restnet.profiles import PROFILE_DIR, ProfileError, available, load_profile
+
+SHIPPED = {"rpi4", "rpi5", "jetson-orin-nano", "pixel-7", "host"}
+
+
+def test_shipped_profiles_load():
+    assert SHIPPED <= set(available())
+    for name in available():
+        p = load_profile(name)
+        assert p.name == name and p.hardware.source
+    assert load_profile("pixel-7").backend == "tflite"
+    assert load_profile("rpi4").backend == "executorch-xnnpack"
+    assert load_profile(PROFILE_DIR / "rpi4.yaml") == load_profile("rpi4")
+
+
+def _write(tmp_path, mutate) -> Path:
+    data = yaml.safe_load((PROFILE_DIR / "rpi4.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate,field,words", [
+    (lambda d: d.update(colour="red"), "colour", "unknown field"),
+    (lambda d: d.update(threads="four"), "threads", "integer"),
+    (lambda d: d["budgets"].update(values=[-1.0], between=None), "budgets.values.0", "greater than 0"),
+    (lambda d: d.update(backend="coreml"), "backend", "executorch-xnnpack"),
+    (lambda d: d["hardware"].pop("cores"), "hardware.cores", "required"),
+    (lambda d: d["budgets"].update(values=[1e6]), "budgets", "exactly one"),
+])
+def test_bad_fields_are_named(tmp_path, mutate, field, words):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ProfileError) as e:
+        load_profile(path)
+    msg = str(e.value)
+    assert str(path) in msg and f"'{field}'" in msg and words in msg
+
+
+def test_bad_yaml_and_unknown_name(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ProfileError, match=f"{path}: not valid YAML"):
+        load_profile(path)
+    with pytest.raises(ProfileError, match="no profile named 'toaster'; available: .*rpi4"):
+        load_profile("toaster")
+
+
+def test_profiles_verb_lists_them():
+    res = CliRunner().invoke(main, ["profiles"])
+    assert res.exit_code == 0, res.output
+    for name in SHIPPED:
+        assert name in res.stdout
