@@ -13,33 +13,17 @@ shape, so costing every (i, j) pair is cheap.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from restnet.anchors.blocks import BlockModel
 from restnet.anchors.stats import ModelStats, count_flops, count_params
 from restnet.stitching import FeatureSpec, StitchLayer, StitchPoint, feature_spec
+from restnet.timing import measure_ms, torch_threads
 
 METRICS = ("params", "flops", "latency")
 UNITS = {"params": "params", "flops": "MACs", "latency": "ms"}
-
-
-@torch.no_grad()
-def measure_ms(module: nn.Module, x: torch.Tensor, runs: int = 15, warmup: int = 3) -> float:
-    """Median wall time of one forward, in ms, with the current torch thread count."""
-    module.eval()
-    for _ in range(warmup):
-        module(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        module(x)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 @dataclass
@@ -69,10 +53,7 @@ def static_part_costs(stats: ModelStats, metric: str) -> PartCosts:
 @torch.no_grad()
 def measured_part_costs(model: BlockModel, input_size: int, runs: int = 15, threads: int | None = None) -> PartCosts:
     """Host latency per part, each timed on its real input (batch 1)."""
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         x = torch.zeros(1, 3, input_size, input_size)
         stem = measure_ms(model.stem, x, runs)
         h = model.stem(x)
@@ -81,8 +62,6 @@ def measured_part_costs(model: BlockModel, input_size: int, runs: int = 15, thre
             blocks.append(measure_ms(blk, h, runs))
             h = blk(h)
         return PartCosts(stem, blocks, measure_ms(model.head, h, runs))
-    finally:
-        torch.set_num_threads(old)
 
 
 @dataclass
@@ -117,13 +96,8 @@ class CostModel:
             elif self.metric == "flops":
                 c = float(count_flops(layer, x).get("", 0))
             else:
-                old = torch.get_num_threads()
-                if self.threads:
-                    torch.set_num_threads(self.threads)
-                try:
+                with torch_threads(self.threads):
                     c = measure_ms(layer, x)
-                finally:
-                    torch.set_num_threads(old)
             self._stitch_cache[key] = c
         return self._stitch_cache[key]
 

@@ -21,7 +21,6 @@ from torch import nn
 
 from restnet._compat import import_timm
 
-
 LAYOUTS = {"cnn": "nchw", "vit": "nlc", "swin": "nhwc"}
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from restnet.progress import bar
 
 from restnet import __version__
 from restnet._compat import import_timm
@@ -24,6 +23,7 @@ from restnet.anchors.blocks import BlockModel, cut
 from restnet.anchors.weights import load_pretrained, load_state, load_weights_file
 from restnet.data import InputSpec, Task
 from restnet.paths import cache_dir
+from restnet.progress import bar
 from restnet.training import checkpoint
 from restnet.training.evaluate import accuracy
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from restnet.progress import bar
 
 from restnet.data import InputSpec, Task, to_model_input
+from restnet.progress import bar
 from restnet.stitching import StitchedModel
 from restnet.training import checkpoint
 
