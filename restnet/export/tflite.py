@@ -1,0 +1,38 @@
+"""TFLite through litert-torch (keeps NCHW input), run by the LiteRT interpreter.
+
+litert-torch converts straight from torch.export (~9 s for lite0 here, no
+TensorFlow in the loop). The onnx -> onnx2tf route (NHWC input, ~60 s) is the
+other converter the design names; it is not wired in yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    import litert_torch
+
+    litert_torch.convert(model, (example,)).export(str(path))
+
+
+def run(path: Path, x: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    runner = it.get_signature_runner()
+    name = next(iter(it.get_signature_list()["serving_default"]["inputs"]))
+    out = runner(**{name: np.ascontiguousarray(x, dtype=np.float32)})
+    return next(iter(out.values()))
+
+
+def _format():
+    from restnet.export import Format
+
+    return Format("tflite", ".tflite", "LiteRT interpreter", export, run)
+
+
+FORMAT = _format()
