@@ -75,6 +75,25 @@ def budget_options(f):
     return f
 
 
+def training_options(f):
+    """Options that define a trained variant: train and evaluate must agree on them."""
+    for o in reversed([
+        click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True,
+                     help="What to train (Algorithm 2 = stitch)."),
+        click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True),
+        click.option("--lr", type=float, default=None, help="Default: the paper's (0.01 CNN pairs, 0.00375 ViT)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None),
+        click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights."),
+    ]):
+        f = o(f)
+    return f
+
+
+def _train_config(r, strategy, epochs, lr, batch_size, no_ls_init):
+    over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
+    return r.train_config(strategy=strategy, epochs=epochs, ls_init=not no_ls_init, **over)
+
+
 def make_runner(opts: dict, console):
     from restnet.pipeline import CKAConfig, Experiment, Runner
     from restnet.training.adapt import AdaptConfig
@@ -199,20 +218,14 @@ def register(main, console, log_console):
     @main.command()
     @experiment_options
     @budget_options
-    @click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True,
-                  help="What to train (Algorithm 2 = stitch).")
-    @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True)
-    @click.option("--lr", type=float, default=None, help="Default: the paper's (0.01 CNN pairs, 0.00375 ViT).")
-    @click.option("--batch-size", type=click.IntRange(min=1), default=None)
-    @click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights.")
+    @training_options
     @friendly_errors
     def train(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, lr, batch_size, no_ls_init,
               **opts):
         """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
         r = make_runner(opts, log_console)
         _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
-        over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
-        cfg = r.train_config(strategy=strategy, epochs=epochs, ls_init=not no_ls_init, **over)
+        cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
         for s in sels:
             res = r.train(s.point, cfg)
             last = res.history[-1] if res.history else {}
@@ -224,15 +237,15 @@ def register(main, console, log_console):
     @main.command()
     @experiment_options
     @budget_options
-    @click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True)
-    @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True)
+    @training_options
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def evaluate(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, as_json, **opts):
+    def evaluate(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, lr, batch_size,
+                 no_ls_init, as_json, **opts):
         """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
         _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
-        cfg = r.train_config(strategy=strategy, epochs=epochs)
+        cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
         rows = [dict(name=r.exp.front, point="anchor", cka=None, **r.evaluate(r.front.model, r.front.spec,
                                                                                     threads=threads))]
         for s in sels:
