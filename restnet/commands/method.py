@@ -16,77 +16,75 @@ from restnet.selection import InfeasibleBudget, budgets_between
 from restnet.training.stitch import STRATEGIES
 
 
-def experiment_options(f):
-    """Options shared by every method verb."""
-    opts = [
-        click.option("--front", default="tf_efficientnet_lite2", show_default=True,
-                     help="Front anchor (first blocks; the large one for Slow-to-Fast)."),
-        click.option("--back", default="tf_efficientnet_lite0", show_default=True,
-                     help="Back anchor (last blocks and head; the small one for Slow-to-Fast)."),
-        click.option("--direction", type=click.Choice(["slow-to-fast", "fast-to-slow"]), default="slow-to-fast",
-                     show_default=True, help="fast-to-slow swaps --front and --back."),
-        click.option("--data", "data_name", default="fashion-mnist", show_default=True,
-                     help="Built-in data set or an ImageFolder directory."),
-        click.option("--resolution", type=click.IntRange(min=16), default=64, show_default=True,
-                     help="Input resolution for both anchors and every variant."),
-        click.option("--train-size", type=click.IntRange(min=1), default=10000, show_default=True),
-        click.option("--val-size", type=click.IntRange(min=1), default=2000, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--adapt", type=click.Choice(["finetune", "probe"]), default="finetune", show_default=True,
-                     help="How ImageNet anchors are adapted to the task."),
-        click.option("--adapt-epochs", type=click.IntRange(min=1), default=1, show_default=True),
-        click.option("--front-weights", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="Checkpoint for the front anchor (timm state dict)."),
-        click.option("--front-classes", type=int, default=None,
-                     help="Classes of --front-weights; equal to the task's = already task-trained."),
-        click.option("--back-weights", type=click.Path(exists=True, dir_okay=False), default=None),
-        click.option("--back-classes", type=int, default=None),
-        click.option("--cka-estimator", type=click.Choice(["hsic", "unbiased"]), default="hsic", show_default=True),
-        click.option("--cka-batch", type=click.IntRange(min=4), default=256, show_default=True),
-        click.option("--cka-repeats", type=click.IntRange(min=1), default=5, show_default=True),
-        click.option("--kernel-size", type=click.IntRange(min=1), default=3, show_default=True,
-                     help="Stitching convolution kernel (odd)."),
-        click.option("--pretrained/--no-pretrained", default=True, show_default=True,
-                     help="Start anchors from ImageNet weights (--no-pretrained: random, for tests)."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+def _stack(*options):
+    """Apply click options in the order they are listed (first = first in --help)."""
+    def decorate(f):
+        for o in reversed(options):
+            f = o(f)
+        return f
+
+    return decorate
 
 
-def budget_options(f):
-    for o in reversed([
-        click.option("--metric", type=click.Choice(METRICS), default="params", show_default=True,
-                     help="Cost metric for budgets (latency = measured on this host)."),
-        click.option("--budget", "budgets", type=float, multiple=True,
-                     help="A budget in the metric's unit (params, MACs or ms); repeatable."),
-        click.option("--budgets-between", type=click.IntRange(min=1), default=3, show_default=True,
-                     help="Without --budget: this many budgets evenly spaced between the anchors' costs."),
-        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Threads for latency measurement."),
-        click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
-                     help="Beyond the paper: only points costing at least BAND x budget (0 = Algorithm 1 as "
-                          "written). Spreads the family when a cheap early point has the highest CKA."),
-        click.option("--rerank", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Beyond the paper: rerank the top-K CKA candidates per budget by the accuracy of their "
-                          "least-squares-initialised stitch (0 = Algorithm 1 as written)."),
-    ]):
-        f = o(f)
-    return f
+experiment_options = _stack(  # shared by every method verb
+    click.option("--front", default="tf_efficientnet_lite2", show_default=True,
+                 help="Front anchor (first blocks; the large one for Slow-to-Fast)."),
+    click.option("--back", default="tf_efficientnet_lite0", show_default=True,
+                 help="Back anchor (last blocks and head; the small one for Slow-to-Fast)."),
+    click.option("--direction", type=click.Choice(["slow-to-fast", "fast-to-slow"]), default="slow-to-fast",
+                 show_default=True, help="fast-to-slow swaps --front and --back."),
+    click.option("--data", "data_name", default="fashion-mnist", show_default=True,
+                 help="Built-in data set or an ImageFolder directory."),
+    click.option("--resolution", type=click.IntRange(min=16), default=64, show_default=True,
+                 help="Input resolution for both anchors and every variant."),
+    click.option("--train-size", type=click.IntRange(min=1), default=10000, show_default=True),
+    click.option("--val-size", type=click.IntRange(min=1), default=2000, show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--adapt", type=click.Choice(["finetune", "probe"]), default="finetune", show_default=True,
+                 help="How ImageNet anchors are adapted to the task."),
+    click.option("--adapt-epochs", type=click.IntRange(min=1), default=1, show_default=True),
+    click.option("--front-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="Checkpoint for the front anchor (timm state dict)."),
+    click.option("--front-classes", type=int, default=None,
+                 help="Classes of --front-weights; equal to the task's = already task-trained."),
+    click.option("--back-weights", type=click.Path(exists=True, dir_okay=False), default=None),
+    click.option("--back-classes", type=int, default=None),
+    click.option("--cka-estimator", type=click.Choice(["hsic", "unbiased"]), default="hsic", show_default=True),
+    click.option("--cka-batch", type=click.IntRange(min=4), default=256, show_default=True),
+    click.option("--cka-repeats", type=click.IntRange(min=1), default=5, show_default=True),
+    click.option("--kernel-size", type=click.IntRange(min=1), default=3, show_default=True,
+                 help="Stitching convolution kernel (odd)."),
+    click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+                 help="Start anchors from ImageNet weights (--no-pretrained: random, for tests)."),
+)
 
 
-def training_options(f):
-    """Options that define a trained variant: train and evaluate must agree on them."""
-    for o in reversed([
-        click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True,
-                     help="What to train (Algorithm 2 = stitch)."),
-        click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True),
-        click.option("--lr", type=float, default=None, help="Default: the paper's (0.01 CNN pairs, 0.00375 ViT)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=None),
-        click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights."),
-    ]):
-        f = o(f)
-    return f
+budget_options = _stack(
+    click.option("--metric", type=click.Choice(METRICS), default="params", show_default=True,
+                 help="Cost metric for budgets (latency = measured on this host)."),
+    click.option("--budget", "budgets", type=float, multiple=True,
+                 help="A budget in the metric's unit (params, MACs or ms); repeatable."),
+    click.option("--budgets-between", type=click.IntRange(min=1), default=3, show_default=True,
+                 help="Without --budget: this many budgets evenly spaced between the anchors' costs."),
+    click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Threads for latency measurement."),
+    click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+                 help="Beyond the paper: only points costing at least BAND x budget (0 = Algorithm 1 as "
+                      "written). Spreads the family when a cheap early point has the highest CKA."),
+    click.option("--rerank", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Beyond the paper: rerank the top-K CKA candidates per budget by the accuracy of their "
+                      "least-squares-initialised stitch (0 = Algorithm 1 as written)."),
+)
+
+
+training_options = _stack(  # they define a trained variant: train and evaluate must agree
+    click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True,
+                 help="What to train (Algorithm 2 = stitch)."),
+    click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True),
+    click.option("--lr", type=float, default=None, help="Default: the paper's (0.01 CNN pairs, 0.00375 ViT)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None),
+    click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights."),
+)
 
 
 def _train_config(r, strategy, epochs, lr, batch_size, no_ls_init):
