@@ -28,7 +28,14 @@ from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
 from restnet.training import checkpoint
 from restnet.training.adapt import AdaptConfig, TaskAnchor, adapt_anchor
 from restnet.training.evaluate import accuracy, host_latency_ms
-from restnet.training.stitch import TrainConfig, TrainResult, least_squares_init, train_stitched, trainable_params
+from restnet.training.stitch import (
+    TrainConfig,
+    TrainResult,
+    least_squares_init,
+    resumable_state,
+    train_stitched,
+    trainable_params,
+)
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,8 @@ class Runner:
         feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=self.task.train.fingerprint(),
                                      res=self.exp.resolution)
         feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.pt"
-        model = self.build(point, ls_init=cfg.ls_init)
+        # A checkpoint overwrites the stitch weights, so least squares would be wasted work.
+        model = self.build(point, ls_init=cfg.ls_init and resumable_state(run_dir, cfg) is None)
         return train_stitched(model, self.task, self.front.spec, cfg, run_dir, feature_cache)
 
     def evaluate(self, model: torch.nn.Module, spec, latency_runs: int = 20, threads: int = 1,

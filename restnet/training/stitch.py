@@ -69,6 +69,15 @@ def _trainable(model: StitchedModel, strategy: str) -> list[nn.Module]:
             "stitch+front": [parts["front"], parts["stitch"]], "whole": [model]}[strategy]
 
 
+def resumable_state(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    """The checkpoint in ``run_dir`` if it was written with this exact config, else None."""
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        return None
+    state = checkpoint.load(ckpt)
+    return state if state["config"] == asdict(cfg) else None
+
+
 def trainable_params(model: StitchedModel, strategy: str = "stitch") -> int:
     """Parameters a strategy trains (the paper's "trainable params" column)."""
     return sum(p.numel() for m in _trainable(model, strategy) for p in m.parameters())
@@ -139,14 +148,13 @@ def train_stitched(model: StitchedModel, task: Task, spec: InputSpec, cfg: Train
 
     ckpt = run_dir / "checkpoint.pt"
     start, history = 0, []
-    if ckpt.is_file():
-        state = checkpoint.load(ckpt)
-        if state["config"] == asdict(cfg):
-            model.load_state_dict(state["model"], strict=False)
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start, history = state["epoch"], state["history"]
+    state = resumable_state(run_dir, cfg)
+    if state is not None:
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start, history = state["epoch"], state["history"]
     if start == 0:
         torch.manual_seed(cfg.seed)
     resumed_from = start
