@@ -49,3 +49,16 @@ def import_timm():
 
 # TensorFlow and friends are chatty; restnet prints its own progress.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def quiet_third_party() -> None:
+    """Silence known-harmless noise so that real warnings stay visible in CLI output:
+    torchao's CPU wheel tries to load its CUDA kernels and logs each failure; torch.export
+    and executorch emit deprecation warnings about their own internals."""
+    import logging
+    import warnings
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*is an Enum subclass and is now natively supported.*")

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from restnet import __version__
+from restnet._compat import quiet_third_party
 
 # Pipes and CI logs get a wide table instead of rich's 80-column default.
 console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
@@ -20,6 +20,7 @@ log_console = Console(stderr=True, width=console.width)
 @click.version_option(__version__, prog_name="restnet")
 def main() -> None:
     """restnet: stitch a large and a small pretrained image model into a family of edge models."""
+    quiet_third_party()
 
 
 @main.command()
@@ -99,15 +100,16 @@ def profiles() -> None:
 
 
 from restnet.commands import method as _method  # noqa: E402
+from restnet.commands import pack as _pack  # noqa: E402
 
 _method.register(main, console, log_console)
+_pack.register(main, console, log_console)
 
 
 def pack_main() -> None:
-    """Entry point of ``restnet-pack`` (the device-package pipeline, not built yet)."""
-    console.print("[red]restnet-pack is not implemented yet[/] (issue: `restnet-pack --profile rpi4`); "
-                  "the stages available today are listed by `restnet --help`.")
-    sys.exit(2)
+    """Entry point of ``restnet-pack``: the same command as ``restnet pack``."""
+    quiet_third_party()
+    _pack.pack_command(console, log_console)(prog_name="restnet-pack")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class CostModel:
     kernel_size: int = 3
     source: str = "computed"  # computed | measured (host) | estimated | predicted (device table)
     threads: int | None = None
+    scale: float = 1.0  # measured-here latency x scale = estimated device latency
     _stitch_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +99,7 @@ class CostModel:
             else:
                 with torch_threads(self.threads):
                     c = measure_ms(layer, x)
-            self._stitch_cache[key] = c
+            self._stitch_cache[key] = c * self.scale
         return self._stitch_cache[key]
 
     def __call__(self, p: StitchPoint) -> float:
@@ -110,9 +111,15 @@ class CostModel:
         return torch.tensor([[self(StitchPoint(i, j)) for j in range(lb)] for i in range(la)], dtype=torch.float64)
 
 
+def _scaled(p: PartCosts, k: float) -> PartCosts:
+    return PartCosts(p.stem * k, [b * k for b in p.blocks], p.head * k)
+
+
 def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_stats: ModelStats,
-                     back_stats: ModelStats, kernel_size: int = 3, threads: int | None = None) -> CostModel:
-    """Static metrics from the stats; latency measured on this host now."""
+                     back_stats: ModelStats, kernel_size: int = 3, threads: int | None = None,
+                     latency_scale: float | None = None) -> CostModel:
+    """Static metrics from the stats; latency measured on this host now (times ``latency_scale``
+    when the device is not this host: an estimate, and the source says so)."""
     fspecs = [feature_spec(front, b.out_shape) for b in front_stats.blocks]
     bspecs = [feature_spec(back, b.out_shape) for b in back_stats.blocks]
     if metric in ("params", "flops"):
@@ -121,6 +128,9 @@ def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_sta
     if metric != "latency":
         raise ValueError(f"cost metric must be one of {METRICS}, got {metric!r}")
     threads = threads or torch.get_num_threads()
-    return CostModel(metric, measured_part_costs(front, front_stats.input_size, threads=threads),
-                     measured_part_costs(back, back_stats.input_size, threads=threads), fspecs, bspecs,
-                     kernel_size, source="measured (host, sum of parts)", threads=threads)
+    k = latency_scale or 1.0
+    source = "measured (host, sum of parts)" if latency_scale is None else \
+        f"estimated (host sum of parts x {k:g})"
+    return CostModel(metric, _scaled(measured_part_costs(front, front_stats.input_size, threads=threads), k),
+                     _scaled(measured_part_costs(back, back_stats.input_size, threads=threads), k), fspecs, bspecs,
+                     kernel_size, source=source, threads=threads, scale=k)

@@ -98,13 +98,32 @@ class Runner:
     def back(self) -> TaskAnchor:
         return self._anchor(self.exp.back, self.exp.back_weights, self.exp.back_classes)
 
+    def _arch(self, name: str):
+        """The anchor's architecture for this task with random weights: what costs and shapes need.
+        Params, FLOPs and latency do not depend on the weights, so budgets can be checked
+        (and refused) before any adaptation runs."""
+        from restnet.anchors.blocks import cut
+        from restnet.training.adapt import timm_for_task
+
+        torch.manual_seed(0)
+        net = timm_for_task(name, self.task.num_classes, self.exp.resolution).eval()
+        return cut(net, name, get_anchor(name).family)
+
+    @cached_property
+    def front_arch(self):
+        return self._arch(self.exp.front)
+
+    @cached_property
+    def back_arch(self):
+        return self._arch(self.exp.back)
+
     @cached_property
     def front_stats(self) -> ModelStats:
-        return describe(self.front.model, self.exp.resolution)
+        return describe(self.front_arch, self.exp.resolution)
 
     @cached_property
     def back_stats(self) -> ModelStats:
-        return describe(self.back.model, self.exp.resolution)
+        return describe(self.back_arch, self.exp.resolution)
 
     # ---- CKA ----
     def cka_key(self) -> str:
@@ -139,12 +158,12 @@ class Runner:
         return torch.tensor(self.cka()["matrix"], dtype=torch.float64)
 
     # ---- cost and selection ----
-    def cost_model(self, metric: str, threads: int | None = None) -> CostModel:
-        """One cost model per (metric, threads) and run: latency is measured once, not per verb step."""
-        key = (metric, threads)
+    def cost_model(self, metric: str, threads: int | None = None, latency_scale: float | None = None) -> CostModel:
+        """One cost model per (metric, threads, scale) and run: latency is measured once, not per verb step."""
+        key = (metric, threads, latency_scale)
         if key not in self._costs:
-            self._costs[key] = build_cost_model(metric, self.front.model, self.back.model, self.front_stats,
-                                                self.back_stats, self.exp.kernel_size, threads)
+            self._costs[key] = build_cost_model(metric, self.front_arch, self.back_arch, self.front_stats,
+                                                self.back_stats, self.exp.kernel_size, threads, latency_scale)
         return self._costs[key]
 
     def anchor_costs(self, cm: CostModel) -> tuple[float, float]:

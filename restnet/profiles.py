@@ -39,6 +39,9 @@ class Budgets(_Strict):
         default=None, description="Absolute budgets in the metric's unit (params, MACs, ms).")
     between: PositiveInt | None = Field(
         default=None, description="Or: this many budgets evenly spaced between the two anchors' costs.")
+    band: float = Field(default=0.0, ge=0, lt=1, description=(
+        "Beyond the paper: a budget only accepts points costing >= band x budget (0 = Algorithm 1 as "
+        "written). Keeps a family from collapsing onto one cheap high-CKA point."))
 
     @model_validator(mode="after")
     def _one_of(self) -> "Budgets":
@@ -47,6 +50,11 @@ class Budgets(_Strict):
         if self.values is not None and not self.values:
             raise ValueError("'values' must list at least one budget")
         return self
+
+
+class LatencyEstimate(_Strict):
+    host_scale: PositiveFloat = Field(description="Device latency = host latency (same runtime) x this factor.")
+    source: str = Field(description="Where the factor comes from.")
 
 
 class Profile(_Strict):
@@ -64,6 +72,9 @@ class Profile(_Strict):
     resolution: int = Field(ge=16, le=1024)
     budgets: Budgets
     latency_table: str | None = Field(default=None, description="A measured latency table (restnet-bench).")
+    is_host: bool = Field(default=False, description="The device is this machine: latency is measured, not estimated.")
+    latency_estimate: LatencyEstimate | None = Field(
+        default=None, description="How to estimate device latency from host measurements until a table exists.")
 
     @property
     def model_ram_mb(self) -> float:

@@ -38,3 +38,15 @@ def measure_ms(module: nn.Module, x: torch.Tensor, runs: int = 15, warmup: int =
         module(x)
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
+
+
+def measure_callable_ms(fn, x, runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of ``fn(x)`` in ms (exported-file runners: numpy in, numpy out)."""
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)

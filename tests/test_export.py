@@ -40,7 +40,7 @@ def test_mismatch_fails_with_the_figure(stitched, tmp_path, monkeypatch):
 
     table = ex.formats()
     ts = table["torchscript"]
-    broken = dataclasses.replace(ts, run=lambda path, x: ts.run(path, x) + 1e-3)
+    broken = dataclasses.replace(ts, load=lambda path, threads=None: (lambda x: ts.load(path)(x) + 1e-3))
     monkeypatch.setattr(ex, "_formats", lambda: {**table, "torchscript": broken})
     with pytest.raises(ExportMismatch, match=r"max \|Δ\| vs eager = 0\.001"):
         export_verified(stitched, torch.randn(1, 3, 64, 64), "torchscript", tmp_path / "m.pt")

@@ -118,12 +118,14 @@ def friendly_errors(f):
     """Known user errors become one clear line, not a traceback."""
     from restnet.anchors import WeightsUnavailable
     from restnet.data import DataUnavailable
+    from restnet.export import ExportMismatch
+    from restnet.profiles import ProfileError
 
     @functools.wraps(f)
     def wrapper(*a, **kw):
         try:
             return f(*a, **kw)
-        except (InfeasibleBudget, WeightsUnavailable, DataUnavailable) as err:
+        except (InfeasibleBudget, WeightsUnavailable, DataUnavailable, ExportMismatch, ProfileError) as err:
             raise click.ClickException(str(err)) from None
 
     return wrapper

@@ -1,6 +1,8 @@
 """ONNX via torch.onnx (dynamo exporter), run by onnxruntime."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +15,26 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
                       dynamo=True, external_data=False)
 
 
-def run(path: Path, x: np.ndarray) -> np.ndarray:
+def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def runtime_version() -> str:
+    return f"onnxruntime {version('onnxruntime')}"
 
 
 def _format():
     from restnet.export import Format
 
-    return Format("onnx", ".onnx", "onnxruntime", export, run)
+    return Format("onnx", ".onnx", "onnxruntime", export, load, runtime_version)
 
 
 FORMAT = _format()

@@ -1,6 +1,8 @@
 """ExecuTorch .pte lowered to XNNPACK: torch.export -> to_edge_transform_and_lower -> serialise."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +26,31 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     path.write_bytes(program.buffer)
 
 
-def run(path: Path, x: np.ndarray) -> np.ndarray:
+def set_threads(threads: int | None) -> None:
+    """XNNPACK's thread pool is process-wide in the Python runtime; resize it when asked."""
+    if threads:
+        from executorch.extension.pybindings import portable_lib
+
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+
+
+def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     from executorch.runtime import Runtime
 
+    set_threads(threads)
     method = Runtime.get().load_program(str(path)).load_method("forward")
-    return method.execute([torch.from_numpy(np.ascontiguousarray(x))])[0].numpy()
+    return lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x))])[0].numpy()
+
+
+def runtime_version() -> str:
+    return f"executorch {version('executorch')} (XNNPACK)"
 
 
 def _format():
     from restnet.export import Format
 
-    return Format("pte", ".pte", "executorch (XNNPACK)", export, run)
+    return Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version)
 
 
 FORMAT = _format()

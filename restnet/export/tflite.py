@@ -6,6 +6,8 @@ other converter the design names; it is not wired in yet.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +21,23 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     litert_torch.convert(model, (example,)).export(str(path))
 
 
-def run(path: Path, x: np.ndarray) -> np.ndarray:
+def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path))
+    it = Interpreter(model_path=str(path), num_threads=threads)
     runner = it.get_signature_runner()
     name = next(iter(it.get_signature_list()["serving_default"]["inputs"]))
-    out = runner(**{name: np.ascontiguousarray(x, dtype=np.float32)})
-    return next(iter(out.values()))
+    return lambda x: next(iter(runner(**{name: np.ascontiguousarray(x, dtype=np.float32)}).values()))
+
+
+def runtime_version() -> str:
+    return f"ai-edge-litert {version('ai-edge-litert')} interpreter"
 
 
 def _format():
     from restnet.export import Format
 
-    return Format("tflite", ".tflite", "LiteRT interpreter", export, run)
+    return Format("tflite", ".tflite", "LiteRT interpreter", export, load, runtime_version)
 
 
 FORMAT = _format()

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from restnet.timing import torch_threads
 
 
 def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -16,18 +19,26 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     traced.save(str(path))
 
 
-def run(path: Path, x: np.ndarray) -> np.ndarray:
+def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = torch.jit.load(str(path), map_location="cpu")
-    with torch.no_grad():
-        return m(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        m = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch_threads(threads), torch.no_grad():
+            return m(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+    return run
+
+
+def runtime_version() -> str:
+    return f"torch.jit {torch.__version__}"
 
 
 def _format():
     from restnet.export import Format
 
-    return Format("torchscript", ".pt", "torch.jit", export, run)
+    return Format("torchscript", ".pt", "torch.jit", export, load, runtime_version)
 
 
 FORMAT = _format()

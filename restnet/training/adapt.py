@@ -58,7 +58,7 @@ class TaskAnchor:
     key: str  # identifies these exact weights in later caches
 
 
-def _timm_for_task(name: str, num_classes: int, img_size: int):
+def timm_for_task(name: str, num_classes: int, img_size: int):
     spec = get_anchor(name)
     kwargs = {"img_size": img_size} if spec.family in ("vit", "swin") else {}
     return import_timm().create_model(spec.arch, pretrained=False, num_classes=num_classes, **kwargs)
@@ -104,7 +104,7 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     path = cache_dir("task-anchors") / f"{name}-{key}.pt"
     if path.is_file():
         saved = checkpoint.load(path)
-        net = _timm_for_task(name, task.num_classes, resolution)
+        net = timm_for_task(name, task.num_classes, resolution)
         load_state(net, saved["state_dict"], f"cached task anchor {path}")
         meta = saved["meta"]
         return TaskAnchor(cut(net.eval(), name, get_anchor(name).family), spec, meta["accuracy"], meta["source"],
@@ -112,11 +112,11 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
 
     t0 = time.perf_counter()
     if weights is not None and num_classes == task.num_classes:
-        net = _timm_for_task(name, task.num_classes, resolution)
+        net = timm_for_task(name, task.num_classes, resolution)
         load_state(net, load_weights_file(Path(weights)), f"{name} from {weights}")
         source = f"file:{Path(weights).name}"
     else:
-        net = _timm_for_task(name, num_classes or 1000, resolution)
+        net = timm_for_task(name, num_classes or 1000, resolution)
         source = load_pretrained(get_anchor(name), net, weights) if pretrained or weights else "random"
         net.reset_classifier(task.num_classes)
         if cfg.method == "probe":

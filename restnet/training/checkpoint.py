@@ -46,3 +46,15 @@ def key_of(**parts: Any) -> str:
 
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    """sha256 (16 hex) of a module's parameters and buffers: the identity of trained weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,154 @@
+"""`restnet-pack` (also `restnet pack`) and `restnet inspect`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+from rich.table import Table
+
+from restnet.commands.method import _stack, experiment_options, friendly_errors, make_runner, training_options
+from restnet.cost import METRICS
+
+pack_options = _stack(
+    click.option("--profile", "profile_name", required=True, metavar="NAME|PATH",
+                 help="Device profile: a name from `restnet profiles` or a path to a .yaml file."),
+    click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Package folder [default: artifacts/<profile>]."),
+    click.option("--format", "extra_formats", multiple=True, metavar="FMT[,FMT]",
+                 help="Extra formats besides the profile backend's: pte, tflite, onnx, torchscript."),
+    click.option("--metric", type=click.Choice(METRICS), default=None,
+                 help="Cost metric [default: the profile's]."),
+    click.option("--budget", "budgets", type=float, multiple=True,
+                 help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
+    click.option("--budgets-between", type=click.IntRange(min=1), default=None,
+                 help="This many budgets evenly spaced between the anchors' costs [default: the profile's]."),
+    click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+                 help="Beyond the paper: only points costing >= BAND x budget [default: the profile's]."),
+    click.option("--threads", type=click.IntRange(min=1), default=None,
+                 help="Threads for host latency [default: the profile's, at most this machine's cores]."),
+    click.option("--anchors/--no-anchors", "include_anchors", default=True, show_default=True,
+                 help="Also ship both anchors as variants (the two ends of the family)."),
+)
+
+
+def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
+    from restnet.export import formats
+
+    table = formats()
+    out = [backend_fmt]
+    for item in extra:
+        for f in (x.strip() for x in item.split(",") if x.strip()):
+            if f not in table:
+                raise click.BadParameter(f"unknown format {f!r}; choose from {', '.join(table)}",
+                                         param_hint="--format")
+            if f not in out:
+                out.append(f)
+    return tuple(out)
+
+
+def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
+                 include_anchors, train_overrides):
+    """Everything resolved and validated before any heavy work."""
+    from restnet.package.build import BACKEND_FORMAT, PackRequest
+    from restnet.profiles import ProfileError, load_profile
+
+    try:
+        prof = load_profile(profile_name)
+    except ProfileError as err:
+        raise click.ClickException(str(err)) from None
+    b = prof.budgets
+    metric = metric or b.metric
+    if budgets:
+        vals = tuple(budgets)
+    elif budgets_between is None and b.values is not None and metric == b.metric:
+        vals = tuple(b.values)
+    else:
+        vals = ()
+    for v in vals:
+        if v <= 0:
+            raise click.BadParameter(f"budgets must be positive, got {v:g}", param_hint="--budget")
+    req = PackRequest(profile=prof, out=out or Path("artifacts") / prof.name,
+                      formats=_formats(BACKEND_FORMAT[prof.backend], extra_formats), metric=metric, budgets=vals,
+                      between=budgets_between or b.between or 3, band=b.band if band is None else band,
+                      threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
+                      train_overrides=train_overrides)
+    try:
+        req.check()
+    except ProfileError as err:
+        raise click.ClickException(str(err)) from None
+    return req
+
+
+def _final_table(console, manifest: dict, path: Path) -> None:
+    from restnet.package.firmware import _fmt_lat
+
+    m = manifest
+    t = Table(title=f"{m['profile']['name']} package: {len(m['variants'])} variants "
+                    f"({m['profile']['metric']} budgets; anchors {m['anchors']['front']['name']} "
+                    f"{m['anchors']['front']['accuracy']:.2%}, {m['anchors']['back']['name']} "
+                    f"{m['anchors']['back']['accuracy']:.2%})")
+    for c in ("id", "kind", "CKA", "params", "MACs", "top-1", "latency", "RAM est.", "files"):
+        t.add_column(c, justify="left" if c in ("id", "kind", "files", "latency") else "right")
+    for v in m["variants"]:
+        t.add_row(v["id"], v["kind"], "" if v.get("cka") is None else f"{v['cka']:.3f}",
+                  f"{v['params'] / 1e6:.2f} M", f"{v['flops'] / 1e6:.0f} M", f"{v['accuracy']:.2%}", _fmt_lat(v),
+                  f"{v['peak_ram_mb']:.0f} MB", ", ".join(f"{f['format']} {f['size'] / 2**20:.1f} MB"
+                                                           for f in v["files"]))
+    console.print(t)
+
+
+def pack_command(console, log_console):
+    @click.command(name="pack", context_settings={"help_option_names": ["-h", "--help"]})
+    @pack_options
+    @experiment_options
+    @training_options
+    @friendly_errors
+    def pack(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads, include_anchors,
+             strategy, epochs, lr, batch_size, no_ls_init, **opts):
+        """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
+
+        Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
+        over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
+        over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
+        req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
+                           include_anchors, over)
+        ctx = click.get_current_context()
+        if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
+            opts["resolution"] = req.profile.resolution
+        runner = make_runner(opts, log_console)
+        from restnet.package.build import pack as run_pack
+
+        path, manifest = run_pack(runner, req, log=lambda m: log_console.print(f"[cyan]{m}[/]"))
+        _final_table(console, manifest, path)
+        console.print(f"package: {path.resolve()}")
+
+    return pack
+
+
+def register(main, console, log_console):
+    main.add_command(pack_command(console, log_console))
+
+    @main.command()
+    @click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    def inspect(package: Path) -> None:
+        """Print a package's manifest as a table and verify every file's sha256 (exit 1 on any mismatch)."""
+        from toolkit.package import PackageError, check_files, read_manifest
+
+        try:
+            root, m = read_manifest(package)
+        except PackageError as err:
+            raise click.ClickException(str(err)) from None
+        _final_table(console, m, root)
+        checks = check_files(root, m)
+        t = Table(title=f"files (schema {m['schema_version']}, restnet {m['restnet_version']}, {m['created']})")
+        for c in ("variant", "format", "path", "check"):
+            t.add_column(c)
+        for c in checks:
+            t.add_row(c.variant, c.format, c.path, "[green]ok[/]" if c.ok else f"[red]{c.detail}[/]")
+        console.print(t)
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            raise click.ClickException(f"{len(bad)} of {len(checks)} files failed verification")
+        console.print(f"all {len(checks)} files verified (sha256 and size match the manifest)")

@@ -1,0 +1,59 @@
+"""Verified exports, cached by the exact weights they were made from.
+
+Exporting and checking a file against eager on the whole validation split
+costs tens of seconds per variant and format; the result only depends on the
+weights, the format, the input shape, the check data and the tool versions,
+so it is stored under that key and a warm pack copies it instead.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from restnet import __version__
+from restnet.export import export_verified, get_format, sha256_of
+from restnet.paths import cache_dir
+from restnet.timing import measure_callable_ms
+from restnet.training import checkpoint
+
+LATENCY_RUNS = 30
+
+
+def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint: str, threads: int) -> str:
+    tools = {p: version(p) for p in ("torch", "executorch", "litert-torch", "onnx", "onnxruntime", "ai-edge-litert")}
+    return checkpoint.key_of(weights=weights, fmt=fmt, shape=list(shape), check=check_fingerprint,
+                             threads=threads, tools=tools, v=__version__)
+
+
+def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Iterable[torch.Tensor],
+                  check_fingerprint: str, threads: int, dest: Path, weights: str | None = None) -> dict:
+    """Write ``dest`` (a verified export of ``model``) and return its record:
+    size, sha256, max |Δ|, top-1 agreement with eager, host latency of the file."""
+    f = get_format(fmt)
+    weights = weights or checkpoint.state_digest(model)
+    key = export_key(weights, fmt, tuple(example.shape), check_fingerprint, threads)
+    slot = cache_dir("exports", key)
+    cached, meta = slot / f"model{f.suffix}", slot / "record.json"
+    if meta.is_file() and cached.is_file():
+        record = json.loads(meta.read_text())
+        if sha256_of(cached) == record["sha256"]:
+            shutil.copyfile(cached, dest)
+            return record
+    tmp = slot / f".model.tmp{f.suffix}"
+    out = export_verified(model, example, fmt, tmp, checks, threads=threads)
+    run = f.load(tmp, threads)
+    ms = measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS)
+    record = {"format": fmt, "size": out.size, "sha256": out.sha256, "max_abs_diff": out.max_abs_diff,
+              "top1_agreement": out.top1_agreement, "checked": out.checked,
+              "gate_max_abs_diff": out.gate_max_abs_diff, "runtime": f.runtime_version(),
+              "input_layout": f.input_layout, "host_ms": ms, "threads": threads}
+    tmp.replace(cached)
+    checkpoint.atomic_write_json(record, meta)
+    shutil.copyfile(cached, dest)
+    return record

@@ -1,0 +1,73 @@
+"""The package's README.md: what a firmware team needs, generated from the manifest."""
+from __future__ import annotations
+
+LOADERS = {
+    "pte": """**ExecuTorch (`.pte`, XNNPACK delegate).** C++: `executorch::extension::Module m("variants/ID.pte");
+m.forward(input_tensor)` with the XNNPACK backend linked in. Python, without torch:
+`executorch-numpy-runtime` or the toolkit (`toolkit.Package(path).run(image)`).""",
+    "tflite": """**LiteRT / TFLite (`.tflite`).** C++: `tflite::FlatBufferModel::BuildFromFile`, then an
+`InterpreterBuilder` with `num_threads`; Python: `ai_edge_litert.interpreter.Interpreter(model_path=...,
+num_threads=N)` and its signature runner (`serving_default`). Input layout per file: see `input_layout`.""",
+    "onnx": """**ONNX (`.onnx`).** `onnxruntime.InferenceSession(path)`; one input, one output (`logits`).""",
+    "torchscript": """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python.""",
+}
+
+
+def _fmt_lat(v: dict) -> str:
+    parts = [f"{x['ms']:.2f} ms {x['source']} ({x['where']}, {x['threads']} thr)" for x in v["latency"]]
+    return "; ".join(parts)
+
+
+def readme(m: dict) -> str:
+    inp, prof = m["input"], m["profile"]
+    formats = sorted({f["format"] for v in m["variants"] for f in v["files"]})
+    rows = "\n".join(
+        f"| `{v['id']}` | {v['kind']} | {v['accuracy']:.2%} | {v['params'] / 1e6:.2f} M | {v['flops'] / 1e6:.0f} M "
+        f"| {_fmt_lat(v)} | {v['peak_ram_mb']:.0f} MB | " + ", ".join(f"`{f['path']}`" for f in v["files"]) + " |"
+        for v in m["variants"])
+    mean = ", ".join(f"{x:g}" for x in inp["mean"])
+    std = ", ".join(f"{x:g}" for x in inp["std"])
+    h, w = inp["resize"]["size"]
+    return f"""# restnet package: {prof['name']}
+
+{prof['description']}. Made by restnet {m['restnet_version']} on {m['created']};
+manifest schema {m['schema_version']} (`manifest.schema.json`, documented in restnet's
+`docs/package-format.md`). Task: {m['task']['dataset']}, {m['task']['num_classes']} classes (`labels.txt`,
+line k = output k).
+
+## Variants (sorted by cost, cheapest first)
+
+Every file was run by its own runtime on this package's {m['task']['val_size']} validation images and compared
+with eager PyTorch: max |logit Δ| ≤ 1e-4 on the first 16 (the fp32 gate), top-1 agreement ≥ 99.9 % on all;
+the manifest gives both figures per file (`gate_max_abs_diff`, `max_abs_diff` over the whole split,
+`top1_agreement`). Latency source:
+**{m['latency_source']}**{' (estimated figures are host measurements scaled by a documented factor: measure on the device with `restnet-bench`)' if m['latency_source'] == 'estimated' else ''}.
+
+| id | kind | top-1 | params | MACs | latency | peak RAM (est.) | files |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+## Input: preprocessing the device must reproduce
+
+1. Decode to RGB, uint8 (a one-channel image: {inp['resize']['grayscale']}).
+2. Resize to {h}×{w} ({inp['resize']['interpolation']}, antialias when shrinking; no crop).
+3. Multiply by {inp['scale']:.6g} (0..255 → 0..1), subtract mean ({mean}), divide by std ({std}) per channel.
+4. Lay out as {inp['layout']} float32, shape {inp['shape']} (a file may say `input_layout: NHWC`: transpose).
+
+Output: {m['output']['shape']} {m['output']['kind']} ({m['output']['note']}).
+
+## Loading
+
+{chr(10).join(LOADERS[f] + chr(10) for f in formats)}
+## Switching variants on the device
+
+All variants share the input and output above, so switching is swapping which loaded program is called.
+Pick the most accurate variant whose latency (device-measured if you have it, else the manifest's figure)
+and peak RAM fit the moment's budget; keep already-loaded variants resident if RAM allows. Python reference:
+`toolkit` in the restnet repository (`Switcher(package).set_budget(latency_ms=...)`).
+
+## Integrity
+
+Check each file's `sha256` and `size` against `manifest.json` before loading, and refuse any `path` that is
+absolute or contains `..`. `restnet inspect <package>` does both.
+"""

@@ -1,0 +1,174 @@
+"""The package manifest: the contract between restnet and firmware teams.
+
+One pydantic model is the single source of truth: the JSON Schema shipped in
+every package (``manifest.schema.json``) and the copy the torch-free toolkit
+validates against (``toolkit/manifest.schema.json``) are both generated from
+it, and a test keeps the committed copy identical. Change a field and the
+schema changes with it; bump ``SCHEMA_VERSION`` (major for anything a reader
+could trip on, minor for added optional fields) and say so in
+``docs/package-format.md``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
+                    "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
+                    "activations not")
+RAM_METHOD = ("estimate: size of the weights file + 2 x the largest activation tensor (float32, batch 1) "
+              "+ 8 MB runtime overhead; restnet-bench measures the real peak RSS on the device")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileInfo(_Model):
+    name: str
+    description: str
+    backend: Literal["executorch-xnnpack", "tflite"]
+    threads: int = Field(ge=1)
+    dtype: Literal["fp32", "int8"]
+    metric: Literal["params", "flops", "latency"]
+    unit: str = Field(description="Unit of budgets and variant costs: params, MACs or ms.")
+    budgets: list[float]
+    band: float = Field(ge=0, lt=1, description="Selection band (0 = Algorithm 1 as written).")
+    ram_budget_mb: float
+    storage_mb: float
+    compute_gmacs: float | None = None
+    latency_target_ms: float | None = None
+
+
+class AnchorInfo(_Model):
+    name: str = Field(description="timm model name.")
+    weights: str = Field(description="Where the weights came from and how they were adapted to the task.")
+    accuracy: float = Field(ge=0, le=1, description="Top-1 on the package's validation split.")
+    params: int
+    flops: int
+    blocks: int
+
+
+class TaskInfo(_Model):
+    dataset: str
+    num_classes: int = Field(ge=2)
+    classes: list[str]
+    labels_file: str = Field(description="One class name per line, line k = logit k.")
+    val_size: int = Field(description="Validation images behind every accuracy figure.")
+
+
+class Resize(_Model):
+    size: list[int] = Field(description="[height, width] the image is resized to.")
+    interpolation: Literal["bilinear", "bicubic", "nearest"]
+    antialias: bool = Field(description="Antialias when downscaling.")
+    grayscale: str = Field(description="How a one-channel image becomes three channels.")
+
+
+class InputInfo(_Model):
+    shape: list[int] = Field(description="Input tensor shape, batch first.")
+    layout: Literal["NCHW", "NHWC"]
+    dtype: Literal["float32"]
+    color: Literal["RGB"]
+    scale: float = Field(description="Pixels are multiplied by this first (uint8 -> [0, 1]).")
+    mean: list[float] = Field(description="Per channel, subtracted after scaling.")
+    std: list[float] = Field(description="Per channel, divided by after subtracting the mean.")
+    resize: Resize
+
+
+class OutputInfo(_Model):
+    shape: list[int]
+    kind: Literal["logits"] = "logits"
+    note: str = "unnormalised class scores; apply softmax for probabilities"
+
+
+class FileEntry(_Model):
+    format: Literal["pte", "tflite", "onnx", "torchscript"]
+    path: str = Field(description="Relative to the package root; never absolute, never '..'.")
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    runtime: str = Field(description="What runs the file and the version it was verified with.")
+    input_layout: Literal["NCHW", "NHWC"]
+    max_abs_diff: float = Field(description="Max |logit difference| vs eager torch over the validation split.")
+    gate_max_abs_diff: float = Field(le=1e-4, description=(
+        "Max |logit difference| on the first 16 validation images: the fp32 export gate (<= 1e-4)."))
+    top1_agreement: float = Field(ge=0, le=1, description="Share of validation images with the same top-1 as eager.")
+    dtype: Literal["fp32", "int8"] = "fp32"
+
+
+class Latency(_Model):
+    ms: float
+    source: Literal["measured", "estimated", "predicted"]
+    where: str = Field(description="'host' or the device profile name.")
+    threads: int
+    runtime: str
+    method: str
+
+
+class StitchInfo(_Model):
+    type: str = Field(description="Stitching layer kind, e.g. cnn->cnn conv3x3.")
+    kernel_size: int
+    in_shape: list[int]
+    out_shape: list[int]
+    params: int
+
+
+class PartInfo(_Model):
+    anchor: str
+    blocks: list[int] = Field(description="[first, last] block indices kept (0-based, inclusive).")
+
+
+class Fits(_Model):
+    ram: bool
+    compute: bool | None = None
+    latency: bool | None = None
+
+
+class Variant(_Model):
+    id: str = Field(description="Self-describing and unique: <profile>_<metric>@<cost>_top1@<accuracy>.")
+    kind: Literal["stitched", "anchor"]
+    front: PartInfo
+    back: PartInfo | None = None
+    stitch: StitchInfo | None = None
+    cka: float | None = None
+    cost: float = Field(description="In the profile's metric and unit.")
+    params: int
+    flops: int
+    trainable_params: int
+    accuracy: float = Field(ge=0, le=1)
+    latency: list[Latency] = Field(description="Host-measured first, then the device figure.")
+    peak_ram_mb: float
+    fits: Fits
+    files: list[FileEntry]
+    input: InputInfo | None = Field(default=None, description="Set only when it differs from the package input.")
+
+
+class Manifest(_Model):
+    schema_version: str = Field(pattern=r"^\d+\.\d+$")
+    created: str = Field(description="UTC, ISO 8601.")
+    restnet_version: str
+    profile: ProfileInfo
+    task: TaskInfo
+    anchors: dict[str, AnchorInfo] = Field(description="'front' and 'back'.")
+    input: InputInfo
+    output: OutputInfo
+    flops_convention: str = FLOPS_CONVENTION
+    peak_ram_method: str = RAM_METHOD
+    latency_source: Literal["measured", "estimated", "predicted", "unavailable"] = Field(
+        description="Where the device latencies come from (also on each figure); 'unavailable': only the "
+                    "host figure is given until restnet-bench measures the device.")
+    variants: list[Variant] = Field(description="Sorted by cost, cheapest first.")
+
+
+def json_schema() -> dict:
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://restnet.dev/schemas/manifest-{SCHEMA_VERSION}.json"
+    schema["title"] = f"restnet package manifest {SCHEMA_VERSION}"
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
