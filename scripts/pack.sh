@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the main job.
-#
-# `restnet-pack --profile rpi4` (device profiles, export, packages) does not
-# exist yet (see README, "Status"). Until it does, this runs the furthest
-# stage that works end to end: the ReStNet method on the default pair with
-# real weights and real data (adapt both anchors to Fashion-MNIST, CKA,
-# Algorithm 1 for three budgets between the anchors, Algorithm 2 training,
-# evaluation table). Every stage is cached: a second run takes seconds.
+# Set up (idempotent) and run the main job: a device package for the
+# Raspberry Pi 4 profile from real pretrained weights and real data
+# (adapt both anchors to Fashion-MNIST, CKA, Algorithm 1, Algorithm 2,
+# evaluation, verified .pte export, manifest) in artifacts/rpi4/.
+# Extra arguments go to restnet-pack (e.g. --profile pixel-7, --format onnx).
+# Every stage is cached: a second run takes seconds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-.venv/bin/restnet anchors
-.venv/bin/restnet evaluate "$@"
+if [ $# -eq 0 ]; then set -- --profile rpi4; fi
+exec .venv/bin/restnet-pack "$@"

@@ -40,12 +40,12 @@ def test_mismatch_fails_with_the_figure(stitched, tmp_path, monkeypatch):
 
     table = ex.formats()
     ts = table["torchscript"]
-    broken = dataclasses.replace(ts, load=lambda path, threads=None: (lambda x: ts.load(path)(x) + 1e-3))
+    broken = dataclasses.replace(ts, load=lambda path, threads=None: (lambda x: ts.load(path)(x) + 1e-2))
     monkeypatch.setattr(ex, "_formats", lambda: {**table, "torchscript": broken})
-    with pytest.raises(ExportMismatch, match=r"max \|Δ\| vs eager = 0\.001"):
+    with pytest.raises(ExportMismatch, match=r"max \|Δ\| vs eager = 0\.01 > "):
         export_verified(stitched, torch.randn(1, 3, 64, 64), "torchscript", tmp_path / "m.pt")
 
 
 def test_unknown_format(stitched, tmp_path):
-    with pytest.raises(ValueError, match="choose from pte, tflite, onnx, torchscript"):
+    with pytest.raises(ValueError, match="choose from pte, tflite, tflite-onnx2tf, onnx, torchscript"):
         export_verified(stitched, torch.randn(1, 3, 64, 64), "coreml", tmp_path / "m")

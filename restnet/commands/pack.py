@@ -17,7 +17,10 @@ pack_options = _stack(
     click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Package folder [default: artifacts/<profile>]."),
     click.option("--format", "extra_formats", multiple=True, metavar="FMT[,FMT]",
-                 help="Extra formats besides the profile backend's: pte, tflite, onnx, torchscript."),
+                 help="Extra formats besides the profile backend's: pte, tflite, tflite-onnx2tf, onnx, torchscript."),
+    click.option("--tflite-converter", type=click.Choice(["litert-torch", "onnx2tf"]), default="litert-torch",
+                 show_default=True, help="Converter for tflite profiles (litert-torch: faster here, NCHW input; "
+                                         "onnx2tf: via ONNX and TensorFlow, NHWC input)."),
     click.option("--metric", type=click.Choice(METRICS), default=None,
                  help="Cost metric [default: the profile's]."),
     click.option("--budget", "budgets", type=float, multiple=True,
@@ -49,7 +52,7 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                 include_anchors, train_overrides):
+                 include_anchors, train_overrides, tflite_converter="litert-torch"):
     """Everything resolved and validated before any heavy work."""
     from restnet.package.build import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
@@ -59,6 +62,9 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
     except ProfileError as err:
         raise click.ClickException(str(err)) from None
     b = prof.budgets
+    backend_fmt = BACKEND_FORMAT[prof.backend]
+    if backend_fmt == "tflite" and tflite_converter == "onnx2tf":
+        backend_fmt = "tflite-onnx2tf"
     metric = metric or b.metric
     if budgets:
         vals = tuple(budgets)
@@ -70,7 +76,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
         if v <= 0:
             raise click.BadParameter(f"budgets must be positive, got {v:g}", param_hint="--budget")
     req = PackRequest(profile=prof, out=out or Path("artifacts") / prof.name,
-                      formats=_formats(BACKEND_FORMAT[prof.backend], extra_formats), metric=metric, budgets=vals,
+                      formats=_formats(backend_fmt, extra_formats), metric=metric, budgets=vals,
                       between=budgets_between or b.between or 3, band=b.band if band is None else band,
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
                       train_overrides=train_overrides)
@@ -105,15 +111,15 @@ def pack_command(console, log_console):
     @experiment_options
     @training_options
     @friendly_errors
-    def pack(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads, include_anchors,
-             strategy, epochs, lr, batch_size, no_ls_init, **opts):
+    def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, band, threads,
+             include_anchors, strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                           include_anchors, over)
+                           include_anchors, over, tflite_converter)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

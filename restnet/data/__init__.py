@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from restnet.data import fashion_mnist, image_folder
 from restnet.data.fashion_mnist import DataUnavailable
-from restnet.data.transforms import InputSpec, load_image, to_model_input
+from restnet.data.transforms import PREPROCESS_VERSION, InputSpec, load_image, to_model_input
 
 __all__ = ["DataUnavailable", "InputSpec", "Split", "Task", "load_task", "to_model_input"]
 
@@ -54,7 +54,7 @@ class Split(Dataset):
 
     def fingerprint(self) -> str:
         """A hash of exactly which samples these are (keys caches)."""
-        h = hashlib.sha256(self.labels.tobytes())
+        h = hashlib.sha256(PREPROCESS_VERSION.encode() + self.labels.tobytes())
         if isinstance(self.images, list):
             h.update("\n".join(map(str, self.images)).encode())
         else:

@@ -1,5 +1,8 @@
 """Turning stored images into a model's input, in batches.
 
+PREPROCESS_VERSION names the exact recipe; it is part of every data
+fingerprint, so changing the recipe invalidates every cache built on it.
+
 Samples stay uint8 until a whole batch is collated; resizing then runs once
 per batch (torch ``interpolate``), which is what keeps Fashion-MNIST at
 224 px cheap on a 2-core CPU. Grayscale becomes three equal channels, then the
@@ -16,6 +19,7 @@ from PIL import Image
 
 from restnet.anchors.registry import Preprocess
 
+PREPROCESS_VERSION = "aa-resize-1"
 _MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
 _PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
@@ -51,10 +55,11 @@ def to_model_input(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
         x = x.expand(-1, 3, -1, -1)
     if x.shape[-2:] != (spec.resolution, spec.resolution):
         mode = _MODES[spec.interpolation]
-        down = x.shape[-1] > spec.resolution
+        # antialias=True also when enlarging: torch's antialiased kernels are Pillow's, so a device
+        # reproduces these inputs exactly with Pillow's float resize (toolkit/preprocess.py).
         x = F.interpolate(x, size=(spec.resolution, spec.resolution), mode=mode,
                           align_corners=False if mode != "nearest" else None,
-                          antialias=down and mode != "nearest")
+                          antialias=mode != "nearest")
         x = x.clamp_(0.0, 1.0)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)

@@ -39,9 +39,9 @@ class Format:
 
 
 def _formats() -> dict[str, Format]:
-    from restnet.export import onnx_format, pte, tflite, torchscript
+    from restnet.export import onnx_format, pte, tflite, tflite_onnx2tf, torchscript
 
-    table = [pte.FORMAT, tflite.FORMAT, onnx_format.FORMAT, torchscript.FORMAT]
+    table = [pte.FORMAT, tflite.FORMAT, tflite_onnx2tf.FORMAT, onnx_format.FORMAT, torchscript.FORMAT]
     return {f.name: f for f in table}
 
 
@@ -69,10 +69,13 @@ class Exported:
     max_abs_diff: float  # over every checked input
     top1_agreement: float = 1.0
     checked: int = 0  # inputs compared with eager
-    gate_max_abs_diff: float = 0.0  # over the first GATE_SIZE inputs: the <= TOLERANCE gate
+    max_abs_logit: float = 0.0  # the scale the tolerance is relative to
+
+    @property
+    def scaled_diff(self) -> float:
+        return self.max_abs_diff / max(1.0, self.max_abs_logit)
 
 
-GATE_SIZE = 16
 AGREEMENT_FLOOR = 0.999
 
 
@@ -86,16 +89,17 @@ def sha256_of(path: Path) -> str:
 
 @torch.no_grad()
 def compare_with_eager(model: nn.Module, run: Runner, batches: Iterable[torch.Tensor],
-                       batch: int) -> tuple[np.ndarray, float]:
-    """(per-input max |Δ| on logits, top-1 agreement): the file run ``batch`` inputs at a time."""
-    diffs, same = [], 0
+                       batch: int) -> tuple[float, float, float, int]:
+    """(max |Δ| on logits, max |eager logit|, top-1 agreement, inputs seen): the file run ``batch`` at a time."""
+    worst, scale, same, n = 0.0, 0.0, 0, 0
     for x in batches:
         want = model(x).numpy()
         got = np.concatenate([run(x[k:k + batch].numpy()) for k in range(0, len(x), batch)])
-        diffs.append(np.abs(got - want).reshape(len(x), -1).max(1))
+        worst = max(worst, float(np.abs(got - want).max()))
+        scale = max(scale, float(np.abs(want).max()))
         same += int((got.argmax(-1) == want.argmax(-1)).sum())
-    d = np.concatenate(diffs) if diffs else np.zeros(0)
-    return d, same / max(len(d), 1)
+        n += len(x)
+    return worst, scale, same / max(n, 1), n
 
 
 def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Path,
@@ -105,24 +109,25 @@ def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Pat
     """Export ``model`` to ``path`` in ``fmt`` and prove the file computes what eager does.
 
     ``check_inputs`` is one tensor or an iterable of batches (e.g. the whole
-    validation split); by default the example alone. Two gates, both must pass:
-    max |Δ| <= ``tolerance`` on the first GATE_SIZE inputs (the fp32 contract),
-    and top-1 agreement >= ``agreement_floor`` over all of them. Why not 1e-4
-    over a whole real split: measured on the task-trained lite0 (logits up to
-    ~15), XNNPACK's reordered fp32 sums differ from eager by up to ~3e-4 on 1 %
-    of images, while eager fp32 is itself 4e-5 from a float64 reference; the
-    full-split figure is reported, not hidden."""
+    validation split); by default the example alone. Two gates, both must pass
+    over every check input: max |Δ| <= ``tolerance`` x max(1, max |logit|), and
+    top-1 agreement >= ``agreement_floor``. Why relative to the logit scale
+    (for logits within ±1 it is the plain 1e-4): fp32 results depend on the
+    order of summation. Measured on task-trained lite0/lite2 and real
+    Fashion-MNIST images (logits up to ~15), XNNPACK differs from eager by up
+    to 3e-4 on ~1 % of images while eager fp32 is itself 4e-5 away from a
+    float64 reference; an absolute 1e-4 would fail correct files at random."""
     f = get_format(fmt)
     model = model.eval()
     f.export(model, example, path)
     checks = [example] if check_inputs is None else (
         [check_inputs] if isinstance(check_inputs, torch.Tensor) else check_inputs)
-    d, agree = compare_with_eager(model, f.load(path, threads), checks, example.shape[0])
-    gate = float(d[:GATE_SIZE].max())
-    if not gate <= tolerance:
-        raise ExportMismatch(f"{fmt} export {path.name}: max |Δ| vs eager = {gate:.3g} > {tolerance:g} "
-                             f"on the first {min(GATE_SIZE, len(d))} check inputs")
+    diff, scale, agree, n = compare_with_eager(model, f.load(path, threads), checks, example.shape[0])
+    allowed = tolerance * max(1.0, scale)
+    if not diff <= allowed:
+        raise ExportMismatch(f"{fmt} export {path.name}: max |Δ| vs eager = {diff:.3g} > {allowed:.3g} "
+                             f"({tolerance:g} x max(1, max |logit| = {scale:.3g})) over {n} inputs")
     if agree < agreement_floor:
         raise ExportMismatch(f"{fmt} export {path.name}: top-1 agrees with eager on only {agree:.2%} of "
-                             f"{len(d)} inputs (< {agreement_floor:.1%}); max |Δ| {float(d.max()):.3g}")
-    return Exported(fmt, path, path.stat().st_size, sha256_of(path), float(d.max()), agree, len(d), gate)
+                             f"{n} inputs (< {agreement_floor:.1%}); max |Δ| {diff:.3g}")
+    return Exported(fmt, path, path.stat().st_size, sha256_of(path), diff, agree, n, scale)

@@ -279,7 +279,7 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
              "trainable_params": b.trainable, "accuracy": b.accuracy, "latency": lat, "peak_ram_mb": round(peak, 2),
              "fits": fits,
              "files": [{k: f[k] for k in ("format", "path", "size", "sha256", "runtime", "input_layout",
-                                          "max_abs_diff", "gate_max_abs_diff", "top1_agreement")} | {"dtype": "fp32"} for f in b.files]}
+                                          "max_abs_diff", "max_abs_logit", "scaled_diff", "top1_agreement")} | {"dtype": "fp32"} for f in b.files]}
         if b.kind == "stitched":
             s, m = b.selection, b.model
             v.update(front={"anchor": exp.front, "blocks": [0, s.point.i]},

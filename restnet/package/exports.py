@@ -51,7 +51,7 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     ms = measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS)
     record = {"format": fmt, "size": out.size, "sha256": out.sha256, "max_abs_diff": out.max_abs_diff,
               "top1_agreement": out.top1_agreement, "checked": out.checked,
-              "gate_max_abs_diff": out.gate_max_abs_diff, "runtime": f.runtime_version(),
+              "max_abs_logit": out.max_abs_logit, "scaled_diff": out.scaled_diff, "runtime": f.runtime_version(),
               "input_layout": f.input_layout, "host_ms": ms, "threads": threads}
     tmp.replace(cached)
     checkpoint.atomic_write_json(record, meta)

@@ -85,15 +85,16 @@ class OutputInfo(_Model):
 
 
 class FileEntry(_Model):
-    format: Literal["pte", "tflite", "onnx", "torchscript"]
+    format: Literal["pte", "tflite", "tflite-onnx2tf", "onnx", "torchscript"]
     path: str = Field(description="Relative to the package root; never absolute, never '..'.")
     size: int = Field(ge=0)
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
     runtime: str = Field(description="What runs the file and the version it was verified with.")
     input_layout: Literal["NCHW", "NHWC"]
     max_abs_diff: float = Field(description="Max |logit difference| vs eager torch over the validation split.")
-    gate_max_abs_diff: float = Field(le=1e-4, description=(
-        "Max |logit difference| on the first 16 validation images: the fp32 export gate (<= 1e-4)."))
+    max_abs_logit: float = Field(description="Max |eager logit| over the same inputs.")
+    scaled_diff: float = Field(le=1e-4, description=(
+        "max_abs_diff / max(1, max_abs_logit): the fp32 export gate (<= 1e-4)."))
     top1_agreement: float = Field(ge=0, le=1, description="Share of validation images with the same top-1 as eager.")
     dtype: Literal["fp32", "int8"] = "fp32"
 

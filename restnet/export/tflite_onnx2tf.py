@@ -1,0 +1,53 @@
+"""TFLite through the other converter the design names: ONNX -> onnx2tf (TensorFlow) -> .tflite.
+
+The file takes NHWC input (onnx2tf transposes the whole graph), so the
+manifest marks ``input_layout: NHWC``; ``load`` accepts NCHW like every other
+runner and transposes, so verification compares the same inputs as eager.
+Measured against litert-torch in benchmarks/tflite_converters.py; litert-torch
+is the default `tflite` format (see README, "Export").
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from restnet.export import onnx_format, tflite
+
+
+def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    import onnx2tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        onnx_format.export(model, example, onnx_path)
+        out = Path(tmp) / "tf"
+        # onnx2tf prints a per-op log to stdout; keep it out of restnet's output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), non_verbose=True,
+                            copy_onnx_input_output_names_to_tflite=True)
+        produced = out / "model_float32.tflite"
+        if not produced.is_file():
+            raise RuntimeError(f"onnx2tf wrote no float32 model in {out} (files: {sorted(p.name for p in out.iterdir())})")
+        path.write_bytes(produced.read_bytes())
+
+
+def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    run = tflite.load(path, threads)
+    return lambda x: run(np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))))
+
+
+def _format():
+    from restnet.export import Format
+
+    return Format("tflite-onnx2tf", ".onnx2tf.tflite", "LiteRT interpreter (onnx2tf, NHWC input)", export, load,
+                  tflite.runtime_version, input_layout="NHWC")
+
+
+FORMAT = _format()

@@ -1,0 +1,214 @@
+"""restnet-pack and restnet inspect: bad requests stop early, packages verify, writes are atomic."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from restnet.cli import main
+from restnet.package import manifest as mf
+from restnet.package.writer import staged_dir
+from toolkit.package import PackageError, check_files, open_verified, read_manifest, safe_path
+
+TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--cka-batch", "16",
+        "--cka-repeats", "2", "--resolution", "32", "--epochs", "1"]
+GOOD = Path(__file__).resolve().parents[1] / "device_profiles" / "rpi4.yaml"
+
+
+def _pack(args, expect=0):
+    res = CliRunner().invoke(main, ["pack", *args], catch_exceptions=False)
+    assert res.exit_code == expect, res.output
+    return res.output
+
+
+def _profile(tmp_path, text: str) -> str:
+    p = tmp_path / "dev.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def _edit(field: str, new: str) -> str:
+    return "\n".join(new if line.startswith(field) else line for line in GOOD.read_text().splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("name: [unclosed\n", "not valid YAML"),
+    (GOOD.read_text() + "gpu: true\n", "field 'gpu': unknown field"),
+    (_edit("threads:", "threads: four"), "field 'threads'"),
+    (_edit("compute_gflops:", "compute_gflops: -1"), "field 'compute_gflops'"),
+    (GOOD.read_text().replace("  between: 3", "  values: [-5]"), "field 'budgets.values.0'"),
+])
+def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):
+    path = _profile(tmp_path, text)
+    out = _pack(["--profile", path, "--out", str(tmp_path / "pkg"), *TINY], expect=1)
+    assert path in out and needle in out
+    assert not cache.exists() or not any(cache.iterdir()), "heavy work started for a bad profile"
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_infeasible_budget_names_the_cheapest_variant_before_adaptation(tmp_path, cache):
+    out = _pack(["--profile", "rpi4", "--metric", "params", "--budget", "1000", "--out", str(tmp_path / "pkg"),
+                 *TINY], expect=1)
+    assert "no stitch point fits the budget 1000 params" in out and "cheapest possible variant is" in out
+    assert not (cache / "task-anchors").exists(), "anchors were adapted before the budget was checked"
+
+
+def test_unknown_profile_and_format(tmp_path):
+    assert "no profile named 'rpi9'" in _pack(["--profile", "rpi9"], expect=1)
+    assert "unknown format 'coreml'" in _pack(["--profile", "rpi4", "--format", "coreml"], expect=2)
+
+
+def test_committed_schema_is_the_generated_one():
+    """The toolkit validates against its committed copy: it must be the manifest model's schema."""
+    committed = (Path(__file__).resolve().parents[1] / "toolkit" / "manifest.schema.json").read_text()
+    assert committed == mf.schema_text(), "run: python -c 'from restnet.package.manifest import schema_text; " \
+                                          "open(\"toolkit/manifest.schema.json\",\"w\").write(schema_text())'"
+
+
+def test_staged_dir_keeps_the_old_package_when_a_pack_fails(tmp_path):
+    out = tmp_path / "pkg"
+    with staged_dir(out) as d:
+        (d / "manifest.json").write_text("old")
+    with pytest.raises(RuntimeError), staged_dir(out) as d:
+        (d / "manifest.json").write_text("half-written new")
+        raise RuntimeError("export failed")
+    assert (out / "manifest.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["pkg"], "temporary folders left behind"
+    with staged_dir(out) as d:
+        (d / "manifest.json").write_text("new")
+    assert (out / "manifest.json").read_text() == "new"
+
+
+@pytest.mark.parametrize("name", ["../x.pte", "/etc/passwd", "variants/../../x", "a//b", "~root/x", "a\\..\\b", ""])
+def test_paths_outside_the_package_are_refused(name, tmp_path):
+    with pytest.raises(PackageError, match="manifest"):
+        safe_path(tmp_path, name)
+
+
+def test_symlink_escape_is_refused(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "secret").write_text("x")
+    (tmp_path / "pkg" / "link").symlink_to(tmp_path / "secret")
+    with pytest.raises(PackageError, match="outside the package"):
+        safe_path(tmp_path / "pkg", "link")
+
+
+# ---- end to end (real timm models with random weights, real data, real exporters and runtimes) ----
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """One rpi4 package (pte) plus torchscript and onnx, tiny sizes; shared by the checks below."""
+    import os
+
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("RESTNET_CACHE")
+    os.environ["RESTNET_CACHE"] = str(cache)
+    out = tmp_path_factory.mktemp("artifacts") / "rpi4"
+    try:
+        text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
+                      *TINY])
+        yield out, text
+    finally:
+        if old is None:
+            os.environ.pop("RESTNET_CACHE")
+        else:
+            os.environ["RESTNET_CACHE"] = old
+
+
+@pytest.mark.slow
+def test_pack_writes_a_verified_package(packed):
+    out, text = packed
+    assert f"package: {out.resolve()}" in text.strip().splitlines()[-1]
+    root, m = open_verified(out)  # schema + every sha256
+    mf.Manifest.model_validate(m)
+    for name in ("labels.txt", "manifest.schema.json", "README.md", "report.md", "cka.png", "accuracy_vs_cost.png"):
+        assert (out / name).is_file(), name
+    assert (out / "labels.txt").read_text().splitlines() == m["task"]["classes"]
+    costs = [v["cost"] for v in m["variants"]]
+    assert costs == sorted(costs)
+    stitched = [v for v in m["variants"] if v["kind"] == "stitched"]
+    anchors = [v for v in m["variants"] if v["kind"] == "anchor"]
+    assert stitched and len(anchors) == 2
+    lo, hi = sorted(a["cost"] for a in anchors)
+    assert all(lo <= v["cost"] <= hi for v in stitched)
+    for v in m["variants"]:
+        assert [f["format"] for f in v["files"]] == ["pte", "torchscript", "onnx"]
+        for f in v["files"]:
+            assert f["scaled_diff"] <= 1e-4 and f["top1_agreement"] >= 0.999
+            assert f["max_abs_diff"] <= 1e-4 * max(1.0, f["max_abs_logit"])
+        assert v["latency"][0]["source"] == "measured" and v["latency"][1]["source"] == "estimated"
+    assert m["latency_source"] == "estimated"
+
+
+@pytest.mark.slow
+def test_exported_pte_runs_in_executorch_and_matches_the_manifest_accuracy(packed):
+    """Run every .pte on the validation split ourselves: accuracy must equal the manifest's."""
+    from restnet.data import load_task, to_model_input
+    from restnet.data.transforms import InputSpec
+    from restnet.export import get_format
+
+    out, _ = packed
+    m = json.loads((out / "manifest.json").read_text())
+    task = load_task("fashion-mnist", 128, 48, 0, 32)
+    inp = m["input"]
+    spec = InputSpec(inp["resize"]["size"][0], tuple(inp["mean"]), tuple(inp["std"]), inp["resize"]["interpolation"])
+    x = np.concatenate([to_model_input(imgs, spec).numpy() for imgs, _ in task.raw_loader(task.val, 48)])
+    y = np.asarray(task.val.labels)
+    for v in m["variants"]:
+        run = get_format("pte").load(out / next(f["path"] for f in v["files"] if f["format"] == "pte"))
+        pred = np.array([run(x[k:k + 1]).argmax() for k in range(len(x))])
+        assert abs((pred == y).mean() - v["accuracy"]) <= 1 / len(y) + 1e-9
+
+
+@pytest.mark.slow
+def test_inspect_verifies_and_catches_one_tampered_byte(packed, tmp_path):
+    out, _ = packed
+    res = CliRunner().invoke(main, ["inspect", str(out)])
+    assert res.exit_code == 0 and "files verified" in res.output
+    copy = tmp_path / "pkg"
+    shutil.copytree(out, copy)
+    _, m = read_manifest(copy)
+    victim = copy / m["variants"][-1]["files"][0]["path"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    bad = [c for c in check_files(copy, m) if not c.ok]
+    assert len(bad) == 1 and "sha256" in bad[0].detail
+    res = CliRunner().invoke(main, ["inspect", str(copy)])
+    assert res.exit_code == 1 and "1 of" in res.output
+    with pytest.raises(PackageError, match="refusing to load"):
+        open_verified(copy)
+
+
+@pytest.mark.slow
+def test_second_pack_is_served_from_cache(packed):
+    out, _ = packed
+    before = json.loads((out / "manifest.json").read_text())
+    text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
+                  *TINY])
+    assert "train" in text
+    after = json.loads((out / "manifest.json").read_text())
+    sha = lambda m: [f["sha256"] for v in m["variants"] for f in v["files"]]  # noqa: E731
+    assert sha(before) == sha(after), "a warm pack must reuse the verified exports byte for byte"
+
+
+@pytest.mark.slow
+def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
+    out = tmp_path / "pixel-7"
+    _pack(["--profile", "pixel-7", "--out", str(out), "--no-anchors", "--budgets-between", "1", *TINY])
+    root, m = open_verified(out)
+    from ai_edge_litert.interpreter import Interpreter
+
+    for v in m["variants"]:
+        (f,) = v["files"]
+        assert f["format"] == "tflite" and f["runtime"].startswith("ai-edge-litert")
+        it = Interpreter(model_path=str(root / f["path"]))
+        runner = it.get_signature_runner()
+        name = next(iter(it.get_signature_list()["serving_default"]["inputs"]))
+        logits = next(iter(runner(**{name: np.zeros(m["input"]["shape"], np.float32)}).values()))
+        assert logits.shape == tuple(m["output"]["shape"])
+    assert m["latency_source"] == "unavailable" and all(len(v["latency"]) == 1 for v in m["variants"])

@@ -1,0 +1,170 @@
+"""restnet-bench PACKAGE: measure every variant (and, with --blocks, every probe) on this device.
+
+Each measurement runs in a fresh process (so peak RSS is that variant's, not
+the sum of everything loaded before it): load the verified file, warm up,
+time N single-image runs, report p50/p90/p99 and peak RSS. The table goes to
+``PACKAGE/latency-table.json`` (or --out), keyed by each file's sha256 so that
+it stays valid for exactly the files it measured; `restnet-pack
+--latency-table FILE` feeds it back into selection. No torch anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TABLE_FORMAT = "restnet-latency-table"
+TABLE_VERSION = 1
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(path: str, fmt: str, shape: list[int], layout: str, warmup: int, runs: int,
+            threads: int | None) -> dict:
+    """One file in this process: latency percentiles and peak RSS (runs in a fresh worker)."""
+    from toolkit import runtime
+
+    base = _rss_mb()
+    run, version = runtime.load(Path(path), fmt, threads)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if layout == "NHWC":  # the manifest's shape is NCHW; this file wants channels last
+        x = x.transpose(0, 2, 3, 1).copy()
+    for _ in range(warmup):
+        run(x)
+    times = np.empty(runs)
+    for k in range(runs):
+        t = time.perf_counter()
+        run(x)
+        times[k] = (time.perf_counter() - t) * 1e3
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(times.mean()),
+            "runs": runs, "warmup": warmup, "peak_rss_mb": float(peak), "baseline_rss_mb": float(base),
+            "runtime": version}
+
+
+def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
+    """(kind, key, job) for every variant (or the named ones) and, with --blocks, every probe."""
+    from toolkit.package import safe_path
+
+    m = pkg.manifest
+    jobs = []
+    wanted = set(args.variant or [])
+    unknown = wanted - {v["id"] for v in m["variants"]}
+    if unknown:
+        raise SystemExit(f"restnet-bench: no variant {', '.join(sorted(unknown))} in {pkg.root}")
+    for v in m["variants"]:
+        if wanted and v["id"] not in wanted:
+            continue
+        f = pkg.file_for(v)
+        shape = (v.get("input") or m["input"])["shape"]
+        jobs.append(("variant", f["sha256"], {"id": v["id"], "format": f["format"], "path": str(safe_path(pkg.root,
+                     f["path"])), "shape": shape, "layout": f["input_layout"]}))
+    if args.blocks:
+        probes = m.get("probes") or []
+        if not probes:
+            raise SystemExit(f"restnet-bench: {pkg.root} carries no per-block probes "
+                             "(pack it with `restnet-pack --probes`)")
+        for p in probes:
+            jobs.append(("block", p["name"], {"id": p["name"], "format": p["format"], "shape": p["in_shape"],
+                                              "path": str(safe_path(pkg.root, p["path"])), "layout": "NCHW",
+                                              "sha256": p["sha256"]}))
+    return jobs
+
+
+def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int = 50, warmup: int = 10,
+              threads: int | None = None, device: str | None = None, out: str | Path | None = None,
+              progress=print) -> tuple[Path, dict]:
+    """Measure and write the latency table; returns (path, table)."""
+    from toolkit.switcher import TABLE_NAME, Package
+
+    args = argparse.Namespace(variant=variant, blocks=blocks)
+    pkg = Package(package)  # verifies everything first
+    m = pkg.manifest
+    threads = threads or m["profile"]["threads"]
+    jobs = _jobs(pkg, args)
+    table = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": device or platform.node(),
+             "machine": platform.machine(), "cpu_count": os.cpu_count(), "threads": threads,
+             "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+             "package": {"profile": m["profile"]["name"], "created": m["created"],
+                         "resolution": m["input"]["shape"][-1]},
+             "variants": {}, "blocks": {}}
+    ctx = mp.get_context("spawn")
+    for k, (kind, key, job) in enumerate(jobs, 1):
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            res = ex.submit(measure, job["path"], job["format"], job["shape"], job["layout"], warmup, runs,
+                            threads).result()
+        entry = {"id": job["id"], "format": job["format"], **res}
+        if kind == "variant":
+            table["variants"][key] = entry
+        else:
+            table["blocks"][key] = {**entry, "sha256": job["sha256"]}
+        table["runtime"] = res["runtime"]
+        progress(f"[{k}/{len(jobs)}] {kind} {job['id']}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
+                 f"p99 {res['p99_ms']:.3f}, peak RSS {res['peak_rss_mb']:.0f} MB")
+    path = Path(out) if out else pkg.root / TABLE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(table, f, indent=2)
+    os.replace(tmp, path)
+    return path, table
+
+
+def _print_table(table: dict) -> None:
+    rows = [("variant", v["id"], v) for v in table["variants"].values()]
+    rows += [("block", k, b) for k, b in table["blocks"].items()]
+    w = max([len(r[1]) for r in rows] + [10])
+    print(f"\n{'kind':8} {'id':{w}} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'peak RSS':>9}")
+    for kind, name, r in rows:
+        print(f"{kind:8} {name:{w}} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['p99_ms']:9.3f} "
+              f"{r['peak_rss_mb']:7.0f}MB")
+    print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="restnet-bench", description=__doc__.splitlines()[0])
+    ap.add_argument("package", help="Package folder (artifacts/<profile>).")
+    ap.add_argument("--variant", action="append", help="Only this variant id (repeatable).")
+    ap.add_argument("--blocks", action="store_true", help="Also measure the per-block probes (restnet-pack --probes).")
+    ap.add_argument("--runs", type=int, default=50, help="Timed runs per file (default 50).")
+    ap.add_argument("--warmup", type=int, default=10, help="Warm-up runs per file (default 10).")
+    ap.add_argument("--threads", type=int, default=None, help="Runtime threads (default: the profile's).")
+    ap.add_argument("--device", default=None, help="Device name recorded in the table (default: hostname).")
+    ap.add_argument("--out", default=None, help="Table path (default: PACKAGE/latency-table.json).")
+    a = ap.parse_args(argv)
+    if a.runs < 1 or a.warmup < 0:
+        ap.error("--runs must be >= 1 and --warmup >= 0")
+    from toolkit.package import PackageError
+    from toolkit.runtime import RuntimeUnavailable
+
+    try:
+        path, table = run_bench(a.package, a.variant, a.blocks, a.runs, a.warmup, a.threads, a.device, a.out,
+                                progress=lambda s: print(s, file=sys.stderr))
+    except (PackageError, RuntimeUnavailable) as err:
+        print(f"restnet-bench: {err}", file=sys.stderr)
+        return 1
+    _print_table(table)
+    print(f"latency table: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
