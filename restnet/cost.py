@@ -77,6 +77,8 @@ class CostModel:
     source: str = "computed"  # computed | measured (host) | estimated | predicted (device table)
     threads: int | None = None
     scale: float = 1.0  # measured-here latency x scale = estimated device latency
+    offset: float = 0.0  # added once per model (per-program overhead correction of a device table)
+    stitch_table: dict | None = None  # (src spec, dst spec) -> cost, when stitch costs come from a table
     _stitch_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +91,10 @@ class CostModel:
 
     def stitch(self, p: StitchPoint) -> float:
         key = (self.front_specs[p.i], self.back_specs[p.j])
+        if self.stitch_table is not None:
+            if key not in self.stitch_table:
+                raise KeyError(f"the latency table has no stitching layer {key[0].shape} -> {key[1].shape}")
+            return self.stitch_table[key]
         if key not in self._stitch_cache:
             layer = StitchLayer(*key, kernel_size=self.kernel_size).eval()
             x = torch.zeros(1, *key[0].shape)
@@ -103,7 +109,11 @@ class CostModel:
         return self._stitch_cache[key]
 
     def __call__(self, p: StitchPoint) -> float:
-        return self.back.back(p.j) + self.stitch(p) + self.front.front(p.i)
+        return self.back.back(p.j) + self.stitch(p) + self.front.front(p.i) + self.offset
+
+    def anchor_cost(self, role: str) -> float:
+        """A whole anchor in this metric ('front' or 'back')."""
+        return (self.front if role == "front" else self.back).total + self.offset
 
     def matrix(self) -> torch.Tensor:
         """cost(i, j) for every pair [La, Lb] (float64)."""

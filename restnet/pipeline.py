@@ -167,7 +167,7 @@ class Runner:
         return self._costs[key]
 
     def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
-        return cm.front.total, cm.back.total
+        return cm.anchor_cost("front"), cm.anchor_cost("back")
 
     def select(self, budgets: list[float], cm: CostModel, band: float = 0.0) -> list[Selection]:
         return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back), band)

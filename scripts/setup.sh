@@ -17,7 +17,30 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2
   fi
 fi
 
-# 2. Python environment.
+# 2. The device side's own venv (.venv-device): Python 3.12, no torch at all (requirements/device.txt).
+# It stands in for a device: the toolkit and restnet-bench run there, and torch cannot sneak in.
+PY312=${RESTNET_DEVICE_PYTHON:-$(command -v python3.12 || true)}
+if [ -z "$PY312" ] && command -v pyenv >/dev/null 2>&1; then
+  v=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.12' | head -1 || true)
+  [ -n "$v" ] && PY312="$(pyenv root)/versions/$v/bin/python3.12"
+fi
+dstamp=.venv-device/.restnet-setup-stamp
+dwant=$(cat requirements/device.txt | sha256sum | cut -d' ' -f1)
+if [ -n "$PY312" ] && [ -x "$PY312" ]; then
+  if ! { [ -x .venv-device/bin/python ] && [ -f "$dstamp" ] && [ "$(cat "$dstamp")" = "$dwant" ]; }; then
+    echo "[setup] creating .venv-device (Python 3.12, torch-free) from requirements/device.txt"
+    [ -x .venv-device/bin/python ] || "$PY312" -m venv .venv-device
+    .venv-device/bin/python -m pip install -q --disable-pip-version-check -r requirements/device.txt
+    if .venv-device/bin/python -c "import torch" 2>/dev/null; then
+      echo "[setup] ERROR: torch got into .venv-device" >&2; exit 1
+    fi
+    echo "$dwant" > "$dstamp"
+  fi
+else
+  echo "[setup] WARNING: no Python 3.12 found; the torch-free device venv (.venv-device) is skipped" >&2
+fi
+
+# 3. Python environment.
 stamp=.venv/.restnet-setup-stamp
 want=$(cat pyproject.toml requirements/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

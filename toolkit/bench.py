@@ -76,7 +76,8 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
         f = pkg.file_for(v)
         shape = (v.get("input") or m["input"])["shape"]
         jobs.append(("variant", f["sha256"], {"id": v["id"], "format": f["format"], "path": str(safe_path(pkg.root,
-                     f["path"])), "shape": shape, "layout": f["input_layout"]}))
+                     f["path"])), "shape": shape, "layout": f["input_layout"], "kind": v["kind"],
+                     "anchor": v["front"]["anchor"] if v["kind"] == "anchor" else None}))
     if args.blocks:
         probes = m.get("probes") or []
         if not probes:
@@ -113,7 +114,7 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
                             threads).result()
         entry = {"id": job["id"], "format": job["format"], **res}
         if kind == "variant":
-            table["variants"][key] = entry
+            table["variants"][key] = {**entry, "kind": job["kind"], "anchor": job["anchor"]}
         else:
             table["blocks"][key] = {**entry, "sha256": job["sha256"]}
         table["runtime"] = res["runtime"]
@@ -141,7 +142,10 @@ def _print_table(table: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="restnet-bench", description=__doc__.splitlines()[0])
-    ap.add_argument("package", help="Package folder (artifacts/<profile>).")
+    ap.add_argument("package", nargs="?", help="Package folder (artifacts/<profile>).")
+    ap.add_argument("--file", default=None, help="Instead of a package: time this one file (prints JSON).")
+    ap.add_argument("--format", default="pte", help="With --file: its format.")
+    ap.add_argument("--shape", default="1,3,64,64", help="With --file: input shape (NCHW).")
     ap.add_argument("--variant", action="append", help="Only this variant id (repeatable).")
     ap.add_argument("--blocks", action="store_true", help="Also measure the per-block probes (restnet-pack --probes).")
     ap.add_argument("--runs", type=int, default=50, help="Timed runs per file (default 50).")
@@ -152,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.runs < 1 or a.warmup < 0:
         ap.error("--runs must be >= 1 and --warmup >= 0")
+    if a.file:
+        shape = [int(v) for v in a.shape.split(",")]
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            res = ex.submit(measure, a.file, a.format, shape, "NCHW", a.warmup, a.runs, a.threads).result()
+        print(json.dumps(res))
+        return 0
+    if not a.package:
+        ap.error("give a PACKAGE (or --file)")
     from toolkit.package import PackageError
     from toolkit.runtime import RuntimeUnavailable
 

@@ -80,7 +80,8 @@ class FileCheck:
 def check_files(root: Path, manifest: dict) -> list[FileCheck]:
     """Every file of every variant: inside the package, present, right size, right sha256."""
     out = []
-    for v in manifest["variants"]:
+    probes = {"id": "(probes)", "files": manifest.get("probes") or []}
+    for v in [*manifest["variants"], probes]:
         for f in v["files"]:
             try:
                 full = safe_path(root, f["path"])

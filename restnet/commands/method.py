@@ -119,13 +119,15 @@ def friendly_errors(f):
     from restnet.anchors import WeightsUnavailable
     from restnet.data import DataUnavailable
     from restnet.export import ExportMismatch
+    from restnet.latency_table import LatencyTableError
     from restnet.profiles import ProfileError
 
     @functools.wraps(f)
     def wrapper(*a, **kw):
         try:
             return f(*a, **kw)
-        except (InfeasibleBudget, WeightsUnavailable, DataUnavailable, ExportMismatch, ProfileError) as err:
+        except (InfeasibleBudget, WeightsUnavailable, DataUnavailable, ExportMismatch, ProfileError,
+                LatencyTableError) as err:
             raise click.ClickException(str(err)) from None
 
     return wrapper

@@ -33,6 +33,13 @@ pack_options = _stack(
                  help="Threads for host latency [default: the profile's, at most this machine's cores]."),
     click.option("--anchors/--no-anchors", "include_anchors", default=True, show_default=True,
                  help="Also ship both anchors as variants (the two ends of the family)."),
+    click.option("--probes", is_flag=True,
+                 help="Also ship every anchor block and stitching-layer shape as its own program, for "
+                      "`restnet-bench --blocks` (per-block latency prediction)."),
+    click.option("--latency-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                 help="A device latency table from restnet-bench [default: the profile's latency_table]: "
+                      "variants it measured are marked measured; with block probes it predicts the latency "
+                      "cost of every stitch point."),
 )
 
 
@@ -52,7 +59,7 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                 include_anchors, train_overrides, tflite_converter="litert-torch"):
+                 include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None):
     """Everything resolved and validated before any heavy work."""
     from restnet.package.build import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
@@ -79,7 +86,10 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                       formats=_formats(backend_fmt, extra_formats), metric=metric, budgets=vals,
                       between=budgets_between or b.between or 3, band=b.band if band is None else band,
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
-                      train_overrides=train_overrides)
+                      train_overrides=train_overrides, probes=probes,
+                      latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None))
+    if req.latency_table is not None and not req.latency_table.is_file():
+        raise click.ClickException(f"profile {prof.name}: latency_table {req.latency_table} does not exist")
     try:
         req.check()
     except ProfileError as err:
@@ -112,14 +122,14 @@ def pack_command(console, log_console):
     @training_options
     @friendly_errors
     def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, band, threads,
-             include_anchors, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+             include_anchors, probes, latency_table, strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                           include_anchors, over, tflite_converter)
+                           include_anchors, over, tflite_converter, probes, latency_table)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,18 +57,20 @@ class PackRequest:
     threads: int = 1  # host measurement threads
     include_anchors: bool = True
     train_overrides: dict = field(default_factory=dict)
+    probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
+    latency_table: Path | None = None  # a device table from restnet-bench
 
     @property
     def latency_scale(self) -> float | None:
         """None when latency is measured here; the profile's factor when it is estimated."""
         p = self.profile
-        if p.is_host:
+        if p.is_host or self.latency_table is not None:
             return None
         return p.latency_estimate.host_scale if p.latency_estimate else None
 
     def check(self) -> None:
         p = self.profile
-        if self.metric == "latency" and not p.is_host and p.latency_estimate is None:
+        if self.metric == "latency" and not p.is_host and p.latency_estimate is None and self.latency_table is None:
             raise ProfileError(f"profile {p.name}: cost metric 'latency' needs a measured table, 'is_host: true' "
                                "or 'latency_estimate: {host_scale, source}'; or use --metric params|flops")
 
@@ -161,7 +164,7 @@ def _variant_id(profile: str, metric: str, cost: float, acc: float, taken: set[s
 def plan_budgets(runner: Runner, req: PackRequest, cm: CostModel) -> list[float]:
     """Absolute budgets, and proof that each one has a feasible point (Algorithm 1 on a blank CKA
     matrix raises the same InfeasibleBudget, naming the cheapest variant, that the real run would)."""
-    fa, ba = cm.front.total, cm.back.total
+    fa, ba = runner.anchor_costs(cm)
     budgets = list(req.budgets) or budgets_between(fa, ba, req.between)
     blank = torch.zeros(len(cm.front.blocks), len(cm.back.blocks), dtype=torch.float64)
     select_family(blank, cm, budgets, cm.unit, (runner.exp.front, runner.exp.back), req.band)
@@ -170,11 +173,18 @@ def plan_budgets(runner: Runner, req: PackRequest, cm: CostModel) -> list[float]
 
 def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -> tuple[Path, dict]:
     """Run every stage; returns (package path, manifest)."""
+    from restnet.latency_table import LatencyTable, predicted_cost_model
+
     req.check()
+    table = LatencyTable(req.latency_table) if req.latency_table else None
     stages = Stages(log)
     exp, prof = runner.exp, req.profile
     with stages("check budgets"):
-        cm = runner.cost_model(req.metric, req.threads, req.latency_scale)
+        pred = predicted_cost_model(table, runner, exp.resolution) if table and table.data.get("blocks") else None
+        if req.metric == "latency" and pred is not None:
+            cm = pred
+        else:
+            cm = runner.cost_model(req.metric, req.threads, req.latency_scale)
         budgets = plan_budgets(runner, req, cm)
         log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in budgets)
             + (f"; band {req.band:g}" if req.band else ""))
@@ -200,8 +210,8 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
             built.append(Built("stitched", model, model.describe(), s.cost, acc, count_params(model),
                                int(count_flops(model, x)[""]), trainable_params(model, cfg.strategy), s))
         if req.include_anchors:
-            for a, stats, cost in ((front, runner.front_stats, cm.front.total), (back, runner.back_stats,
-                                                                                   cm.back.total)):
+            for a, stats, cost in ((front, runner.front_stats, cm.anchor_cost("front")),
+                                   (back, runner.back_stats, cm.anchor_cost("back"))):
                 built.append(Built("anchor", a.model, a.model.name, cost, a.accuracy, stats.params, stats.flops, 0))
     built.sort(key=lambda b: (b.cost, b.kind))
     taken: set[str] = set()
@@ -223,8 +233,19 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
                                         runner.task.val.fingerprint(), req.threads, tmp / rel)
                     b.files.append({**rec, "path": rel})
                 b.activation_bytes = largest_activation_bytes(b.model, x)
+            probes = None
+            if req.probes:
+                from restnet.package.probes import export_probes
+
+                probes = export_probes(runner, req.formats[0], tmp, req.threads, log)
         with stages("write package"):
-            manifest = build_manifest(runner, req, cm, budgets, built, ids)
+            device = DeviceLatency(req, table, pred, runner)
+            manifest = build_manifest(runner, req, cm, budgets, built, ids, device)
+            if probes:
+                manifest["probes"] = probes
+            mf.Manifest.model_validate(manifest)
+            if table is not None:
+                shutil.copyfile(table.path, tmp / "latency-table.json")
             write_package_files(tmp, runner, manifest)
     stages.save()
     log(f"package written in {time.perf_counter() - stages.t0:.0f} s")
@@ -243,25 +264,43 @@ def _input_info(spec, resolution: int) -> dict:
                        "grayscale": "replicate to 3 channels"}}
 
 
-def _latencies(req: PackRequest, b: Built) -> list[dict]:
-    main = b.files[0]
-    host = {"ms": main["host_ms"], "source": "measured", "where": "host", "threads": main["threads"],
-            "runtime": main["runtime"], "method": f"median of 30 runs after 3 warm-up, batch 1, {main['format']} file"}
-    out = [host]
-    p = req.profile
-    if p.is_host:
-        out.append({**host, "where": p.name})
-    elif p.latency_estimate:
-        k = p.latency_estimate.host_scale
-        out.append({"ms": main["host_ms"] * k, "source": "estimated", "where": p.name, "threads": p.threads,
-                    "runtime": main["runtime"],
-                    "method": f"host-measured latency x {k:g} ({p.latency_estimate.source}); "
-                              "replace with restnet-bench measurements"})
-    return out
+class DeviceLatency:
+    """The device figure for a variant: measured (table has its file) > predicted (table has the
+    blocks) > measured here (host profile) > estimated (profile factor) > none."""
+
+    def __init__(self, req: PackRequest, table, pred: CostModel | None, runner: Runner):
+        self.req, self.table, self.pred, self.runner = req, table, pred, runner
+
+    def __call__(self, b: Built) -> list[dict]:
+        main = b.files[0]
+        host = {"ms": main["host_ms"], "source": "measured", "where": "host", "threads": main["threads"],
+                "runtime": main["runtime"],
+                "method": f"median of 30 runs after 3 warm-up, batch 1, {main['format']} file"}
+        p, t = self.req.profile, self.table
+        if t is not None and (m := t.measured(main["sha256"])):
+            return [host, {"ms": m["p50_ms"], "source": "measured", "where": t.device,
+                           "threads": t.data.get("threads", p.threads), "runtime": m.get("runtime", "?"),
+                           "method": f"restnet-bench p50 of {m['runs']} runs ({t.path.name})"}]
+        if self.pred is not None:
+            if b.kind == "stitched":
+                ms = self.pred(b.selection.point)
+            else:
+                ms = self.pred.anchor_cost("front" if b.model is self.runner.front.model else "back")
+            return [host, {"ms": ms, "source": "predicted", "where": t.device, "threads": t.data.get("threads", 1),
+                           "runtime": t.data.get("runtime", "?"), "method": self.pred.source}]
+        if p.is_host:
+            return [host, {**host, "where": p.name}]
+        if p.latency_estimate:
+            k = p.latency_estimate.host_scale
+            return [host, {"ms": main["host_ms"] * k, "source": "estimated", "where": p.name, "threads": p.threads,
+                           "runtime": main["runtime"],
+                           "method": f"host-measured latency x {k:g} ({p.latency_estimate.source}); "
+                                     "replace with restnet-bench measurements"}]
+        return [host]
 
 
 def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: list[float], built: list[Built],
-                   ids: list[str]) -> dict:
+                   ids: list[str], device: DeviceLatency) -> dict:
     exp, prof, task = runner.exp, req.profile, runner.task
     front, back = runner.front, runner.back
     spec = front.spec
@@ -269,7 +308,7 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
     for b, vid in zip(built, ids):
         main = b.files[0]
         peak = (main["size"] + 2 * b.activation_bytes) / 2**20 + RUNTIME_OVERHEAD_MB
-        lat = _latencies(req, b)
+        lat = device(b)
         device_ms = lat[-1]["ms"] if len(lat) > 1 else None
         fits = {"ram": peak <= prof.model_ram_mb,
                 "compute": None if prof.compute_gflops is None else b.flops / 1e9 <= prof.compute_gflops,
@@ -299,7 +338,9 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
     for role, a, stats in (("front", front, runner.front_stats), ("back", back, runner.back_stats)):
         anchors[role] = {"name": a.model.name, "weights": a.source, "accuracy": a.accuracy, "params": stats.params,
                          "flops": stats.flops, "blocks": len(stats.blocks)}
-    latency_source = "measured" if prof.is_host else ("estimated" if prof.latency_estimate else "unavailable")
+    sources = {v["latency"][-1]["source"] for v in variants if len(v["latency"]) > 1}
+    latency_source = ("unavailable" if not sources else sources.pop() if len(sources) == 1 else
+                      "predicted" if "predicted" in sources else "estimated")
     manifest = {
         "schema_version": mf.SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -320,7 +361,6 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
         "latency_source": latency_source,
         "variants": variants,
     }
-    mf.Manifest.model_validate(manifest)  # the writer never emits what the schema would refuse
     return manifest
 
 

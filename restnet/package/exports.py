@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from restnet import __version__
-from restnet.export import export_verified, get_format, sha256_of
+from restnet.export import AGREEMENT_FLOOR, export_verified, get_format, sha256_of
 from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
 from restnet.training import checkpoint
@@ -32,7 +32,8 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
 
 
 def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Iterable[torch.Tensor],
-                  check_fingerprint: str, threads: int, dest: Path, weights: str | None = None) -> dict:
+                  check_fingerprint: str, threads: int, dest: Path, weights: str | None = None,
+                  agreement_floor: float = AGREEMENT_FLOOR) -> dict:
     """Write ``dest`` (a verified export of ``model``) and return its record:
     size, sha256, max |Δ|, top-1 agreement with eager, host latency of the file."""
     f = get_format(fmt)
@@ -46,7 +47,7 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
             shutil.copyfile(cached, dest)
             return record
     tmp = slot / f".model.tmp{f.suffix}"
-    out = export_verified(model, example, fmt, tmp, checks, threads=threads)
+    out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor)
     run = f.load(tmp, threads)
     ms = measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS)
     record = {"format": fmt, "size": out.size, "sha256": out.sha256, "max_abs_diff": out.max_abs_diff,

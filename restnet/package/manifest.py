@@ -146,6 +146,21 @@ class Variant(_Model):
     input: InputInfo | None = Field(default=None, description="Set only when it differs from the package input.")
 
 
+class Probe(_Model):
+    """One part as its own program, for per-block latency measurement on the device."""
+
+    name: str = Field(description="front.stem, front.blockNN, front.head, back.*, or stitch.<src>-<dst>.")
+    role: Literal["front", "back", "stitch"]
+    part: Literal["stem", "block", "head", "stitch"]
+    index: int | None = None
+    in_shape: list[int]
+    format: str
+    path: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    host_ms: float = Field(description="Median latency measured on the packing host.")
+
+
 class Manifest(_Model):
     schema_version: str = Field(pattern=r"^\d+\.\d+$")
     created: str = Field(description="UTC, ISO 8601.")
@@ -161,6 +176,7 @@ class Manifest(_Model):
         description="Where the device latencies come from (also on each figure); 'unavailable': only the "
                     "host figure is given until restnet-bench measures the device.")
     variants: list[Variant] = Field(description="Sorted by cost, cheapest first.")
+    probes: list[Probe] | None = Field(default=None, description="Per-block programs (restnet-pack --probes).")
 
 
 def json_schema() -> dict:

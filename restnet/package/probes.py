@@ -1,0 +1,87 @@
+"""Per-block probes: each anchor part and each stitching-layer shape as its own small program.
+
+A device measures them (`restnet-bench --blocks`) and the workstation predicts
+the latency of any stitch point without building it: the sum of its parts,
+corrected for the per-program call overhead that a single fused program does
+not pay (the look-up-table method of Once-for-All / nn-Meter). Probe names are
+a pure function of the pair and resolution, so a table measured on the device
+maps back onto the cost model by name.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from restnet.anchors.blocks import BlockModel
+from restnet.export import get_format
+from restnet.package.exports import verified_file
+from restnet.stitching import FeatureSpec, StitchLayer
+
+
+def stitch_name(src: FeatureSpec, dst: FeatureSpec) -> str:
+    shape = lambda s: "x".join(map(str, s.shape))  # noqa: E731
+    return f"stitch.{src.layout}{shape(src)}-{dst.layout}{shape(dst)}"
+
+
+def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tuple[str, str, int | None, nn.Module,
+                                                                                    torch.Tensor]]:
+    """(name, part, index, module, example input) for stem, every block and head."""
+    x = torch.zeros(1, 3, resolution, resolution)
+    with torch.no_grad():
+        yield f"{role}.stem", "stem", None, model.stem, x
+        h = model.stem(x)
+        for k, blk in enumerate(model.blocks):
+            yield f"{role}.block{k:02d}", "block", k, blk, h
+            h = blk(h)
+        yield f"{role}.head", "head", None, model.head, h
+
+
+def all_probes(front: BlockModel, back: BlockModel, front_specs: list[FeatureSpec], back_specs: list[FeatureSpec],
+               resolution: int, kernel_size: int) -> Iterator[tuple[str, str, str, int | None, nn.Module,
+                                                                    torch.Tensor]]:
+    """Every anchor part of both anchors, and one stitching layer per distinct (source, target) shape."""
+    for role, model in (("front", front), ("back", back)):
+        for name, part, idx, mod, x in anchor_parts(role, model, resolution):
+            yield name, role, part, idx, mod, x
+    seen = set()
+    for s in front_specs:
+        for d in back_specs:
+            if (s, d) in seen:
+                continue
+            seen.add((s, d))
+            torch.manual_seed(0)
+            yield stitch_name(s, d), "stitch", "stitch", None, StitchLayer(s, d, kernel_size).eval(), \
+                torch.zeros(1, *s.shape)
+
+
+def export_probes(runner, fmt: str, root: Path, threads: int, log: Callable[[str], None]) -> list[dict]:
+    """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries."""
+    cm = runner.cost_model("params")
+    f = get_format(fmt)
+    (root / "probes").mkdir(exist_ok=True)
+    out = []
+    probes = list(all_probes(runner.front_arch, runner.back_arch, cm.front_specs, cm.back_specs,
+                             runner.exp.resolution, runner.exp.kernel_size))
+    log(f"export {len(probes)} per-block probes -> {fmt}")
+    for name, role, part, idx, mod, x in probes:
+        rel = f"probes/{name}{f.suffix}"
+        x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # no ties, unlike zeros
+        rec = verified_file(_Wrap(mod).eval(), fmt, x, [x], "probe", threads, root / rel, agreement_floor=0.0)
+        out.append({"name": name, "role": role, "part": part, "index": idx, "in_shape": list(x.shape),
+                    "format": fmt, "path": rel, "size": rec["size"], "sha256": rec["sha256"],
+                    "host_ms": rec["host_ms"]})
+    return out
+
+
+class _Wrap(nn.Module):
+    """A part as a standalone program (parts are shared with the anchor; exporting must not change them)."""
+
+    def __init__(self, mod: nn.Module):
+        super().__init__()
+        self.mod = mod
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mod(x)

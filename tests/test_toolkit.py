@@ -1,0 +1,172 @@
+"""The device side: toolkit and restnet-bench in a venv without torch, tamper checks, feedback into packing.
+
+The torch-free checks run in .venv-device (Python 3.12, requirements/device.txt,
+made by scripts/setup.sh): torch is not even installed there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from restnet.cli import main
+from toolkit.package import PackageError, read_manifest
+from toolkit.switcher import Package, Switcher
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICE_PY = ROOT / ".venv-device" / "bin" / "python"
+TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--cka-batch", "16",
+        "--cka-repeats", "2", "--resolution", "32", "--epochs", "1", "--budgets-between", "2"]
+
+needs_device_venv = pytest.mark.skipif(not DEVICE_PY.exists(), reason="no .venv-device (needs Python 3.12; "
+                                                                      "scripts/setup.sh makes it)")
+
+
+def _device(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(ROOT)  # the toolkit from this checkout, nothing else of restnet
+    res = subprocess.run([str(DEVICE_PY), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+@pytest.fixture(scope="module")
+def host_pkg(tmp_path_factory):
+    """A host-profile package (pte, with per-block probes) from tiny random-weight anchors."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("RESTNET_CACHE")
+    os.environ["RESTNET_CACHE"] = str(cache)
+    out = tmp_path_factory.mktemp("artifacts") / "host"
+    try:
+        res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes", *TINY],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        yield out
+    finally:
+        if old is None:
+            os.environ.pop("RESTNET_CACHE")
+        else:
+            os.environ["RESTNET_CACHE"] = old
+
+
+def _readme_example(package: Path) -> str:
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"<!-- toolkit-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    return code.replace("artifacts/host", str(package))
+
+
+@pytest.mark.slow
+@needs_device_venv
+def test_readme_example_runs_without_torch(host_pkg):
+    """The README's toolkit example, verbatim, in a venv where torch is not installed."""
+    code = _readme_example(host_pkg) + (
+        "\nimport sys, importlib.util\n"
+        "assert 'torch' not in sys.modules and importlib.util.find_spec('torch') is None\n"
+        "print('TORCH-FREE OK', sw.active, pkg.loads)\n")
+    out = _device(["-c", code]).stdout
+    assert "TORCH-FREE OK" in out
+    m = json.loads((host_pkg / "manifest.json").read_text())
+    ids = {v["id"] for v in m["variants"]}
+    active_lines = [ln for ln in out.splitlines() if ln.startswith("active:")]
+    assert len(active_lines) >= 2 and all(ln.split()[1] in ids for ln in active_lines)
+
+
+@pytest.mark.slow
+def test_switcher_picks_by_budget_and_never_reloads(host_pkg):
+    pkg = Package(host_pkg)
+    by_ms = sorted(pkg.variants, key=lambda v: pkg.latency_ms(v)[0])
+    fastest, slowest = by_ms[0], by_ms[-1]
+    budget = pkg.latency_ms(fastest)[0]
+    sw = Switcher(pkg, latency_ms=budget)
+    assert sw.within_budget and pkg.latency_ms(pkg.variant(sw.active))[0] <= budget
+    sw.set_budget(latency_ms=1e9)
+    best = max(pkg.variants, key=lambda v: v["accuracy"])
+    assert pkg.variant(sw.active)["accuracy"] == best["accuracy"]
+    loads = pkg.loads
+    sw.set_budget(latency_ms=pkg.latency_ms(fastest)[0])
+    sw.set_budget(latency_ms=1e9)
+    assert pkg.loads == loads, "switching back to a held variant reloaded it"
+    sw.set_budget(latency_ms=pkg.latency_ms(fastest)[0] / 100)
+    assert not sw.within_budget and sw.active == fastest["id"]
+    sw.set_budget(ram_mb=min(v["peak_ram_mb"] for v in pkg.variants))
+    assert pkg.variant(sw.active)["peak_ram_mb"] == min(v["peak_ram_mb"] for v in pkg.variants)
+    assert slowest["id"] in {v["id"] for v in pkg.variants}
+
+
+@pytest.mark.slow
+@needs_device_venv
+def test_bench_then_pack_with_the_table_marks_latencies_measured(host_pkg, tmp_path):
+    table_path = tmp_path / "latency-table.json"
+    res = _device(["-m", "toolkit.bench", str(host_pkg), "--runs", "5", "--warmup", "2", "--blocks",
+                   "--device", "test-host", "--out", str(table_path)])
+    assert "latency table:" in res.stdout
+    table = json.loads(table_path.read_text())
+    m = json.loads((host_pkg / "manifest.json").read_text())
+    assert set(table["variants"]) == {v["files"][0]["sha256"] for v in m["variants"]}
+    assert set(table["blocks"]) == {p["name"] for p in m["probes"]}
+    assert table["runtime"].startswith("executorch-numpy-runtime")
+    for r in [*table["variants"].values(), *table["blocks"].values()]:
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["peak_rss_mb"] > r["baseline_rss_mb"] > 0
+
+    out = tmp_path / "host2"
+    res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes",
+                                    "--latency-table", str(table_path), *TINY], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "predicted (device table test-host" in res.output
+    m2 = json.loads((out / "manifest.json").read_text())
+    assert (out / "latency-table.json").is_file()
+    for v in m2["variants"]:
+        dev = v["latency"][-1]
+        sha = v["files"][0]["sha256"]
+        if sha in table["variants"]:
+            assert dev["source"] == "measured" and dev["where"] == "test-host"
+            assert dev["ms"] == table["variants"][sha]["p50_ms"]
+        else:
+            assert dev["source"] == "predicted"
+
+
+def _copy(pkg: Path, tmp_path: Path) -> tuple[Path, dict]:
+    dst = tmp_path / "pkg"
+    shutil.copytree(pkg, dst)
+    return dst, json.loads((dst / "manifest.json").read_text())
+
+
+@pytest.mark.slow
+def test_one_tampered_byte_is_refused(host_pkg, tmp_path):
+    pkg, m = _copy(host_pkg, tmp_path)
+    f = pkg / m["variants"][0]["files"][0]["path"]
+    b = bytearray(f.read_bytes())
+    b[100] ^= 0x20
+    f.write_bytes(bytes(b))
+    with pytest.raises(PackageError, match=r"refusing to load: .*sha256"):
+        Package(pkg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", ["../outside.pte", "/etc/hostname", "variants/../../outside.pte"])
+def test_manifest_paths_outside_the_package_are_refused(host_pkg, tmp_path, bad):
+    pkg, m = _copy(host_pkg, tmp_path)
+    (tmp_path / "outside.pte").write_bytes(b"x")
+    m["variants"][0]["files"][0]["path"] = bad
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PackageError, match="outside the package"):
+        Package(pkg)
+
+
+@pytest.mark.slow
+def test_schema_violations_are_refused(host_pkg, tmp_path):
+    pkg, m = _copy(host_pkg, tmp_path)
+    m["variants"][0]["files"][0]["sha256"] = "not-a-hash"
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PackageError, match=r"field 'variants/0/files/0/sha256'"):
+        read_manifest(pkg)
+    m["schema_version"] = "2.0"
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PackageError, match="schema_version '2.0' is not supported"):
+        read_manifest(pkg)
