@@ -107,7 +107,7 @@ class Runner:
 
         torch.manual_seed(0)
         net = timm_for_task(name, self.task.num_classes, self.exp.resolution).eval()
-        return cut(net, name, get_anchor(name).family)
+        return cut(net, name, get_anchor(name).family).eval()
 
     @cached_property
     def front_arch(self):

@@ -22,7 +22,7 @@ def stitched():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["pte", "tflite", "onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["pte", "tflite", "tflite-onnx2tf", "onnx", "torchscript"])
 def test_export_runs_in_own_runtime_and_matches_eager(stitched, fmt, tmp_path):
     g = torch.Generator().manual_seed(1)
     example = torch.randn(1, 3, 64, 64, generator=g)

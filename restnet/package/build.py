@@ -25,7 +25,7 @@ from restnet.anchors.stats import count_flops, count_params
 from restnet.cost import UNITS, CostModel
 from restnet.data import to_model_input
 from restnet.package import manifest as mf
-from restnet.package.exports import verified_file
+from restnet.package.exports import int8_file, verified_file
 from restnet.package.writer import staged_dir
 from restnet.paths import cache_dir
 from restnet.pipeline import Runner
@@ -58,6 +58,7 @@ class PackRequest:
     include_anchors: bool = True
     train_overrides: dict = field(default_factory=dict)
     probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
+    int8: bool = False  # also ship int8 .pte files (PT2E) with their agreement with fp32
     latency_table: Path | None = None  # a device table from restnet-bench
 
     @property
@@ -76,7 +77,7 @@ class PackRequest:
 
 
 class Stages:
-    """Says which stage runs and roughly how long is left (from the last run's stage times)."""
+    """Says which stage runs and how long is left at most (the slowest time seen per stage)."""
 
     def __init__(self, log: Callable[[str], None], names=STAGES):
         self.log, self.names = log, list(names)
@@ -93,13 +94,15 @@ class Stages:
         k = self.names.index(name)
         left = sum(self.expected.get(n, 0) for n in self.names[k:])
         self.log(f"[{k + 1}/{len(self.names)}] {name} (elapsed {self._fmt(time.perf_counter() - self.t0)}; "
-                 f"~{self._fmt(left)} left by the last run's stage times)")
+                 f"at most ~{self._fmt(left)} left, by the slowest runs so far; far less when cached)")
         t = time.perf_counter()
         yield
         self.took[name] = time.perf_counter() - t
 
     def save(self) -> None:
-        checkpoint.atomic_write_json({**self.expected, **self.took}, self.path)
+        """Keep the slowest time seen per stage: the ETA is an upper bound, cold or warm."""
+        slowest = {n: max(self.expected.get(n, 0), self.took.get(n, 0)) for n in {*self.expected, *self.took}}
+        checkpoint.atomic_write_json(slowest, self.path)
 
     @staticmethod
     def _fmt(s: float) -> str:
@@ -231,6 +234,19 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
                     log(f"export {vid} -> {fmt}, verify on {len(runner.task.val)} validation images")
                     rec = verified_file(b.model, fmt, x, val_batches(_spec_of(runner, b)),
                                         runner.task.val.fingerprint(), req.threads, tmp / rel)
+                    b.files.append({"dtype": "fp32", **rec, "path": rel})
+                if req.int8:
+                    rel = f"variants/{vid}.int8.pte"
+                    log(f"quantise {vid} -> int8 pte (PT2E, XNNPACK), check agreement with fp32")
+                    calib = runner.task.train.subset(min(256, len(runner.task.train)), exp.seed + 17)
+                    rec = int8_file(b.model, x, (to_model_input(i, _spec_of(runner, b)) for i, _ in
+                                                 runner.task.raw_loader(calib, 64)), calib.fingerprint(),
+                                    ((to_model_input(i, _spec_of(runner, b)), y) for i, y in
+                                     runner.task.raw_loader(runner.task.val, 250)),
+                                    runner.task.val.fingerprint(), req.threads, tmp / rel)
+                    if rec["flagged"]:
+                        log(f"[yellow]int8 {vid}: top-1 agreement with fp32 {rec['top1_agreement']:.2%} < 98 %: "
+                            "flagged[/]")
                     b.files.append({**rec, "path": rel})
                 b.activation_bytes = largest_activation_bytes(b.model, x)
             probes = None
@@ -318,7 +334,8 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
              "trainable_params": b.trainable, "accuracy": b.accuracy, "latency": lat, "peak_ram_mb": round(peak, 2),
              "fits": fits,
              "files": [{k: f[k] for k in ("format", "path", "size", "sha256", "runtime", "input_layout",
-                                          "max_abs_diff", "max_abs_logit", "scaled_diff", "top1_agreement")} | {"dtype": "fp32"} for f in b.files]}
+                                          "max_abs_diff", "max_abs_logit", "scaled_diff", "top1_agreement",
+                                          "dtype", "accuracy", "flagged") if k in f} for f in b.files]}
         if b.kind == "stitched":
             s, m = b.selection, b.model
             v.update(front={"anchor": exp.front, "blocks": [0, s.point.i]},

@@ -58,3 +58,48 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     checkpoint.atomic_write_json(record, meta)
     shutil.copyfile(cached, dest)
     return record
+
+
+@torch.no_grad()
+def int8_file(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor], calib_fingerprint: str,
+              val: Iterable[tuple[torch.Tensor, torch.Tensor]], val_fingerprint: str, threads: int,
+              dest: Path) -> dict:
+    """Write an int8 .pte of ``model`` to ``dest``; its record has top-1 agreement with fp32 and accuracy
+    on the validation split, and ``flagged`` when agreement < 98 %."""
+    import numpy as np
+
+    from restnet.export import pte, pte_int8
+
+    weights = checkpoint.state_digest(model)
+    key = export_key(weights, "pte-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
+    slot = cache_dir("exports", key)
+    cached, meta = slot / "model.int8.pte", slot / "record.json"
+    if meta.is_file() and cached.is_file():
+        record = json.loads(meta.read_text())
+        if sha256_of(cached) == record["sha256"]:
+            shutil.copyfile(cached, dest)
+            return record
+    tmp = slot / ".model.int8.tmp.pte"
+    q = pte_int8.quantize(model, example, calibration)
+    pte_int8.export(q, example, tmp)
+    run = pte.load(tmp, threads)
+    same = correct = n = 0
+    worst = scale = 0.0
+    for x, y in val:
+        want = model(x).numpy()
+        got = np.concatenate([run(x[k:k + 1].numpy()) for k in range(len(x))])
+        worst = max(worst, float(np.abs(got - want).max()))
+        scale = max(scale, float(np.abs(want).max()))
+        same += int((got.argmax(-1) == want.argmax(-1)).sum())
+        correct += int((got.argmax(-1) == y.numpy()).sum())
+        n += len(x)
+    agree = same / max(n, 1)
+    record = {"format": "pte", "dtype": "int8", "size": tmp.stat().st_size, "sha256": sha256_of(tmp),
+              "max_abs_diff": worst, "max_abs_logit": scale, "scaled_diff": worst / max(1.0, scale),
+              "top1_agreement": agree, "accuracy": correct / max(n, 1), "flagged": agree < pte_int8.AGREEMENT_FLAG,
+              "checked": n, "runtime": pte.runtime_version(), "input_layout": "NCHW",
+              "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
+    tmp.replace(cached)
+    checkpoint.atomic_write_json(record, meta)
+    shutil.copyfile(cached, dest)
+    return record

@@ -29,6 +29,7 @@ def stitch_name(src: FeatureSpec, dst: FeatureSpec) -> str:
 def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tuple[str, str, int | None, nn.Module,
                                                                                     torch.Tensor]]:
     """(name, part, index, module, example input) for stem, every block and head."""
+    model.eval()  # batch-1 examples through BatchNorm
     x = torch.zeros(1, 3, resolution, resolution)
     with torch.no_grad():
         yield f"{role}.stem", "stem", None, model.stem, x
