@@ -93,7 +93,7 @@ def profiles() -> None:
             continue
         b = p.budgets
         budgets = f"{b.metric}: " + (f"{b.between} between anchors" if b.between else
-                                     ", ".join(f"{v:g}" for v in b.values))
+                                     ", ".join(f"{v:g}" for v in b.values)) + (f", band {b.band:g}" if b.band else "")
         t.add_row(p.name, f"{p.hardware.soc}\n{p.hardware.cpu}", f"{p.model_ram_mb:.0f} MB", p.backend,
                   str(p.threads), p.dtype, str(p.resolution), budgets)
     console.print(t)

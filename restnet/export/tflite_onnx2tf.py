@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,19 @@ from torch import nn
 from restnet.export import onnx_format, tflite
 
 
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+@contextlib.contextmanager
+def _cwd(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     import onnx2tf
 
@@ -28,8 +42,12 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         onnx_path = Path(tmp) / "model.onnx"
         onnx_format.export(model, example, onnx_path)
         out = Path(tmp) / "tf"
+        # onnx2tf validates op by op on sample images that it downloads from GitHub unless the file
+        # sits in the working directory: give it seeded local data instead (no network at run time).
+        sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+        np.save(Path(tmp) / SAMPLE_FILE, sample)
         # onnx2tf prints a per-op log to stdout; keep it out of restnet's output.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _cwd(tmp), contextlib.redirect_stdout(io.StringIO()):
             onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), non_verbose=True,
                             copy_onnx_input_output_names_to_tflite=True)
         produced = out / "model_float32.tflite"
