@@ -212,3 +212,19 @@ def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
         logits = next(iter(runner(**{name: np.zeros(m["input"]["shape"], np.float32)}).values()))
         assert logits.shape == tuple(m["output"]["shape"])
     assert m["latency_source"] == "unavailable" and all(len(v["latency"]) == 1 for v in m["variants"])
+
+
+@pytest.mark.slow
+def test_int8_files_report_agreement_with_fp32(tmp_path, cache):
+    out = tmp_path / "rpi4-int8"
+    _pack(["--profile", "rpi4", "--out", str(out), "--int8", "--no-anchors", "--budgets-between", "1", *TINY])
+    root, m = open_verified(out)
+    for v in m["variants"]:
+        fp32, int8 = v["files"]
+        assert (fp32["dtype"], int8["dtype"]) == ("fp32", "int8") and int8["path"].endswith(".int8.pte")
+        assert 0.0 <= int8["top1_agreement"] <= 1.0 and int8["flagged"] == (int8["top1_agreement"] < 0.98)
+        assert int8["size"] < 0.5 * fp32["size"], "int8 weights should be about a quarter of fp32"
+        from restnet.export import get_format
+
+        logits = get_format("pte").load(root / int8["path"])(np.zeros(m["input"]["shape"], np.float32))
+        assert logits.shape == tuple(m["output"]["shape"])
