@@ -19,14 +19,21 @@ fi
 
 # 2. The device side's own venv (.venv-device): Python 3.12, no torch at all (requirements/device.txt).
 # It stands in for a device: the toolkit and restnet-bench run there, and torch cannot sneak in.
-PY312=${RESTNET_DEVICE_PYTHON:-$(command -v python3.12 || true)}
+# A candidate counts only if it really runs as 3.12 (a pyenv shim on PATH may exist and fail).
+is312() { [ -n "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; }
+PY312=""
+for cand in "${RESTNET_DEVICE_PYTHON:-}" "$(command -v python3.12 || true)"; do
+  if is312 "$cand"; then PY312=$cand; break; fi
+done
 if [ -z "$PY312" ] && command -v pyenv >/dev/null 2>&1; then
-  v=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.12' | head -1 || true)
-  [ -n "$v" ] && PY312="$(pyenv root)/versions/$v/bin/python3.12"
+  for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12' || true); do
+    cand="$(pyenv root)/versions/$v/bin/python3.12"
+    if is312 "$cand"; then PY312=$cand; break; fi
+  done
 fi
 dstamp=.venv-device/.restnet-setup-stamp
 dwant=$(cat requirements/device.txt | sha256sum | cut -d' ' -f1)
-if [ -n "$PY312" ] && [ -x "$PY312" ]; then
+if [ -n "$PY312" ]; then
   if ! { [ -x .venv-device/bin/python ] && [ -f "$dstamp" ] && [ "$(cat "$dstamp")" = "$dwant" ]; }; then
     echo "[setup] creating .venv-device (Python 3.12, torch-free) from requirements/device.txt"
     [ -x .venv-device/bin/python ] || "$PY312" -m venv .venv-device

@@ -31,7 +31,6 @@ from restnet.paths import cache_dir
 from restnet.pipeline import Runner
 from restnet.profiles import Profile, ProfileError
 from restnet.selection import Selection, budgets_between, select_family
-from restnet.stitching import StitchedModel
 from restnet.training import checkpoint
 from restnet.training.evaluate import accuracy
 from restnet.training.stitch import trainable_params
