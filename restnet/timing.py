@@ -30,14 +30,7 @@ def torch_threads(threads: int | None) -> Iterator[int]:
 def measure_ms(module: nn.Module, x: torch.Tensor, runs: int = 15, warmup: int = 3) -> float:
     """Median wall time of one forward, in ms, with the current torch thread count."""
     module.eval()
-    for _ in range(warmup):
-        module(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        module(x)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return measure_callable_ms(module, x, runs, warmup)
 
 
 def measure_callable_ms(fn, x, runs: int = 20, warmup: int = 3) -> float:

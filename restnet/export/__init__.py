@@ -11,7 +11,6 @@ figure. With labelled-free check data it also reports top-1 agreement.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from toolkit.package import sha256_of  # one copy, torch-free, shared with the device side
 
 TOLERANCE = 1e-4
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -79,27 +80,32 @@ class Exported:
 AGREEMENT_FLOOR = 0.999
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@dataclass(frozen=True)
+class Comparison:
+    max_abs_diff: float  # max |file logit - eager logit|
+    max_abs_logit: float  # max |eager logit|
+    agreement: float  # share of inputs with the same top-1
+    n: int
+    accuracy: float | None = None  # the file's top-1 against labels, when batches carry them
 
 
 @torch.no_grad()
-def compare_with_eager(model: nn.Module, run: Runner, batches: Iterable[torch.Tensor],
-                       batch: int) -> tuple[float, float, float, int]:
-    """(max |Δ| on logits, max |eager logit|, top-1 agreement, inputs seen): the file run ``batch`` at a time."""
-    worst, scale, same, n = 0.0, 0.0, 0, 0
-    for x in batches:
+def compare_with_eager(model: nn.Module, run: Runner, batches: Iterable, batch: int) -> Comparison:
+    """The file (run ``batch`` inputs at a time) against eager ``model``; ``batches`` holds input
+    tensors, or (input, label) pairs to also get the file's own accuracy."""
+    worst, scale, same, correct, n, labelled = 0.0, 0.0, 0, 0, 0, False
+    for item in batches:
+        x, y = item if isinstance(item, (tuple, list)) else (item, None)
         want = model(x).numpy()
         got = np.concatenate([run(x[k:k + batch].numpy()) for k in range(0, len(x), batch)])
         worst = max(worst, float(np.abs(got - want).max()))
         scale = max(scale, float(np.abs(want).max()))
         same += int((got.argmax(-1) == want.argmax(-1)).sum())
+        if y is not None:
+            labelled = True
+            correct += int((got.argmax(-1) == y.numpy()).sum())
         n += len(x)
-    return worst, scale, same / max(n, 1), n
+    return Comparison(worst, scale, same / max(n, 1), n, correct / max(n, 1) if labelled else None)
 
 
 def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Path,
@@ -122,7 +128,8 @@ def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Pat
     f.export(model, example, path)
     checks = [example] if check_inputs is None else (
         [check_inputs] if isinstance(check_inputs, torch.Tensor) else check_inputs)
-    diff, scale, agree, n = compare_with_eager(model, f.load(path, threads), checks, example.shape[0])
+    c = compare_with_eager(model, f.load(path, threads), checks, example.shape[0])
+    diff, scale, agree, n = c.max_abs_diff, c.max_abs_logit, c.agreement, c.n
     allowed = tolerance * max(1.0, scale)
     if not diff <= allowed:
         raise ExportMismatch(f"{fmt} export {path.name}: max |Δ| vs eager = {diff:.3g} > {allowed:.3g} "

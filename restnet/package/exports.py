@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from restnet import __version__
-from restnet.export import AGREEMENT_FLOOR, export_verified, get_format, sha256_of
+from restnet.export import AGREEMENT_FLOOR, compare_with_eager, export_verified, get_format, sha256_of
 from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
 from restnet.training import checkpoint
@@ -31,6 +31,25 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
                              threads=threads, tools=tools, v=__version__)
 
 
+def _cached(cached: Path, dest: Path) -> dict | None:
+    """The stored record, with the file copied to ``dest``, if the cache slot is intact."""
+    meta = cached.with_name("record.json")
+    if meta.is_file() and cached.is_file():
+        record = json.loads(meta.read_text())
+        if sha256_of(cached) == record["sha256"]:
+            shutil.copyfile(cached, dest)
+            return record
+    return None
+
+
+def _store(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:
+    """Move a freshly written file into its cache slot with its record, and copy it to ``dest``."""
+    tmp.replace(cached)
+    checkpoint.atomic_write_json(record, cached.with_name("record.json"))
+    shutil.copyfile(cached, dest)
+    return record
+
+
 def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Iterable[torch.Tensor],
                   check_fingerprint: str, threads: int, dest: Path, weights: str | None = None,
                   agreement_floor: float = AGREEMENT_FLOOR) -> dict:
@@ -40,12 +59,9 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     weights = weights or checkpoint.state_digest(model)
     key = export_key(weights, fmt, tuple(example.shape), check_fingerprint, threads)
     slot = cache_dir("exports", key)
-    cached, meta = slot / f"model{f.suffix}", slot / "record.json"
-    if meta.is_file() and cached.is_file():
-        record = json.loads(meta.read_text())
-        if sha256_of(cached) == record["sha256"]:
-            shutil.copyfile(cached, dest)
-            return record
+    cached = slot / f"model{f.suffix}"
+    if (record := _cached(cached, dest)) is not None:
+        return record
     tmp = slot / f".model.tmp{f.suffix}"
     out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor)
     run = f.load(tmp, threads)
@@ -54,10 +70,7 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
               "top1_agreement": out.top1_agreement, "checked": out.checked,
               "max_abs_logit": out.max_abs_logit, "scaled_diff": out.scaled_diff, "runtime": f.runtime_version(),
               "input_layout": f.input_layout, "host_ms": ms, "threads": threads}
-    tmp.replace(cached)
-    checkpoint.atomic_write_json(record, meta)
-    shutil.copyfile(cached, dest)
-    return record
+    return _store(tmp, cached, record, dest)
 
 
 @torch.no_grad()
@@ -66,40 +79,23 @@ def int8_file(model: nn.Module, example: torch.Tensor, calibration: Iterable[tor
               dest: Path) -> dict:
     """Write an int8 .pte of ``model`` to ``dest``; its record has top-1 agreement with fp32 and accuracy
     on the validation split, and ``flagged`` when agreement < 98 %."""
-    import numpy as np
-
     from restnet.export import pte, pte_int8
 
     weights = checkpoint.state_digest(model)
     key = export_key(weights, "pte-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
     slot = cache_dir("exports", key)
-    cached, meta = slot / "model.int8.pte", slot / "record.json"
-    if meta.is_file() and cached.is_file():
-        record = json.loads(meta.read_text())
-        if sha256_of(cached) == record["sha256"]:
-            shutil.copyfile(cached, dest)
-            return record
+    cached = slot / "model.int8.pte"
+    if (record := _cached(cached, dest)) is not None:
+        return record
     tmp = slot / ".model.int8.tmp.pte"
     q = pte_int8.quantize(model, example, calibration)
     pte_int8.export(q, example, tmp)
     run = pte.load(tmp, threads)
-    same = correct = n = 0
-    worst = scale = 0.0
-    for x, y in val:
-        want = model(x).numpy()
-        got = np.concatenate([run(x[k:k + 1].numpy()) for k in range(len(x))])
-        worst = max(worst, float(np.abs(got - want).max()))
-        scale = max(scale, float(np.abs(want).max()))
-        same += int((got.argmax(-1) == want.argmax(-1)).sum())
-        correct += int((got.argmax(-1) == y.numpy()).sum())
-        n += len(x)
-    agree = same / max(n, 1)
+    c = compare_with_eager(model, run, val, example.shape[0])
     record = {"format": "pte", "dtype": "int8", "size": tmp.stat().st_size, "sha256": sha256_of(tmp),
-              "max_abs_diff": worst, "max_abs_logit": scale, "scaled_diff": worst / max(1.0, scale),
-              "top1_agreement": agree, "accuracy": correct / max(n, 1), "flagged": agree < pte_int8.AGREEMENT_FLAG,
-              "checked": n, "runtime": pte.runtime_version(), "input_layout": "NCHW",
+              "max_abs_diff": c.max_abs_diff, "max_abs_logit": c.max_abs_logit,
+              "scaled_diff": c.max_abs_diff / max(1.0, c.max_abs_logit), "top1_agreement": c.agreement,
+              "accuracy": c.accuracy, "flagged": c.agreement < pte_int8.AGREEMENT_FLAG,
+              "checked": c.n, "runtime": pte.runtime_version(), "input_layout": "NCHW",
               "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
-    tmp.replace(cached)
-    checkpoint.atomic_write_json(record, meta)
-    shutil.copyfile(cached, dest)
-    return record
+    return _store(tmp, cached, record, dest)
