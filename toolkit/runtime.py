@@ -1,8 +1,9 @@
 """Run an exported file with the runtime its format needs, without torch.
 
 ``.pte``: the torch-free ``executorch_numpy_runtime`` when installed (the
-device case); otherwise ``executorch.runtime`` (workstation; it imports
-torch). ``.tflite``: the LiteRT interpreter (``ai_edge_litert``), which
+device case); otherwise, on a workstation, restnet's own loader
+(``restnet.export.pte``, executorch with torch). This module never imports
+torch itself. ``.tflite``: the LiteRT interpreter (``ai_edge_litert``), which
 imports no torch. Every runner takes and returns numpy arrays.
 """
 from __future__ import annotations
@@ -29,21 +30,12 @@ def _pte(path: Path, threads: int | None) -> tuple[Runner, str]:
         method = en.Runtime.get().load_program(str(path)).load_method("forward")
         return (lambda x: method([np.ascontiguousarray(x, dtype=np.float32)])[0]), \
             f"executorch-numpy-runtime {metadata.version('executorch-numpy-runtime')} (XNNPACK, default threads)"
-    try:
-        from executorch.runtime import Runtime
+    try:  # a workstation with restnet (and so executorch and torch): its own .pte loader
+        from restnet.export import pte as workstation_pte
     except ImportError:
         raise RuntimeUnavailable(f"{path.name}: a .pte needs `pip install executorch-numpy-runtime` "
-                                 "(Python >= 3.12, no torch) or executorch") from None
-    import torch  # only on a workstation that has executorch (and so torch) anyway
-
-    if threads:
-        from executorch.extension.pybindings import portable_lib
-
-        if portable_lib._threadpool_get_thread_count() != threads:
-            portable_lib._unsafe_reset_threadpool(threads)
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    return (lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])[0].numpy()), \
-        f"executorch {metadata.version('executorch')} (XNNPACK)"
+                                 "(Python >= 3.12, no torch), or restnet's workstation install") from None
+    return workstation_pte.load(path, threads), workstation_pte.runtime_version()
 
 
 def _tflite(path: Path, threads: int | None) -> tuple[Runner, str]:

@@ -22,12 +22,10 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 
 def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
+    """The device toolkit's LiteRT runner (torch-free): one implementation for both sides."""
+    from toolkit.runtime import load as device_load
 
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    runner = it.get_signature_runner()
-    name = next(iter(it.get_signature_list()["serving_default"]["inputs"]))
-    return lambda x: next(iter(runner(**{name: np.ascontiguousarray(x, dtype=np.float32)}).values()))
+    return device_load(Path(path), "tflite", threads)[0]
 
 
 def runtime_version() -> str:
