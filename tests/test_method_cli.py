@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import restnet_cache
 
 from restnet.cli import main
 
@@ -26,14 +27,8 @@ PAIRS = {
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("RESTNET_CACHE")
-    os.environ["RESTNET_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("RESTNET_CACHE")
-    else:
-        os.environ["RESTNET_CACHE"] = old
+    with restnet_cache(tmp_path_factory.mktemp("cache")) as path:
+        yield path
 
 
 def _run(args):

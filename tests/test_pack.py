@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import restnet_cache
 
 from restnet.cli import main
 from restnet.package import manifest as mf
@@ -102,21 +103,11 @@ def test_symlink_escape_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     """One rpi4 package (pte) plus torchscript and onnx, tiny sizes; shared by the checks below."""
-    import os
-
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("RESTNET_CACHE")
-    os.environ["RESTNET_CACHE"] = str(cache)
     out = tmp_path_factory.mktemp("artifacts") / "rpi4"
-    try:
+    with restnet_cache(tmp_path_factory.mktemp("cache")):
         text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
                       *TINY])
         yield out, text
-    finally:
-        if old is None:
-            os.environ.pop("RESTNET_CACHE")
-        else:
-            os.environ["RESTNET_CACHE"] = old
 
 
 @pytest.mark.slow

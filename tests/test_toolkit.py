@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import restnet_cache
 
 from restnet.cli import main
 from toolkit.package import PackageError, read_manifest
@@ -39,20 +40,12 @@ def _device(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def host_pkg(tmp_path_factory):
     """A host-profile package (pte, with per-block probes) from tiny random-weight anchors."""
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("RESTNET_CACHE")
-    os.environ["RESTNET_CACHE"] = str(cache)
     out = tmp_path_factory.mktemp("artifacts") / "host"
-    try:
+    with restnet_cache(tmp_path_factory.mktemp("cache")):
         res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes", *TINY],
                                  catch_exceptions=False)
         assert res.exit_code == 0, res.output
         yield out
-    finally:
-        if old is None:
-            os.environ.pop("RESTNET_CACHE")
-        else:
-            os.environ["RESTNET_CACHE"] = old
 
 
 def _readme_example(package: Path) -> str:
