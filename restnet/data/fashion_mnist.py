@@ -89,7 +89,8 @@ def _read_idx(path: Path) -> np.ndarray:
     if zero != 0 or dtype != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file")
     shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    # bytearray: a writable buffer, so torch.from_numpy on an image does not warn (or alias read-only memory).
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: truncated ({data.size} bytes for shape {shape})")
     return data.reshape(shape)
