@@ -54,9 +54,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def quiet_third_party() -> None:
     """Silence known-harmless noise so that real warnings stay visible in CLI output:
     torchao's CPU wheel tries to load its CUDA kernels and logs each failure; torch.export
-    and executorch emit deprecation warnings about their own internals."""
+    and executorch emit deprecation warnings about their own internals; litert-torch prints a
+    START/DONE line per conversion pass (~20 per file; LITERT_TORCH_SHOW_PROGRESS=y brings them back)."""
     import logging
     import warnings
+
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
     logging.getLogger("torchao").setLevel(logging.ERROR)
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)

@@ -54,7 +54,7 @@ class LatencyTable:
         """Per-program overhead o, fitted on whichever anchors the table measured whole."""
         fits = []
         for v in self.data["variants"].values():
-            if v.get("kind") == "anchor" and v.get("anchor") in anchor_sums:
+            if v.get("kind") == "anchor" and v.get("anchor") in anchor_sums and v.get("dtype", "fp32") == "fp32":
                 n = parts[v["anchor"]]
                 fits.append((anchor_sums[v["anchor"]] - v["p50_ms"]) / max(n - 1, 1))
         return sum(fits) / len(fits) if fits else 0.0

@@ -1,6 +1,7 @@
 """Every format is exported, then run by its own runtime and compared with eager."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,42 @@ def test_mismatch_fails_with_the_figure(stitched, tmp_path, monkeypatch):
 def test_unknown_format(stitched, tmp_path):
     with pytest.raises(ValueError, match="choose from pte, tflite, tflite-onnx2tf, onnx, torchscript"):
         export_verified(stitched, torch.randn(1, 3, 64, 64), "coreml", tmp_path / "m")
+
+
+def _photo(image, size: int = 224) -> torch.Tensor:
+    """An RGB uint8 photo as lite0 input (mean = std = 0.5)."""
+    from PIL import Image
+
+    im = Image.fromarray(image).resize((size, size), Image.BICUBIC)
+    return (torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] - 0.5) / 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+@pytest.mark.parametrize("fmt", ["pte", "tflite"])
+def test_int8_file_keeps_real_predictions(fmt, tmp_path):
+    """Real lite0 weights and real photos: the int8 file, run by its device runtime with float32 in
+    and out (the .tflite has int8 tensors at its edges), still sees the cat and the espresso, and its
+    logits stay close to eager's. A wrong scale or zero point, or a broken calibration, fails this."""
+    from skimage import data as skdata
+
+    from restnet.export import get_format
+    from restnet.export.int8 import get_route
+
+    model = create_anchor("tf_efficientnet_lite0", pretrained=True).eval()
+    cat, cup = _photo(skdata.chelsea()), _photo(skdata.coffee())
+    calib = [torch.cat([p, p.flip(-1)]) for p in (_photo(skdata.astronaut()), _photo(skdata.rocket()), cat, cup)]
+    route = get_route(fmt)
+    path = tmp_path / f"m{route.suffix}"
+    route.export(route.quantize(model, cat, calib), cat, path)
+    run = get_format(fmt).load(path)
+    with torch.no_grad():
+        for x, ok in ((cat, lambda k: 281 <= k <= 285), (cup, lambda k: k == 967)):
+            want, got = model(x).numpy()[0], run(x.numpy())[0]
+            assert got.dtype == want.dtype and ok(int(got.argmax())), int(got.argmax())
+            # Measured here: correlation 0.96 (.pte) / 0.88 (.tflite), mean |Δ| 0.3-0.5 of mean |logit|,
+            # mean offset < 0.001. A missing dequantisation scales the logits by ~1/scale, a wrong zero
+            # point shifts them all by ~zero x scale: argmax survives both, these bounds do not.
+            assert np.corrcoef(got, want)[0, 1] >= 0.8
+            assert abs(got - want).mean() <= 0.7 * abs(want).mean()
+            assert abs(got.mean() - want.mean()) <= 0.1 * abs(want).mean()

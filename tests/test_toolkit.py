@@ -163,3 +163,19 @@ def test_schema_violations_are_refused(host_pkg, tmp_path):
     (pkg / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(PackageError, match="schema_version '2.0' is not supported"):
         read_manifest(pkg)
+
+
+def test_quantised_tflite_edges_use_the_files_scale_and_zero_point():
+    """A fully integer .tflite takes int8 pixels and gives int8 logits: q = round(x / s) + z, clipped;
+    x = (q - z) * s. Float tensors pass through untouched."""
+    import numpy as np
+
+    from toolkit.runtime import _dequantizer, _quantizer
+
+    detail = {"dtype": np.int8, "quantization": (0.5, 3)}
+    q = _quantizer(detail)(np.array([1.0, -0.2, -70.0, 100.0], np.float32))
+    assert q.dtype == np.int8 and q.tolist() == [5, 3, -128, 127]
+    assert _dequantizer(detail)(np.array([5, 3, -128], np.int8)).tolist() == [1.0, 0.0, -65.5]
+    f32 = {"dtype": np.float32, "quantization": (0.0, 0)}
+    x = np.array([0.25, -1.5], np.float32)
+    assert _quantizer(f32)(x).tolist() == x.tolist() and _dequantizer(f32)(x) is x

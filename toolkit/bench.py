@@ -73,11 +73,13 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
     for v in m["variants"]:
         if wanted and v["id"] not in wanted:
             continue
-        f = pkg.file_for(v)
         shape = (v.get("input") or m["input"])["shape"]
-        jobs.append(("variant", f["sha256"], {"id": v["id"], "format": f["format"], "path": str(safe_path(pkg.root,
-                     f["path"])), "shape": shape, "layout": f["input_layout"], "kind": v["kind"],
-                     "anchor": v["front"]["anchor"] if v["kind"] == "anchor" else None}))
+        for dtype in sorted({f.get("dtype", "fp32") for f in v["files"]}):  # fp32, then int8 if shipped
+            f = pkg.file_for(v, dtype)
+            jobs.append(("variant", f["sha256"], {"id": v["id"], "format": f["format"], "dtype": dtype,
+                                                  "path": str(safe_path(pkg.root, f["path"])), "shape": shape,
+                                                  "layout": f["input_layout"], "kind": v["kind"],
+                                                  "anchor": v["front"]["anchor"] if v["kind"] == "anchor" else None}))
     if args.blocks:
         probes = m.get("probes") or []
         if not probes:
@@ -114,11 +116,12 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
                             threads).result()
         entry = {"id": job["id"], "format": job["format"], **res}
         if kind == "variant":
-            table["variants"][key] = {**entry, "kind": job["kind"], "anchor": job["anchor"]}
+            table["variants"][key] = {**entry, "dtype": job["dtype"], "kind": job["kind"], "anchor": job["anchor"]}
         else:
             table["blocks"][key] = {**entry, "sha256": job["sha256"]}
         table["runtime"] = res["runtime"]
-        progress(f"[{k}/{len(jobs)}] {kind} {job['id']}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
+        tag = f" ({job['dtype']})" if job.get("dtype", "fp32") != "fp32" else ""
+        progress(f"[{k}/{len(jobs)}] {kind} {job['id']}{tag}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
                  f"p99 {res['p99_ms']:.3f}, peak RSS {res['peak_rss_mb']:.0f} MB")
     path = Path(out) if out else pkg.root / TABLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,8 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
 
 
 def _print_table(table: dict) -> None:
-    rows = [("variant", v["id"], v) for v in table["variants"].values()]
+    rows = [("variant", v["id"] + ("" if v.get("dtype", "fp32") == "fp32" else f" ({v['dtype']})"), v)
+            for v in table["variants"].values()]
     rows += [("block", k, b) for k, b in table["blocks"].items()]
     w = max([len(r[1]) for r in rows] + [10])
     print(f"\n{'kind':8} {'id':{w}} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'peak RSS':>9}")

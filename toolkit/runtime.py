@@ -38,15 +38,37 @@ def _pte(path: Path, threads: int | None) -> tuple[Runner, str]:
     return workstation_pte.load(path, threads), workstation_pte.runtime_version()
 
 
+def _quantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 -> the tensor's dtype: identity for a float tensor, else round(x / scale) + zero point."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return lambda x: np.ascontiguousarray(x, dtype=np.float32)
+    scale, zero = detail["quantization"]
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    return lambda x: np.clip(np.round(np.asarray(x, np.float32) / scale) + zero, lo, hi).astype(dtype)
+
+
+def _dequantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """The tensor's dtype -> float32: (q - zero point) x scale for an integer tensor."""
+    if np.dtype(detail["dtype"]).kind == "f":
+        return lambda y: y
+    scale, zero = detail["quantization"]
+    return lambda y: (y.astype(np.float32) - zero) * np.float32(scale)
+
+
 def _tflite(path: Path, threads: int | None) -> tuple[Runner, str]:
+    """A fully integer model (int8 input/output tensors) is fed and read through the scale and zero
+    point stored in the file, so every runner takes and returns float32."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise RuntimeUnavailable(f"{path.name}: a .tflite needs `pip install ai-edge-litert`") from None
     it = Interpreter(model_path=str(path), num_threads=threads)
     runner = it.get_signature_runner()
-    name = next(iter(it.get_signature_list()["serving_default"]["inputs"]))
-    return (lambda x: next(iter(runner(**{name: np.ascontiguousarray(x, dtype=np.float32)}).values()))), \
+    (name, inp), = runner.get_input_details().items()
+    (_, out), = runner.get_output_details().items()
+    quant, dequant = _quantizer(inp), _dequantizer(out)
+    return (lambda x: dequant(next(iter(runner(**{name: quant(x)}).values())))), \
         f"ai-edge-litert {metadata.version('ai-edge-litert')} interpreter"
 
 

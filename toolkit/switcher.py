@@ -23,9 +23,12 @@ TABLE_NAME = "latency-table.json"
 class Package:
     """Open (and verify: schema, paths, sha256) once; load each variant at most once."""
 
-    def __init__(self, root: str | Path, threads: int | None = None, table: str | Path | None = None):
+    def __init__(self, root: str | Path, threads: int | None = None, table: str | Path | None = None,
+                 dtype: str = "fp32"):
+        """``dtype="int8"`` runs each variant's int8 file (``restnet-pack --int8``) and ranks variants by
+        that file's own accuracy."""
         self.root, self.manifest = open_verified(root)
-        self.threads = threads
+        self.threads, self.dtype = threads, dtype
         task = self.manifest["task"]
         self.labels = safe_path(self.root, task["labels_file"]).read_text().splitlines()
         if len(self.labels) != task["num_classes"]:
@@ -46,13 +49,21 @@ class Package:
                 return v
         raise KeyError(f"no variant {vid!r} in {self.root}; have: {', '.join(v['id'] for v in self.variants)}")
 
-    def file_for(self, v: dict) -> dict:
-        """The first of the variant's files that a device runtime can run."""
+    def file_for(self, v: dict, dtype: str | None = None) -> dict:
+        """The first of the variant's files of this dtype that a device runtime can run."""
+        dtype = dtype or self.dtype
         for f in v["files"]:
-            if f["format"] in runtime.BACKENDS:
+            if f["format"] in runtime.BACKENDS and f.get("dtype", "fp32") == dtype:
                 return f
-        raise runtime.RuntimeUnavailable(f"variant {v['id']} has no file for a device runtime "
-                                         f"(formats: {', '.join(f['format'] for f in v['files'])})")
+        have = ", ".join(f"{f['format']} {f.get('dtype', 'fp32')}" for f in v["files"])
+        hint = " (pack with --int8 to ship int8 files)" if dtype == "int8" else ""
+        raise runtime.RuntimeUnavailable(f"variant {v['id']} has no {dtype} file for a device runtime "
+                                         f"(files: {have}){hint}")
+
+    def accuracy(self, v: dict) -> float:
+        """The top-1 of the file that runs: an int8 file carries its own."""
+        f = self.file_for(v)
+        return f["accuracy"] if f.get("accuracy") is not None else v["accuracy"]
 
     def runner(self, vid: str) -> tuple[runtime.Runner, dict, str]:
         if vid not in self._runners:
@@ -83,11 +94,14 @@ class Package:
 
     def latency_ms(self, v: dict) -> tuple[float, str]:
         """(ms, where it comes from) for decisions: this device's table, else the manifest."""
+        f = self.file_for(v)
         if self.table:
-            entry = self.table.get("variants", {}).get(self.file_for(v)["sha256"])
+            entry = self.table.get("variants", {}).get(f["sha256"])
             if entry:
                 return entry["p50_ms"], f"measured here ({self.table.get('device', '?')})"
         lat = v["latency"][-1]
+        if self.dtype != "fp32":  # the manifest's figures are the fp32 file's; restnet-bench times every file
+            return lat["ms"], f"{lat['source']} ({lat['where']}) for the fp32 file; run restnet-bench for {self.dtype}"
         return lat["ms"], f"{lat['source']} ({lat['where']})"
 
 
@@ -115,7 +129,7 @@ class Switcher:
         ok = self.candidates(latency_ms, ram_mb)
         self.within_budget = bool(ok)
         if ok:
-            best = max(ok, key=lambda v: (v["accuracy"], -self.package.latency_ms(v)[0]))
+            best = max(ok, key=lambda v: (self.package.accuracy(v), -self.package.latency_ms(v)[0]))
         else:
             best = min(self.package.variants, key=lambda v: self.package.latency_ms(v)[0])
         self.package.runner(best["id"])

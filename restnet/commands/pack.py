@@ -34,7 +34,8 @@ pack_options = _stack(
     click.option("--anchors/--no-anchors", "include_anchors", default=True, show_default=True,
                  help="Also ship both anchors as variants (the two ends of the family)."),
     click.option("--int8/--no-int8", default=None,
-                 help="Also ship int8 .pte files (PT2E, calibrated on 256 task images; top-1 agreement with fp32 "
+                 help="Also ship an int8 file per variant for each format that has an int8 route (.int8.pte, "
+                      ".int8.tflite; PT2E static, calibrated on 256 task images; top-1 agreement with fp32 "
                       "reported, < 98 % flagged) [default: on when the profile's dtype is int8]."),
     click.option("--probes", is_flag=True,
                  help="Also ship every anchor block and stitching-layer shape as its own program, for "

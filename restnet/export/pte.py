@@ -11,7 +11,9 @@ from torch import nn
 
 
 def capture(model: nn.Module, example: torch.Tensor):
-    return torch.export.export(model, (example,))
+    # contiguous: ExecuTorch keeps the example's dim order, and a permuted (channels-last) example
+    # would make a program that refuses the NCHW-contiguous inputs every runtime passes.
+    return torch.export.export(model, (example.contiguous(),))
 
 
 def lower(exported):

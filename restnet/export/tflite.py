@@ -1,8 +1,8 @@
 """TFLite through litert-torch (keeps NCHW input), run by the LiteRT interpreter.
 
 litert-torch converts straight from torch.export (~9 s for lite0 here, no
-TensorFlow in the loop). The onnx -> onnx2tf route (NHWC input, ~60 s) is the
-other converter the design names; it is not wired in yet.
+TensorFlow in the loop). The onnx -> onnx2tf route (NHWC input, 6-7x slower
+to convert) is the ``tflite-onnx2tf`` format; int8 is restnet.export.tflite_int8.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class PackRequest:
     include_anchors: bool = True
     train_overrides: dict = field(default_factory=dict)
     probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
-    int8: bool = False  # also ship int8 .pte files (PT2E) with their agreement with fp32
+    int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
     latency_table: Path | None = None  # a device table from restnet-bench
 
     @property
@@ -68,8 +68,20 @@ class PackRequest:
             return None
         return p.latency_estimate.host_scale if p.latency_estimate else None
 
+    @property
+    def int8_formats(self) -> tuple[str, ...]:
+        """The requested formats that have an int8 route (restnet.export.int8), when int8 is on."""
+        from restnet.export.int8 import routes
+
+        return tuple(f for f in self.formats if f in routes()) if self.int8 else ()
+
     def check(self) -> None:
         p = self.profile
+        if self.int8 and not self.int8_formats:
+            from restnet.export.int8 import routes
+
+            raise ProfileError(f"profile {p.name}: int8 is available for the formats {', '.join(routes())}, "
+                               f"not for {', '.join(self.formats)}; use --no-int8 or another format")
         if self.metric == "latency" and not p.is_host and p.latency_estimate is None and self.latency_table is None:
             raise ProfileError(f"profile {p.name}: cost metric 'latency' needs a measured table, 'is_host: true' "
                                "or 'latency_estimate: {host_scale, source}'; or use --metric params|flops")
@@ -223,6 +235,7 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
         return (to_model_input(imgs, spec) for imgs, _ in runner.task.raw_loader(runner.task.val, 250))
 
     from restnet.export import get_format
+    from restnet.export.int8 import get_route
 
     with staged_dir(req.out) as tmp:
         with stages("export + verify"):
@@ -234,18 +247,19 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
                     rec = verified_file(b.model, fmt, x, val_batches(_spec_of(runner, b)),
                                         runner.task.val.fingerprint(), req.threads, tmp / rel)
                     b.files.append({"dtype": "fp32", **rec, "path": rel})
-                if req.int8:
-                    rel = f"variants/{vid}.int8.pte"
-                    log(f"quantise {vid} -> int8 pte (PT2E, XNNPACK), check agreement with fp32")
+                for fmt in req.int8_formats:
+                    route = get_route(fmt)
+                    rel = f"variants/{vid}{route.suffix}"
+                    log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}), check agreement with fp32")
                     calib = runner.task.train.subset(min(256, len(runner.task.train)), exp.seed + 17)
-                    rec = int8_file(b.model, x, (to_model_input(i, _spec_of(runner, b)) for i, _ in
-                                                 runner.task.raw_loader(calib, 64)), calib.fingerprint(),
+                    rec = int8_file(b.model, fmt, x, (to_model_input(i, _spec_of(runner, b)) for i, _ in
+                                                      runner.task.raw_loader(calib, 64)), calib.fingerprint(),
                                     ((to_model_input(i, _spec_of(runner, b)), y) for i, y in
                                      runner.task.raw_loader(runner.task.val, 250)),
                                     runner.task.val.fingerprint(), req.threads, tmp / rel)
                     if rec["flagged"]:
-                        log(f"[yellow]int8 {vid}: top-1 agreement with fp32 {rec['top1_agreement']:.2%} < 98 %: "
-                            "flagged[/]")
+                        log(f"[yellow]int8 {vid} ({fmt}): top-1 agreement with fp32 {rec['top1_agreement']:.2%} "
+                            "< 98 %: flagged[/]")
                     b.files.append({**rec, "path": rel})
                 b.activation_bytes = largest_activation_bytes(b.model, x)
             probes = None

@@ -74,28 +74,28 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
 
 
 @torch.no_grad()
-def int8_file(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor], calib_fingerprint: str,
-              val: Iterable[tuple[torch.Tensor, torch.Tensor]], val_fingerprint: str, threads: int,
-              dest: Path) -> dict:
-    """Write an int8 .pte of ``model`` to ``dest``; its record has top-1 agreement with fp32 and accuracy
-    on the validation split, and ``flagged`` when agreement < 98 %."""
-    from restnet.export import pte, pte_int8
+def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: Iterable[torch.Tensor],
+              calib_fingerprint: str, val: Iterable[tuple[torch.Tensor, torch.Tensor]], val_fingerprint: str,
+              threads: int, dest: Path) -> dict:
+    """Write an int8 file of ``model`` in ``fmt`` (see restnet.export.int8) to ``dest``; its record has top-1
+    agreement with fp32 and accuracy on the validation split, and ``flagged`` when agreement < 98 %."""
+    from restnet.export.int8 import AGREEMENT_FLAG, get_route
 
+    route, f = get_route(fmt), get_format(fmt)
     weights = checkpoint.state_digest(model)
-    key = export_key(weights, "pte-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
+    key = export_key(weights, f"{fmt}-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
     slot = cache_dir("exports", key)
-    cached = slot / "model.int8.pte"
+    cached = slot / f"model{route.suffix}"
     if (record := _cached(cached, dest)) is not None:
         return record
-    tmp = slot / ".model.int8.tmp.pte"
-    q = pte_int8.quantize(model, example, calibration)
-    pte_int8.export(q, example, tmp)
-    run = pte.load(tmp, threads)
+    tmp = slot / f".model.tmp{route.suffix}"
+    route.export(route.quantize(model, example, calibration), example, tmp)
+    run = f.load(tmp, threads)
     c = compare_with_eager(model, run, val, example.shape[0])
-    record = {"format": "pte", "dtype": "int8", "size": tmp.stat().st_size, "sha256": sha256_of(tmp),
+    record = {"format": fmt, "dtype": "int8", "size": tmp.stat().st_size, "sha256": sha256_of(tmp),
               "max_abs_diff": c.max_abs_diff, "max_abs_logit": c.max_abs_logit,
               "scaled_diff": c.max_abs_diff / max(1.0, c.max_abs_logit), "top1_agreement": c.agreement,
-              "accuracy": c.accuracy, "flagged": c.agreement < pte_int8.AGREEMENT_FLAG,
-              "checked": c.n, "runtime": pte.runtime_version(), "input_layout": "NCHW",
+              "accuracy": c.accuracy, "flagged": c.agreement < AGREEMENT_FLAG,
+              "checked": c.n, "runtime": f.runtime_version(), "input_layout": f.input_layout,
               "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
     return _store(tmp, cached, record, dest)

@@ -12,6 +12,17 @@ num_threads=N)` and its signature runner (`serving_default`). Input layout per f
     "torchscript": """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python.""",
 }
 
+INT8_NOTE = """## int8 files
+
+`*.int8.pte` take and return float32 like the fp32 files. `*.int8.tflite` are fully integer: the input
+and output tensors are int8. Quantise the preprocessed float input with the input tensor's scale and
+zero point, `q = clamp(round(x / scale) + zero_point, -128, 127)`, and read logits as
+`(q - zero_point) * scale` with the output tensor's (`TfLiteTensor.params`). int8 files are not held to the
+fp32 gate: the manifest gives each its own `accuracy` and `top1_agreement` with fp32, and `flagged: true`
+below 98 % agreement.
+
+"""
+
 
 def _fmt_lat(v: dict) -> str:
     parts = [f"{x['ms']:.2f} ms {x['source']} ({x['where']}, {x['threads']} thr)" for x in v["latency"]]
@@ -56,7 +67,7 @@ with eager PyTorch: max |logit Δ| ≤ 1e-4 × max(1, max |logit|) (the fp32 gat
 
 Output: {m['output']['shape']} {m['output']['kind']} ({m['output']['note']}).
 
-## Loading
+{INT8_NOTE if any(f.get("dtype") == "int8" for v in m["variants"] for f in v["files"]) else ""}## Loading
 
 {chr(10).join(LOADERS[f] + chr(10) for f in formats)}
 ## Switching variants on the device
