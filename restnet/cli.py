@@ -79,7 +79,7 @@ def data(data_name: str, train_size: int | None, val_size: int | None, seed: int
 
 @main.command()
 def profiles() -> None:
-    """List the device profiles in device_profiles/ (use a name or a path with --profile)."""
+    """List the device profiles by name ($RESTNET_PROFILES, ./device_profiles, shipped; or --profile PATH)."""
     from restnet.profiles import ProfileError, available, load_profile
 
     t = Table(title="Device profiles")

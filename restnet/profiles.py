@@ -8,13 +8,15 @@ file and the field, before any heavy work starts.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "device_profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "device_profiles"  # the shipped ones
+PROFILES_ENV = "RESTNET_PROFILES"
 BACKENDS = ("executorch-xnnpack", "tflite")
 
 
@@ -85,14 +87,38 @@ def _where(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def profile_dirs() -> list[Path]:
+    """Where profile names are looked up, first match wins: the folders in $RESTNET_PROFILES
+    (os.pathsep-separated), ./device_profiles, then the shipped ones. A team keeps its own devices
+    next to its project (or anywhere) without editing restnet, and can shadow a shipped profile."""
+    dirs = [Path(d) for d in os.environ.get(PROFILES_ENV, "").split(os.pathsep) if d]
+    dirs += [Path.cwd() / "device_profiles", PROFILE_DIR]
+    seen, out = set(), []
+    for d in dirs:
+        key = d.resolve()
+        if key not in seen and d.is_dir():
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def find_profile(name: str) -> Path | None:
+    for d in profile_dirs():
+        if (d / f"{name}.yaml").is_file():
+            return d / f"{name}.yaml"
+    return None
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A profile by name (``device_profiles/NAME.yaml``) or by path."""
+    """A profile by name (``NAME.yaml`` in ``profile_dirs()``) or by path."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = PROFILE_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ProfileError(f"no profile named {name_or_path!r}; available: {', '.join(available())} "
-                               "(or give a path to a .yaml file)")
+        found = find_profile(str(name_or_path))
+        if found is None:
+            raise ProfileError(f"no profile named {name_or_path!r} in {', '.join(map(str, profile_dirs()))}; "
+                               f"available: {', '.join(available())} (or give a path to a .yaml file, or add a "
+                               f"folder to ${PROFILES_ENV})")
+        path = found
     if not path.is_file():
         raise ProfileError(f"{path}: no such profile file")
     try:
@@ -112,4 +138,4 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    return sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})

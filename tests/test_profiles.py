@@ -52,7 +52,7 @@ def test_bad_yaml_and_unknown_name(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(ProfileError, match=f"{path}: not valid YAML"):
         load_profile(path)
-    with pytest.raises(ProfileError, match="no profile named 'toaster'; available: .*rpi4"):
+    with pytest.raises(ProfileError, match="no profile named 'toaster' in .*; available: .*rpi4"):
         load_profile("toaster")
 
 
@@ -61,3 +61,23 @@ def test_profiles_verb_lists_them():
     assert res.exit_code == 0, res.output
     for name in SHIPPED:
         assert name in res.stdout
+
+
+def test_profiles_by_name_from_restnet_profiles_and_cwd(tmp_path, monkeypatch):
+    """Own devices live outside restnet: $RESTNET_PROFILES first, then ./device_profiles, then the shipped."""
+    data = yaml.safe_load((PROFILE_DIR / "rpi4.yaml").read_text())
+    mine, proj = tmp_path / "mine", tmp_path / "proj" / "device_profiles"
+    mine.mkdir()
+    proj.mkdir(parents=True)
+    (mine / "lab-board.yaml").write_text(yaml.safe_dump({**data, "name": "lab-board", "threads": 3}))
+    (mine / "rpi4.yaml").write_text(yaml.safe_dump({**data, "threads": 1}))  # shadows the shipped rpi4
+    (proj / "shop-floor.yaml").write_text(yaml.safe_dump({**data, "name": "shop-floor"}))
+    monkeypatch.chdir(tmp_path / "proj")
+    monkeypatch.setenv("RESTNET_PROFILES", str(mine))
+    assert load_profile("lab-board").threads == 3 and load_profile("shop-floor").name == "shop-floor"
+    assert load_profile("rpi4").threads == 1 and load_profile("pixel-7").backend == "tflite"
+    assert {"lab-board", "shop-floor", *SHIPPED} <= set(available())
+    with pytest.raises(ProfileError, match=r"no profile named 'nope' in .*mine.*RESTNET_PROFILES"):
+        load_profile("nope")
+    monkeypatch.delenv("RESTNET_PROFILES")
+    assert load_profile("rpi4") == load_profile(PROFILE_DIR / "rpi4.yaml")
