@@ -80,6 +80,13 @@ class Exported:
 AGREEMENT_FLOOR = 0.999
 
 
+def capture(model: nn.Module, example: torch.Tensor):
+    """torch.export of ``model`` on ``example`` made contiguous: an exported program keeps the
+    example's dim order, and a permuted (channels-last) example would give a program that refuses
+    the NCHW-contiguous inputs every runtime passes."""
+    return torch.export.export(model, (example.contiguous(),))
+
+
 @dataclass(frozen=True)
 class Comparison:
     max_abs_diff: float  # max |file logit - eager logit|
@@ -87,6 +94,10 @@ class Comparison:
     agreement: float  # share of inputs with the same top-1
     n: int
     accuracy: float | None = None  # the file's top-1 against labels, when batches carry them
+
+    @property
+    def scaled_diff(self) -> float:
+        return self.max_abs_diff / max(1.0, self.max_abs_logit)
 
 
 @torch.no_grad()
@@ -109,13 +120,13 @@ def compare_with_eager(model: nn.Module, run: Runner, batches: Iterable, batch: 
 
 
 def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Path,
-                    check_inputs: torch.Tensor | Iterable[torch.Tensor] | None = None,
+                    check_inputs: torch.Tensor | Iterable | None = None,
                     tolerance: float = TOLERANCE, threads: int | None = None,
                     agreement_floor: float = AGREEMENT_FLOOR) -> Exported:
     """Export ``model`` to ``path`` in ``fmt`` and prove the file computes what eager does.
 
-    ``check_inputs`` is one tensor or an iterable of batches (e.g. the whole
-    validation split); by default the example alone. Two gates, both must pass
+    ``check_inputs`` is one tensor or an iterable of batches or (batch, labels)
+    pairs (e.g. the whole validation split); by default the example alone. Two gates, both must pass
     over every check input: max |Δ| <= ``tolerance`` x max(1, max |logit|), and
     top-1 agreement >= ``agreement_floor``. Why relative to the logit scale
     (for logits within ±1 it is the plain 1e-4): fp32 results depend on the

@@ -9,11 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def capture(model: nn.Module, example: torch.Tensor):
-    # contiguous: ExecuTorch keeps the example's dim order, and a permuted (channels-last) example
-    # would make a program that refuses the NCHW-contiguous inputs every runtime passes.
-    return torch.export.export(model, (example.contiguous(),))
+from restnet.export import capture
 
 
 def lower(exported):

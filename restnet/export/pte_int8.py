@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet.export import pte
+from restnet.export import capture, pte
 from restnet.export.int8 import Int8Route, calibrate
 
 
@@ -24,7 +24,7 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    captured = pte.capture(model.eval(), example).module()
+    captured = capture(model.eval(), example).module()
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(captured, quantizer)
     calibrate(prepared, calibration, example.shape[0])
@@ -32,7 +32,7 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
 
 
 def export(quantized: nn.Module, example: torch.Tensor, path: Path) -> None:
-    program = pte.lower(pte.capture(quantized, example))
+    program = pte.lower(capture(quantized, example))
     path.write_bytes(program.buffer)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     import litert_torch
 
-    litert_torch.convert(model, (example,)).export(str(path))
+    litert_torch.convert(model, (example.contiguous(),)).export(str(path))  # see restnet.export.capture
 
 
 def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:

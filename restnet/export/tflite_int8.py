@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from restnet.export import capture
 from restnet.export.int8 import Int8Route, calibrate
 
 
@@ -34,7 +35,7 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    captured = torch.export.export(model.eval(), (example.contiguous(),)).module()
+    captured = capture(model.eval(), example).module()
     prepared = prepare_pt2e(captured, quantizer)
     calibrate(prepared, calibration, example.shape[0])
     return Quantized(convert_pt2e(prepared, fold_quantize=False), quantizer)

@@ -232,31 +232,31 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
     ids = [_variant_id(prof.name, req.metric, b.cost, b.accuracy, taken) for b in built]
 
     def val_batches(spec):
-        return (to_model_input(imgs, spec) for imgs, _ in runner.task.raw_loader(runner.task.val, 250))
+        """(input, label) batches: every file's agreement with eager, and an int8 file's own accuracy."""
+        return ((to_model_input(imgs, spec), y) for imgs, y in runner.task.raw_loader(runner.task.val, 250))
 
     from restnet.export import get_format
     from restnet.export.int8 import get_route
 
+    calib = runner.task.train.subset(min(256, len(runner.task.train)), exp.seed + 17)  # int8 calibration images
     with staged_dir(req.out) as tmp:
         with stages("export + verify"):
             (tmp / "variants").mkdir()
             for b, vid in zip(built, ids):
+                spec = _spec_of(runner, b)
                 for fmt in req.formats:
                     rel = f"variants/{vid}{get_format(fmt).suffix}"
                     log(f"export {vid} -> {fmt}, verify on {len(runner.task.val)} validation images")
-                    rec = verified_file(b.model, fmt, x, val_batches(_spec_of(runner, b)),
-                                        runner.task.val.fingerprint(), req.threads, tmp / rel)
+                    rec = verified_file(b.model, fmt, x, val_batches(spec), runner.task.val.fingerprint(),
+                                        req.threads, tmp / rel)
                     b.files.append({"dtype": "fp32", **rec, "path": rel})
                 for fmt in req.int8_formats:
                     route = get_route(fmt)
                     rel = f"variants/{vid}{route.suffix}"
                     log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}), check agreement with fp32")
-                    calib = runner.task.train.subset(min(256, len(runner.task.train)), exp.seed + 17)
-                    rec = int8_file(b.model, fmt, x, (to_model_input(i, _spec_of(runner, b)) for i, _ in
+                    rec = int8_file(b.model, fmt, x, (to_model_input(i, spec) for i, _ in
                                                       runner.task.raw_loader(calib, 64)), calib.fingerprint(),
-                                    ((to_model_input(i, _spec_of(runner, b)), y) for i, y in
-                                     runner.task.raw_loader(runner.task.val, 250)),
-                                    runner.task.val.fingerprint(), req.threads, tmp / rel)
+                                    val_batches(spec), runner.task.val.fingerprint(), req.threads, tmp / rel)
                     if rec["flagged"]:
                         log(f"[yellow]int8 {vid} ({fmt}): top-1 agreement with fp32 {rec['top1_agreement']:.2%} "
                             "< 98 %: flagged[/]")

@@ -50,11 +50,12 @@ def _store(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:
     return record
 
 
-def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Iterable[torch.Tensor],
+def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Iterable,
                   check_fingerprint: str, threads: int, dest: Path, weights: str | None = None,
                   agreement_floor: float = AGREEMENT_FLOOR) -> dict:
     """Write ``dest`` (a verified export of ``model``) and return its record:
-    size, sha256, max |Δ|, top-1 agreement with eager, host latency of the file."""
+    size, sha256, max |Δ|, top-1 agreement with eager, host latency of the file.
+    ``checks``: input batches, or (input, label) pairs (see compare_with_eager)."""
     f = get_format(fmt)
     weights = weights or checkpoint.state_digest(model)
     key = export_key(weights, fmt, tuple(example.shape), check_fingerprint, threads)
@@ -94,7 +95,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: It
     c = compare_with_eager(model, run, val, example.shape[0])
     record = {"format": fmt, "dtype": "int8", "size": tmp.stat().st_size, "sha256": sha256_of(tmp),
               "max_abs_diff": c.max_abs_diff, "max_abs_logit": c.max_abs_logit,
-              "scaled_diff": c.max_abs_diff / max(1.0, c.max_abs_logit), "top1_agreement": c.agreement,
+              "scaled_diff": c.scaled_diff, "top1_agreement": c.agreement,
               "accuracy": c.accuracy, "flagged": c.agreement < AGREEMENT_FLAG,
               "checked": c.n, "runtime": f.runtime_version(), "input_layout": f.input_layout,
               "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
