@@ -120,8 +120,7 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
         else:
             table["blocks"][key] = {**entry, "sha256": job["sha256"]}
         table["runtime"] = res["runtime"]
-        tag = f" ({job['dtype']})" if job.get("dtype", "fp32") != "fp32" else ""
-        progress(f"[{k}/{len(jobs)}] {kind} {job['id']}{tag}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
+        progress(f"[{k}/{len(jobs)}] {kind} {_label(job)}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
                  f"p99 {res['p99_ms']:.3f}, peak RSS {res['peak_rss_mb']:.0f} MB")
     path = Path(out) if out else pkg.root / TABLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,9 +131,14 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
     return path, table
 
 
+def _label(entry: dict) -> str:
+    """A variant's id, with its dtype when it is not fp32 (one variant may ship both)."""
+    dtype = entry.get("dtype", "fp32")
+    return entry["id"] if dtype == "fp32" else f"{entry['id']} ({dtype})"
+
+
 def _print_table(table: dict) -> None:
-    rows = [("variant", v["id"] + ("" if v.get("dtype", "fp32") == "fp32" else f" ({v['dtype']})"), v)
-            for v in table["variants"].values()]
+    rows = [("variant", _label(v), v) for v in table["variants"].values()]
     rows += [("block", k, b) for k, b in table["blocks"].items()]
     w = max([len(r[1]) for r in rows] + [10])
     print(f"\n{'kind':8} {'id':{w}} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'peak RSS':>9}")
