@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("RESTNET_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Decode the bundled CIFAR-10 once for the whole run (and reuse the user's copy), even though
+# tests keep private restnet caches.
+os.environ.setdefault("RESTNET_DATA_CACHE", str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restnet" / "data" / "cifar10"))
 
 
 @pytest.fixture(autouse=True)

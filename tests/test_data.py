@@ -60,9 +60,10 @@ def test_truncated_idx_is_rejected(tmp_path):
 def test_real_fashion_mnist_is_installed():
     """The set-up script installs the real data set; this is it, not a stand-in."""
     task = load_task("fashion-mnist")
-    assert len(task.train) == 60000 and len(task.val) == 10000
-    assert task.train.images.shape == (60000, 28, 28) and task.train.images.dtype == np.uint8
-    assert np.bincount(task.val.labels).tolist() == [1000] * 10
+    assert (len(task.train), len(task.val), len(task.test)) == (55000, 5000, 10000)
+    assert task.train.images.shape == (55000, 28, 28) and task.train.images.dtype == np.uint8
+    assert np.bincount(task.val.labels).tolist() == [500] * 10  # carved from train, stratified
+    assert np.bincount(task.test.labels).tolist() == [1000] * 10
     assert task.classes[9] == "Ankle boot"
 
 

@@ -1,9 +1,14 @@
-"""Task data: a name or a folder in, seeded train/val subsets and batches out.
+"""Task data: a name or a folder in, seeded train/val/test splits and batches out.
 
-``load_task("fashion-mnist")`` or ``load_task("/path/to/imagefolder")`` gives
-a Task whose splits hold uint8 images; ``task.loader(split, spec, ...)``
-batches them into model inputs. ``--train-size`` / ``--val-size`` pick seeded
-subsets so the same arguments always mean the same images.
+``load_task("cifar10")``, ``load_task("fashion-mnist")`` or
+``load_task("/path/to/imagefolder")`` gives a Task whose splits hold uint8
+images; ``task.loader(split, spec, ...)`` batches them into model inputs.
+
+The discipline of splits: ``val`` is carved (stratified, seeded) from the
+training images and is what every decision looks at (rerank, settings,
+export checks); ``test`` is the data set's official test split and is only
+reported. ``--train-size`` / ``--val-size`` / ``--test-size`` pick seeded
+subsets, so the same arguments always mean the same images.
 """
 from __future__ import annotations
 
@@ -15,13 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from restnet.data import fashion_mnist, image_folder
-from restnet.data.fashion_mnist import DataUnavailable
+from restnet.data import cifar10, fashion_mnist, image_folder
+from restnet.data.errors import DataUnavailable
 from restnet.data.transforms import PREPROCESS_VERSION, InputSpec, load_image, to_model_input
 
-__all__ = ["DataUnavailable", "InputSpec", "Split", "Task", "load_task", "to_model_input"]
+__all__ = ["DataUnavailable", "InputSpec", "Split", "Task", "carve", "load_task", "to_model_input"]
 
-BUILTIN = ("fashion-mnist",)
+BUILTIN = ("cifar10", "fashion-mnist")
 
 
 class Split(Dataset):
@@ -68,6 +73,16 @@ class Task:
     classes: list[str]
     train: Split
     val: Split
+    test: Split | None = None  # None: the data has no test split of its own (an ImageFolder without test/)
+
+    @property
+    def report(self) -> Split:
+        """The split accuracies are reported on: test where there is one."""
+        return self.test if self.test is not None else self.val
+
+    @property
+    def report_name(self) -> str:
+        return "test" if self.test is not None else "val"
 
     @property
     def num_classes(self) -> int:
@@ -90,6 +105,7 @@ class Task:
         return _Preprocessed(self.raw_loader(split, batch_size, shuffle, seed), spec)
 
     def fingerprint(self) -> str:
+        """Train and val only: what anything trained or decided depends on (reporting is keyed apart)."""
         return f"{self.name}-{self.train.fingerprint()}-{self.val.fingerprint()}"
 
 
@@ -107,21 +123,60 @@ class _Preprocessed:
             yield to_model_input(imgs, self.spec), labels
 
 
-def load_task(name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0,
-              resolution: int = 224, val_fraction: float = 0.2) -> Task:
-    """A built-in data set by name, or an ImageFolder path; subsets are seeded."""
-    if name.lower() in BUILTIN:
+def carve(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, carved): ``n`` indices taken per class in proportion, seeded; both sorted."""
+    if not 0 < n < len(labels):
+        raise ValueError(f"cannot carve {n} validation images out of {len(labels)}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / len(labels) * n).astype(int)
+    quota[np.argsort(-(counts / len(labels) * n - quota))[: n - quota.sum()]] += 1  # largest remainders
+    carved = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)])
+    rest = np.setdiff1d(np.arange(len(labels)), carved)
+    return rest, np.sort(carved)
+
+
+def _builtin(name: str, val_size: int | None, seed: int) -> Task:
+    if name == "cifar10":
+        splits, classes = cifar10.load(), cifar10.CLASSES
+    else:
         root = fashion_mnist.find_fashion_mnist()
-        tr = Split(*fashion_mnist.load_split("train", root))
-        te = Split(*fashion_mnist.load_split("test", root))
-        task = Task("fashion-mnist", list(fashion_mnist.CLASSES), tr, te)
+        splits, classes = {s: fashion_mnist.load_split(s, root) for s in ("train", "test")}, fashion_mnist.CLASSES
+    (x, y), test = splits["train"], Split(*splits["test"])
+    rest, val = carve(y, val_size or min(DEFAULT_VAL, max(1, len(y) // 10)), seed + 101)
+    return Task(name, list(classes), Split(x[rest], y[rest]), Split(x[val], y[val]), test)
+
+
+DEFAULT_VAL = 5000  # built-ins: validation images carved from the training split without --val-size (<= 10 %)
+
+
+def load_task(name: str, train_size: int | None = None, val_size: int | None = None, seed: int = 0,
+              resolution: int = 224, val_fraction: float = 0.2, test_size: int | None = None) -> Task:
+    """A built-in data set by name, or an ImageFolder path; subsets are seeded.
+
+    Built-ins: ``val_size`` images (stratified) are set aside from the
+    official training split first, so training never sees them; ``test`` is
+    the official test split. ImageFolder: ``ROOT/train`` + ``ROOT/val`` (+
+    ``ROOT/test`` when present) or one folder split per class.
+    """
+    if name.lower() in BUILTIN:
+        task = _builtin(name.lower(), val_size, seed)
+        val_size = None  # already carved to size
     else:
         path = Path(name)
         if not path.exists():
             raise DataUnavailable(f"data {name!r} is neither a built-in data set ({', '.join(BUILTIN)}) "
                                   "nor an existing ImageFolder directory")
         classes, (tp, tl), (vp, vl) = image_folder.split_folder(path, val_fraction, seed)
-        task = Task(path.name, classes, Split(tp, tl, resolution), Split(vp, vl, resolution))
+        test = None
+        if (path / "train").is_dir() and (path / "test").is_dir():
+            tclasses, sp, sl = image_folder.scan(path / "test")
+            if tclasses != classes:
+                raise DataUnavailable(f"{path}: test/ has other classes than train/ ({tclasses} vs {classes})")
+            test = Split(sp, sl, resolution)
+        task = Task(path.name, classes, Split(tp, tl, resolution), Split(vp, vl, resolution), test)
     task.train = task.train.subset(train_size, seed)
     task.val = task.val.subset(val_size, seed + 1)
+    if task.test is not None:
+        task.test = task.test.subset(test_size, seed + 2)
     return task

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from restnet.data.errors import DataUnavailable
 from restnet.paths import cache_dir
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -26,10 +27,6 @@ FILES = {
 }
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-
-
-class DataUnavailable(FileNotFoundError):
-    """The data set is nowhere on this machine and could not be downloaded."""
 
 
 def _has_files(d: Path) -> bool:
