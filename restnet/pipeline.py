@@ -47,14 +47,23 @@ class CKAConfig:
 
 @dataclass(frozen=True)
 class Experiment:
-    """Defaults: the default pair on Fashion-MNIST, sized for a 2-core CPU (see README)."""
+    """Defaults: the default pair on CIFAR-10, sized for a 2-core CPU (see README).
+
+    ``train_size`` images adapt the anchors; stitches train on the first
+    ``stitch_train_size`` of them (a stitch has thousands of parameters, an
+    anchor millions). ``val_size`` images are carved from the training split
+    for every decision; accuracies are reported on ``test_size`` images of the
+    official test split (None = all).
+    """
 
     front: str = "tf_efficientnet_lite2"
     back: str = "tf_efficientnet_lite0"
-    data: str = "fashion-mnist"
+    data: str = "cifar10"
     resolution: int = 64
-    train_size: int | None = 10000
-    val_size: int | None = 2000
+    train_size: int | None = 20000
+    val_size: int | None = 5000
+    test_size: int | None = None
+    stitch_train_size: int | None = 10000
     seed: int = 0
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     front_weights: str | None = None
@@ -82,12 +91,29 @@ class Runner:
     @cached_property
     def task(self) -> Task:
         e = self.exp
-        return load_task(e.data, e.train_size, e.val_size, e.seed, e.resolution)
+        return load_task(e.data, e.train_size, e.val_size, e.seed, e.resolution, test_size=e.test_size)
+
+    @cached_property
+    def stitch_task(self) -> Task:
+        """The task with the stitches' training subset (the same val and test)."""
+        t = self.task
+        return replace(t, train=t.train.subset(self.exp.stitch_train_size, self.exp.seed + 3))
+
+    def report_accuracy(self, model: torch.nn.Module, spec, digest: str | None = None) -> float:
+        """Top-1 on the report split (test where there is one); cached by the weights' digest."""
+        split = self.task.report
+        digest = digest or checkpoint.state_digest(model)
+        path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}.json"
+        if path.is_file():
+            return json.loads(path.read_text())["accuracy"]
+        acc = accuracy(model, self.task.loader(split, spec, 128), desc=f"{self.task.report_name} accuracy")
+        checkpoint.atomic_write_json({"accuracy": acc}, path)
+        return acc
 
     def _anchor(self, name: str, weights, classes) -> TaskAnchor:
         t = time.perf_counter()
         a = adapt_anchor(name, self.task, self.exp.resolution, self.exp.adapt, weights, classes, self.exp.pretrained)
-        self.log(f"anchor {name}: task accuracy {a.accuracy:.2%} ({a.source}; {time.perf_counter() - t:.0f} s)")
+        self.log(f"anchor {name}: val accuracy {a.accuracy:.2%} ({a.source}; {time.perf_counter() - t:.0f} s)")
         return a
 
     @cached_property
@@ -169,18 +195,20 @@ class Runner:
     def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
         return cm.anchor_cost("front"), cm.anchor_cost("back")
 
-    def select(self, budgets: list[float], cm: CostModel, band: float = 0.0) -> list[Selection]:
-        return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back), band)
+    def select(self, budgets: list[float], cm: CostModel, band: float = 0.0, window: float = 0.0) -> list[Selection]:
+        return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back), band,
+                             window, min(self.anchor_costs(cm)))
 
     def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500,
-               band: float = 0.0) -> list[tuple[Selection, float]]:
+               band: float = 0.0, floor: float | None = None) -> list[tuple[Selection, float]]:
         """Beyond the paper: the top-k CKA candidates within budget, each scored by the accuracy of
-        its least-squares-initialised (untrained) stitch on n training images; best first.
+        its least-squares-initialised (untrained) stitch on n validation images; best first.
         CKA and stitchability can disagree (Bansal et al. 2021), this checks cheaply."""
         from restnet.selection import top_feasible
 
-        cands = top_feasible(self.cka_matrix(), cm, budget, k, cm.unit, (self.exp.front, self.exp.back), band)
-        probe = self.task.train.subset(n, self.exp.seed + 13)
+        cands = top_feasible(self.cka_matrix(), cm, budget, k, cm.unit, (self.exp.front, self.exp.back), band,
+                             floor)
+        probe = self.task.val.subset(n, self.exp.seed + 13)
         scored = []
         for s in cands:
             model = self.build(s.point)
@@ -198,7 +226,7 @@ class Runner:
         return model.eval()
 
     def variant_dir(self, point: StitchPoint, cfg: TrainConfig) -> Path:
-        key = checkpoint.key_of(front=self.front.key, back=self.back.key, data=self.task.fingerprint(),
+        key = checkpoint.key_of(front=self.front.key, back=self.back.key, data=self.stitch_task.fingerprint(),
                                 point=point.to_dict(), k=self.exp.kernel_size, cfg=asdict(cfg), v=__version__)
         return cache_dir("variants", f"{self.exp.front}--{self.exp.back}-i{point.i}-j{point.j}-{key}")
 
@@ -208,22 +236,25 @@ class Runner:
 
     def train(self, point: StitchPoint, cfg: TrainConfig) -> TrainResult:
         run_dir = self.variant_dir(point, cfg)
-        feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=self.task.train.fingerprint(),
+        task = self.stitch_task
+        feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=task.train.fingerprint(),
                                      res=self.exp.resolution)
         feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.pt"
         # A checkpoint overwrites the stitch weights, so least squares would be wasted work.
         model = self.build(point, ls_init=cfg.ls_init and resumable_state(run_dir, cfg) is None)
-        return train_stitched(model, self.task, self.front.spec, cfg, run_dir, feature_cache)
+        return train_stitched(model, task, self.front.spec, cfg, run_dir, feature_cache)
 
     def evaluate(self, model: torch.nn.Module, spec, latency_runs: int = 20, threads: int = 1,
                  strategy: str = "stitch") -> dict:
-        """Accuracy on the held-out split, params, FLOPs and host latency (batch 1)."""
+        """Validation and report (test) accuracy, params, FLOPs and host latency (batch 1)."""
         from restnet.anchors.stats import count_flops
 
         r = self.exp.resolution
         x = torch.zeros(1, 3, r, r)
         return {
-            "accuracy": accuracy(model, self.task.loader(self.task.val, spec, 128)),
+            "val_accuracy": accuracy(model, self.task.loader(self.task.val, spec, 128), desc="val accuracy"),
+            "accuracy": self.report_accuracy(model, spec),
+            "split": self.task.report_name,
             "params": count_params(model),
             "flops": int(count_flops(model, x)[""]),
             "trainable_params": trainable_params(model, strategy) if isinstance(model, StitchedModel) else 0,

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from restnet.cost import METRICS
-from restnet.selection import InfeasibleBudget, budgets_between
+from restnet.selection import InfeasibleBudget, budgets_between, window_floors
 from restnet.training.stitch import STRATEGIES
 
 
@@ -26,23 +26,37 @@ def _stack(*options):
     return decorate
 
 
+def _defaults():
+    from restnet.pipeline import Experiment
+
+    return Experiment()
+
+
+_D = _defaults()  # one place for the defaults: the CLI shows the Experiment's
+
 experiment_options = _stack(  # shared by every method verb
-    click.option("--front", default="tf_efficientnet_lite2", show_default=True,
+    click.option("--front", default=_D.front, show_default=True,
                  help="Front anchor (first blocks; the large one for Slow-to-Fast)."),
-    click.option("--back", default="tf_efficientnet_lite0", show_default=True,
+    click.option("--back", default=_D.back, show_default=True,
                  help="Back anchor (last blocks and head; the small one for Slow-to-Fast)."),
     click.option("--direction", type=click.Choice(["slow-to-fast", "fast-to-slow"]), default="slow-to-fast",
                  show_default=True, help="fast-to-slow swaps --front and --back."),
-    click.option("--data", "data_name", default="fashion-mnist", show_default=True,
-                 help="Built-in data set or an ImageFolder directory."),
-    click.option("--resolution", type=click.IntRange(min=16), default=64, show_default=True,
+    click.option("--data", "data_name", default=_D.data, show_default=True,
+                 help="Built-in data set (cifar10, fashion-mnist) or an ImageFolder directory."),
+    click.option("--resolution", type=click.IntRange(min=16), default=_D.resolution, show_default=True,
                  help="Input resolution for both anchors and every variant."),
-    click.option("--train-size", type=click.IntRange(min=1), default=10000, show_default=True),
-    click.option("--val-size", type=click.IntRange(min=1), default=2000, show_default=True),
+    click.option("--train-size", type=click.IntRange(min=1), default=_D.train_size, show_default=True,
+                 help="Training images that adapt the anchors (seeded subset of the training split)."),
+    click.option("--stitch-train-size", type=click.IntRange(min=1), default=_D.stitch_train_size,
+                 show_default=True, help="Of those, the images the stitching layers train on."),
+    click.option("--val-size", type=click.IntRange(min=1), default=_D.val_size, show_default=True,
+                 help="Validation images carved from the training split: every decision uses them."),
+    click.option("--test-size", type=click.IntRange(min=1), default=_D.test_size,
+                 help="Test images accuracies are reported on [default: the whole official test split]."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--adapt", type=click.Choice(["finetune", "probe"]), default="finetune", show_default=True,
                  help="How ImageNet anchors are adapted to the task."),
-    click.option("--adapt-epochs", type=click.IntRange(min=1), default=1, show_default=True),
+    click.option("--adapt-epochs", type=click.IntRange(min=1), default=_D.adapt.epochs, show_default=True),
     click.option("--front-weights", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="Checkpoint for the front anchor (timm state dict)."),
     click.option("--front-classes", type=int, default=None,
@@ -71,6 +85,9 @@ budget_options = _stack(
     click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
                  help="Beyond the paper: only points costing at least BAND x budget (0 = Algorithm 1 as "
                       "written). Spreads the family when a cheap early point has the highest CKA."),
+    click.option("--window", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+                 help="Beyond the paper: each budget only takes points costing >= budget - WINDOW x the distance "
+                      "to the next lower budget or the cheaper anchor (0 = off): one slice of the range each."),
     click.option("--rerank", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Beyond the paper: rerank the top-K CKA candidates per budget by the accuracy of their "
                       "least-squares-initialised stitch (0 = Algorithm 1 as written)."),
@@ -102,7 +119,8 @@ def make_runner(opts: dict, console):
     try:
         exp = Experiment(
             front=front, back=back, data=opts["data_name"], resolution=opts["resolution"],
-            train_size=opts["train_size"], val_size=opts["val_size"], seed=opts["seed"],
+            train_size=opts["train_size"], val_size=opts["val_size"], test_size=opts["test_size"],
+            stitch_train_size=opts["stitch_train_size"], seed=opts["seed"],
             adapt=AdaptConfig(method=opts["adapt"], epochs=opts["adapt_epochs"], seed=opts["seed"]),
             front_weights=opts["front_weights"], front_classes=opts["front_classes"],
             back_weights=opts["back_weights"], back_classes=opts["back_classes"],
@@ -133,7 +151,7 @@ def friendly_errors(f):
     return wrapper
 
 
-def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0):
+def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0, window=0.0):
     """Algorithm 1 per budget; with rerank > 0 the reranked pick replaces the CKA pick.
 
     Returns (cost model, selections, anchor costs, {budget: (CKA pick, its LS acc, reranked list)})."""
@@ -143,12 +161,13 @@ def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0)
     fa, ba = runner.anchor_costs(cm)
     if not budgets:
         budgets = budgets_between(fa, ba, n_between)
-    sels = runner.select(list(budgets), cm, band)
+    sels = runner.select(list(budgets), cm, band, window)
+    floors = dict(zip(sorted(budgets), window_floors(budgets, window, min(fa, ba))))
     reranked = {}
     if rerank:
         picked: dict = {}
         for s in sels:
-            ranked = runner.rerank(s.budget, cm, rerank, band=band)
+            ranked = runner.rerank(s.budget, cm, rerank, band=band, floor=floors[s.budget])
             cka_acc = next(acc for c, acc in ranked if c.point == s.point)
             reranked[s.budget] = (s, cka_acc, ranked)
             best = ranked[0][0]
@@ -191,10 +210,11 @@ def register(main, console, log_console):
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def select(metric, budgets, budgets_between, threads, band, rerank, as_json, **opts):
+    def select(metric, budgets, budgets_between, threads, window, band, rerank, as_json, **opts):
         """Algorithm 1: for each budget, the highest-CKA stitch point that fits."""
         r = make_runner(opts, log_console)
-        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
+        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank, band,
+                                                   window)
         if reranked and not as_json:
             t = Table(title=f"Rerank of the top {rerank} CKA candidates by least-squares-init accuracy")
             for c in ("budget", "CKA pick", "its LS acc", "rerank pick", "its CKA", "its LS acc"):
@@ -222,11 +242,11 @@ def register(main, console, log_console):
     @budget_options
     @training_options
     @friendly_errors
-    def train(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, lr, batch_size, no_ls_init,
-              **opts):
+    def train(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
+              no_ls_init, **opts):
         """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
         r = make_runner(opts, log_console)
-        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band, window)
         cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
         for s in sels:
             res = r.train(s.point, cfg)
@@ -242,11 +262,11 @@ def register(main, console, log_console):
     @training_options
     @click.option("--json", "as_json", is_flag=True)
     @friendly_errors
-    def evaluate(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, lr, batch_size,
+    def evaluate(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
                  no_ls_init, as_json, **opts):
         """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
-        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band, window)
         cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
         rows = [dict(name=r.exp.front, point="anchor", cka=None, **r.evaluate(r.front.model, r.front.spec,
                                                                                     threads=threads))]
@@ -261,12 +281,15 @@ def register(main, console, log_console):
             click.echo(json.dumps(rows, indent=2))
             return
         t = Table(title=f"{r.exp.front} → {r.exp.back} on {r.task.name} at {r.exp.resolution} px "
-                        f"(val {len(r.task.val)} images; FLOPs = fvcore MACs; latency: torch eager, batch 1, "
+                        f"(val: {len(r.task.val)} images carved from the training split; {r.task.report_name}: "
+                        f"{len(r.task.report)} images; MACs = fvcore; latency: torch eager, batch 1, "
                         f"{threads} thread(s))")
-        for c in ("model", "CKA", "params", "GFLOPs", "trainable", "top-1", "latency"):
+        for c in ("model", "CKA", "params", "GMACs", "trainable", "val top-1", f"{r.task.report_name} top-1",
+                  "latency"):
             t.add_column(c, justify="left" if c == "model" else "right")
         for x in rows:
             t.add_row(x["name"], "" if x["cka"] is None else f"{x['cka']:.3f}", f"{x['params'] / 1e6:.2f} M",
                       f"{x['flops'] / 1e9:.3f}", f"{x['trainable_params'] / 1e6:.3f} M" if x["trainable_params"]
-                      else "–", f"{x['accuracy']:.2%}", f"{x['latency']['median_ms']:.2f} ms")
+                      else "–", f"{x['val_accuracy']:.2%}", f"{x['accuracy']:.2%}",
+                      f"{x['latency']['median_ms']:.2f} ms")
         console.print(t)

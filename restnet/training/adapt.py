@@ -28,6 +28,7 @@ from restnet.training import checkpoint
 from restnet.training.evaluate import accuracy
 
 METHODS = ("finetune", "probe")
+AUGMENTS = ("none", "flip")
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,13 @@ class AdaptConfig:
     weight_decay: float = 0.05
     batch_size: int = 64
     seed: int = 0
+    augment: str = "none"  # "flip": random horizontal flips (seeded), worth it from the second epoch on
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"adaptation method must be one of {METHODS}, got {self.method!r}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"adaptation augment must be one of {AUGMENTS}, got {self.augment!r}")
         if self.epochs < 1:
             raise ValueError(f"adaptation epochs must be >= 1, got {self.epochs}")
 
@@ -76,8 +80,12 @@ def _train(net: nn.Module, params, task: Task, spec: InputSpec, cfg: AdaptConfig
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader))
     loss_fn = nn.CrossEntropyLoss()
     torch.manual_seed(cfg.seed)
+    flips = torch.Generator().manual_seed(cfg.seed + 1)
     for epoch in range(cfg.epochs):
         for x, y in bar(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}"):
+            if cfg.augment == "flip":
+                mask = torch.rand(len(x), generator=flips) < 0.5
+                x = torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
             opt.zero_grad(set_to_none=True)
             loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y).backward()
             opt.step()
@@ -99,7 +107,10 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     wkey = None
     if weights is not None:
         wkey = f"{Path(weights).resolve()}:{Path(weights).stat().st_mtime_ns}"
-    key = checkpoint.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=asdict(cfg), weights=wkey,
+    cfg_key = asdict(cfg)
+    if cfg.augment == "none":  # added later: caches of anchors adapted without augmentation stay valid
+        del cfg_key["augment"]
+    key = checkpoint.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=cfg_key, weights=wkey,
                             num_classes=num_classes, pretrained=pretrained, v=__version__)
     path = cache_dir("task-anchors") / f"{name}-{key}.pt"
     if path.is_file():
