@@ -44,6 +44,9 @@ class Budgets(_Strict):
     band: float = Field(default=0.0, ge=0, lt=1, description=(
         "Beyond the paper: a budget only accepts points costing >= band x budget (0 = Algorithm 1 as "
         "written). Keeps a family from collapsing onto one cheap high-CKA point."))
+    window: float = Field(default=0.0, ge=0, le=1, description=(
+        "Beyond the paper: a budget only accepts points costing >= budget - window x (distance to the next "
+        "lower budget or the cheaper anchor). 0 = off. Gives each member its own slice of the cost range."))
 
     @model_validator(mode="after")
     def _one_of(self) -> "Budgets":

@@ -82,3 +82,19 @@ def test_band_keeps_points_that_use_most_of_the_budget():
     assert s.cka == float(torch.where(feasible, m, torch.tensor(float("-inf"), dtype=torch.float64)).max())
     with pytest.raises(ValueError, match="band"):
         select(m, cost, 80.0, band=1.0)
+
+
+def test_window_gives_each_budget_its_own_slice():
+    """CKA that prefers cheap points crowds Algorithm 1 at the cheap end; the window spreads it."""
+    costs = torch.arange(10, 51, dtype=torch.float64).view(41, 1)  # one point per cost 10..50
+    cka = 1.0 - costs / 100  # cheaper = higher CKA
+    cost = lambda p: float(costs[p.i, p.j])  # noqa: E731
+    budgets = budgets_between(10.0, 50.0, 3)  # 20, 30, 40
+    crowded = select_family(cka, cost, budgets)
+    assert [s.cost for s in crowded] == [10.0]  # one model: the paper's rule picks the cheapest everywhere
+    spread = select_family(cka, cost, budgets, window=0.5, low=10.0)
+    assert [s.cost for s in spread] == [15.0, 25.0, 35.0]  # budget - 0.5 x spacing: the cheapest allowed
+    ladder = [10.0] + [s.cost for s in spread] + [50.0]
+    assert max(b - a for a, b in zip(ladder, ladder[1:])) <= (1 + 0.5) * 10.0
+    with pytest.raises(InfeasibleBudget, match=r"cost >= 15"):
+        select_family(torch.ones(1, 1, dtype=torch.float64), lambda p: 12.0, [20.0], window=0.5, low=10.0)
