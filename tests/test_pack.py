@@ -15,7 +15,8 @@ from restnet.package import manifest as mf
 from restnet.package.writer import staged_dir
 from toolkit.package import PackageError, check_files, open_verified, read_manifest, safe_path
 
-TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--cka-batch", "16",
+TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--test-size", "48",
+        "--cka-batch", "16",
         "--cka-repeats", "2", "--resolution", "32", "--epochs", "1"]
 GOOD = Path(__file__).resolve().parents[1] / "device_profiles" / "rpi4.yaml"
 
@@ -133,22 +134,28 @@ def test_pack_writes_a_verified_package(packed):
             assert f["max_abs_diff"] <= 1e-4 * max(1.0, f["max_abs_logit"])
         assert v["latency"][0]["source"] == "measured" and v["latency"][1]["source"] == "estimated"
     assert m["latency_source"] == "estimated"
+    fam = m["family"]  # ladder statistics, recomputed from the variants
+    from restnet.package.family import family_stats
+
+    assert fam == family_stats(m["variants"]) and fam["members"] == len(m["variants"])
+    assert "Spearman rho(cost, top-1)" in text and "largest cost gap" in text
 
 
 @pytest.mark.slow
 def test_exported_pte_runs_in_executorch_and_matches_the_manifest_accuracy(packed):
-    """Run every .pte on the validation split ourselves: accuracy must equal the manifest's."""
+    """Run every .pte on the test split ourselves: accuracy must equal the manifest's (which says test)."""
     from restnet.data import load_task, to_model_input
     from restnet.data.transforms import InputSpec
     from restnet.export import get_format
 
     out, _ = packed
     m = json.loads((out / "manifest.json").read_text())
-    task = load_task("fashion-mnist", 128, 48, 0, 32)
+    assert (m["task"]["dataset"], m["task"]["accuracy_split"], m["task"]["test_size"]) == ("cifar10", "test", 48)
+    task = load_task("cifar10", 128, 48, 0, 32, test_size=48)
     inp = m["input"]
     spec = InputSpec(inp["resize"]["size"][0], tuple(inp["mean"]), tuple(inp["std"]), inp["resize"]["interpolation"])
-    x = np.concatenate([to_model_input(imgs, spec).numpy() for imgs, _ in task.raw_loader(task.val, 48)])
-    y = np.asarray(task.val.labels)
+    x = np.concatenate([to_model_input(imgs, spec).numpy() for imgs, _ in task.raw_loader(task.test, 48)])
+    y = np.asarray(task.test.labels)
     for v in m["variants"]:
         run = get_format("pte").load(out / next(f["path"] for f in v["files"] if f["format"] == "pte"))
         pred = np.array([run(x[k:k + 1]).argmax() for k in range(len(x))])

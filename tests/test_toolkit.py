@@ -22,7 +22,8 @@ from toolkit.switcher import Package, Switcher
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PY = ROOT / ".venv-device" / "bin" / "python"
-TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--cka-batch", "16",
+TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--test-size", "48",
+        "--cka-batch", "16",
         "--cka-repeats", "2", "--resolution", "32", "--epochs", "1", "--budgets-between", "2"]
 
 needs_device_venv = pytest.mark.skipif(not DEVICE_PY.exists(), reason="no .venv-device (needs Python 3.12; "

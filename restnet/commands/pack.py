@@ -27,6 +27,9 @@ pack_options = _stack(
                  help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
     click.option("--budgets-between", type=click.IntRange(min=1), default=None,
                  help="This many budgets evenly spaced between the anchors' costs [default: the profile's]."),
+    click.option("--window", type=click.FloatRange(0.0, 1.0), default=None,
+                 help="Beyond the paper: each budget only takes points costing >= budget - WINDOW x the distance "
+                      "to the next lower budget (0 = off) [default: the profile's]."),
     click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
                  help="Beyond the paper: only points costing >= BAND x budget [default: the profile's]."),
     click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -64,7 +67,7 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
-                 int8=None):
+                 int8=None, window=None):
     """Everything resolved and validated before any heavy work."""
     from restnet.package.build import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
@@ -90,6 +93,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
     req = PackRequest(profile=prof, out=out or Path("artifacts") / prof.name,
                       formats=_formats(backend_fmt, extra_formats), metric=metric, budgets=vals,
                       between=budgets_between or b.between or 3, band=b.band if band is None else band,
+                      window=b.window if window is None else window,
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
                       train_overrides=train_overrides, probes=probes,
                       int8=prof.dtype == "int8" if int8 is None else int8,
@@ -111,7 +115,8 @@ def _final_table(console, manifest: dict, path: Path) -> None:
                     f"({m['profile']['metric']} budgets; anchors {m['anchors']['front']['name']} "
                     f"{m['anchors']['front']['accuracy']:.2%}, {m['anchors']['back']['name']} "
                     f"{m['anchors']['back']['accuracy']:.2%})")
-    for c in ("id", "kind", "CKA", "params", "MACs", "top-1", "latency", "RAM est.", "files"):
+    split = m["task"].get("accuracy_split", "val")
+    for c in ("id", "kind", "CKA", "params", "MACs", f"{split} top-1", "latency", "RAM est.", "files"):
         t.add_column(c, justify="left" if c in ("id", "kind", "files", "latency") else "right")
     for v in m["variants"]:
         t.add_row(v["id"], v["kind"], "" if v.get("cka") is None else f"{v['cka']:.3f}",
@@ -119,6 +124,9 @@ def _final_table(console, manifest: dict, path: Path) -> None:
                   f"{v['peak_ram_mb']:.0f} MB", ", ".join(f"{f['format']} {f['size'] / 2**20:.1f} MB"
                                                            for f in v["files"]))
     console.print(t)
+    from restnet.package.family import describe, family_stats
+
+    console.print(describe(family_stats(m["variants"])))
 
 
 def pack_command(console, log_console):
@@ -127,15 +135,15 @@ def pack_command(console, log_console):
     @experiment_options
     @training_options
     @friendly_errors
-    def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, band, threads,
-             include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+    def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, window, band,
+             threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                           include_anchors, over, tflite_converter, probes, latency_table, int8)
+                           include_anchors, over, tflite_converter, probes, latency_table, int8, window)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

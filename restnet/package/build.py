@@ -24,6 +24,7 @@ from restnet import __version__
 from restnet.anchors.stats import count_flops, count_params
 from restnet.cost import UNITS, CostModel
 from restnet.data import to_model_input
+from restnet.package import family
 from restnet.package import manifest as mf
 from restnet.package.exports import int8_file, verified_file
 from restnet.package.writer import staged_dir
@@ -32,7 +33,6 @@ from restnet.pipeline import Runner
 from restnet.profiles import Profile, ProfileError
 from restnet.selection import Selection, budgets_between, select_family
 from restnet.training import checkpoint
-from restnet.training.evaluate import accuracy
 from restnet.training.stitch import trainable_params
 
 BACKEND_FORMAT = {"executorch-xnnpack": "pte", "tflite": "tflite"}
@@ -53,6 +53,7 @@ class PackRequest:
     budgets: tuple[float, ...] = ()  # absolute, in the metric's unit; empty = `between` budgets
     between: int = 3
     band: float = 0.0
+    window: float = 0.0
     threads: int = 1  # host measurement threads
     include_anchors: bool = True
     train_overrides: dict = field(default_factory=dict)
@@ -155,15 +156,6 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return max(sizes)
 
 
-def _eval_cached(runner: Runner, model: nn.Module, spec, digest: str) -> float:
-    path = cache_dir("evals") / f"{digest}-{runner.task.val.fingerprint()}-{runner.exp.resolution}.json"
-    if path.is_file():
-        return json.loads(path.read_text())["accuracy"]
-    acc = accuracy(model, runner.task.loader(runner.task.val, spec, 128))
-    checkpoint.atomic_write_json({"accuracy": acc}, path)
-    return acc
-
-
 def _variant_id(profile: str, metric: str, cost: float, acc: float, taken: set[str]) -> str:
     c = {"params": f"params@{cost / 1e6:.2f}M", "flops": f"flops@{cost / 1e6:.0f}M",
          "latency": f"lat@{cost:.1f}ms"}[metric]
@@ -181,7 +173,8 @@ def plan_budgets(runner: Runner, req: PackRequest, cm: CostModel) -> list[float]
     fa, ba = runner.anchor_costs(cm)
     budgets = list(req.budgets) or budgets_between(fa, ba, req.between)
     blank = torch.zeros(len(cm.front.blocks), len(cm.back.blocks), dtype=torch.float64)
-    select_family(blank, cm, budgets, cm.unit, (runner.exp.front, runner.exp.back), req.band)
+    select_family(blank, cm, budgets, cm.unit, (runner.exp.front, runner.exp.back), req.band, req.window,
+                  min(fa, ba))
     return budgets
 
 
@@ -201,13 +194,13 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
             cm = runner.cost_model(req.metric, req.threads, req.latency_scale)
         budgets = plan_budgets(runner, req, cm)
         log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in budgets)
-            + (f"; band {req.band:g}" if req.band else ""))
+            + (f"; band {req.band:g}" if req.band else "") + (f"; window {req.window:g}" if req.window else ""))
     with stages("adapt anchors"):
         front, back = runner.front, runner.back
     with stages("CKA"):
         runner.cka()
     with stages("select"):
-        sels = runner.select(budgets, cm, req.band)
+        sels = runner.select(budgets, cm, req.band, req.window)
         for s in sels:
             log(f"budget {s.budget:.4g} {cm.unit}: {s.point.label(exp.front, exp.back)} CKA {s.cka:.4f}, "
                 f"cost {s.cost:.4g}")
@@ -220,13 +213,14 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
     built: list[Built] = []
     with stages("evaluate"):
         for s, model in trained:
-            acc = _eval_cached(runner, model, front.spec, checkpoint.state_digest(model))
+            acc = runner.report_accuracy(model, front.spec)
             built.append(Built("stitched", model, model.describe(), s.cost, acc, count_params(model),
                                int(count_flops(model, x)[""]), trainable_params(model, cfg.strategy), s))
         if req.include_anchors:
             for a, stats, cost in ((front, runner.front_stats, cm.anchor_cost("front")),
                                    (back, runner.back_stats, cm.anchor_cost("back"))):
-                built.append(Built("anchor", a.model, a.model.name, cost, a.accuracy, stats.params, stats.flops, 0))
+                built.append(Built("anchor", a.model, a.model.name, cost, runner.report_accuracy(a.model, a.spec),
+                                   stats.params, stats.flops, 0))
     built.sort(key=lambda b: (b.cost, b.kind))
     taken: set[str] = set()
     ids = [_variant_id(prof.name, req.metric, b.cost, b.accuracy, taken) for b in built]
@@ -270,6 +264,7 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
         with stages("write package"):
             device = DeviceLatency(req, table, pred, runner)
             manifest = build_manifest(runner, req, cm, budgets, built, ids, device)
+            log(family.describe(manifest.get("family")))
             if probes:
                 manifest["probes"] = probes
             mf.Manifest.model_validate(manifest)
@@ -366,8 +361,8 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
         variants.append(v)
     anchors = {}
     for role, a, stats in (("front", front, runner.front_stats), ("back", back, runner.back_stats)):
-        anchors[role] = {"name": a.model.name, "weights": a.source, "accuracy": a.accuracy, "params": stats.params,
-                         "flops": stats.flops, "blocks": len(stats.blocks)}
+        anchors[role] = {"name": a.model.name, "weights": a.source, "accuracy": runner.report_accuracy(a.model, a.spec),
+                         "params": stats.params, "flops": stats.flops, "blocks": len(stats.blocks)}
     sources = {v["latency"][-1]["source"] for v in variants if len(v["latency"]) > 1}
     latency_source = ("unavailable" if not sources else sources.pop() if len(sources) == 1 else
                       "predicted" if "predicted" in sources else "estimated")
@@ -377,11 +372,12 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
         "restnet_version": __version__,
         "profile": {"name": prof.name, "description": prof.description, "backend": prof.backend,
                     "threads": prof.threads, "dtype": prof.dtype, "metric": req.metric, "unit": UNITS[req.metric],
-                    "budgets": budgets, "band": req.band, "ram_budget_mb": prof.model_ram_mb,
+                    "budgets": budgets, "band": req.band, "window": req.window, "ram_budget_mb": prof.model_ram_mb,
                     "storage_mb": prof.storage_mb, "compute_gmacs": prof.compute_gflops,
                     "latency_target_ms": prof.latency_target_ms},
         "task": {"dataset": task.name, "num_classes": task.num_classes, "classes": list(task.classes),
-                 "labels_file": "labels.txt", "val_size": len(task.val)},
+                 "labels_file": "labels.txt", "val_size": len(task.val), "accuracy_split": task.report_name,
+                 "test_size": len(task.test) if task.test is not None else None},
         "anchors": anchors,
         "input": _input_info(spec, exp.resolution),
         "output": {"shape": [1, task.num_classes], "kind": "logits",
@@ -391,6 +387,9 @@ def build_manifest(runner: Runner, req: PackRequest, cm: CostModel, budgets: lis
         "latency_source": latency_source,
         "variants": variants,
     }
+    stats = family.family_stats(variants)
+    if stats is not None:
+        manifest["family"] = stats
     return manifest
 
 

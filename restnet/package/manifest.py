@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -37,6 +37,8 @@ class ProfileInfo(_Model):
     unit: str = Field(description="Unit of budgets and variant costs: params, MACs or ms.")
     budgets: list[float]
     band: float = Field(ge=0, lt=1, description="Selection band (0 = Algorithm 1 as written).")
+    window: float = Field(default=0.0, ge=0, le=1, description="1.1: selection window (0 = off), see "
+                                                               "restnet.selection.")
     ram_budget_mb: float
     storage_mb: float
     compute_gmacs: float | None = None
@@ -46,7 +48,7 @@ class ProfileInfo(_Model):
 class AnchorInfo(_Model):
     name: str = Field(description="timm model name.")
     weights: str = Field(description="Where the weights came from and how they were adapted to the task.")
-    accuracy: float = Field(ge=0, le=1, description="Top-1 on the package's validation split.")
+    accuracy: float = Field(ge=0, le=1, description="Top-1 on the split named by task.accuracy_split.")
     params: int
     flops: int
     blocks: int
@@ -57,7 +59,12 @@ class TaskInfo(_Model):
     num_classes: int = Field(ge=2)
     classes: list[str]
     labels_file: str = Field(description="One class name per line, line k = logit k.")
-    val_size: int = Field(description="Validation images behind every accuracy figure.")
+    val_size: int = Field(description="Validation images (carved from the training split for built-in data): "
+                                      "every decision and every export check uses them.")
+    accuracy_split: Literal["test", "val"] = Field(
+        default="val", description="1.1: the split behind every variant's and anchor's 'accuracy': 'test' = the "
+                                   "data set's official test split, never seen in training or decisions.")
+    test_size: int | None = Field(default=None, description="1.1: images in the test split, when there is one.")
 
 
 class Resize(_Model):
@@ -98,7 +105,8 @@ class FileEntry(_Model):
     top1_agreement: float = Field(ge=0, le=1, description="Share of validation images with the same top-1 as the "
                                                           "fp32 eager model.")
     dtype: Literal["fp32", "int8"] = "fp32"
-    accuracy: float | None = Field(default=None, description="int8 only: this file's own top-1 on the split.")
+    accuracy: float | None = Field(default=None, description="int8 only: this file's own top-1 on the validation "
+                                                             "split (the same images as top1_agreement).")
     flagged: bool | None = Field(default=None, description="int8 only: top-1 agreement with fp32 below 98 %.")
 
 
@@ -164,6 +172,18 @@ class Probe(_Model):
     host_ms: float = Field(description="Median latency measured on the packing host.")
 
 
+class FamilyInfo(_Model):
+    """1.1: is the family a ladder (restnet.package.family)."""
+
+    members: int
+    spearman_rho: float = Field(description="Spearman rank correlation of cost and accuracy over all variants.")
+    rho_p: float
+    largest_gap: float = Field(description="Largest cost gap between consecutive variants / the anchors' cost "
+                                           "range.")
+    gap_between: list[str] = Field(description="The two variant ids around that gap.")
+    targets: dict[str, float]
+
+
 class Manifest(_Model):
     schema_version: str = Field(pattern=r"^\d+\.\d+$")
     created: str = Field(description="UTC, ISO 8601.")
@@ -179,6 +199,7 @@ class Manifest(_Model):
         description="Where the device latencies come from (also on each figure); 'unavailable': only the "
                     "host figure is given until restnet-bench measures the device.")
     variants: list[Variant] = Field(description="Sorted by cost, cheapest first.")
+    family: FamilyInfo | None = Field(default=None, description="1.1: ladder statistics (3+ variants).")
     probes: list[Probe] | None = Field(default=None, description="Per-block programs (restnet-pack --probes).")
 
 

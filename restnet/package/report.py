@@ -66,9 +66,15 @@ def write(root: Path, runner, m: dict) -> None:
     cka = runner.cka()
     cka_heatmap(cka, m, root / "cka.png")
     accuracy_vs_cost(m, root / "accuracy_vs_cost.png")
-    a = m["anchors"]
+    from restnet.package.family import describe
+
+    a, t = m["anchors"], m["task"]
+    split = (f"{t.get('test_size')} {t['dataset']} test images, never used for training or decisions"
+             if t.get("accuracy_split") == "test" else f"{t['val_size']} validation images")
     lines = [f"# Report: {m['profile']['name']} package", "",
-             f"Anchors (task-adapted, accuracy on {m['task']['val_size']} validation images): "
+             f"Every top-1 below is on {split}; export checks use the {t['val_size']} validation images.", "",
+             describe(m.get("family")) + ".", "",
+             f"Anchors (task-adapted): "
              f"front {a['front']['name']} {a['front']['accuracy']:.2%} ({a['front']['weights']}), "
              f"back {a['back']['name']} {a['back']['accuracy']:.2%} ({a['back']['weights']}).", "",
              f"Selection: Algorithm 1, metric {m['profile']['metric']}, budgets "
