@@ -129,6 +129,32 @@ def _final_table(console, manifest: dict, path: Path) -> None:
     console.print(describe(family_stats(m["variants"])))
 
 
+def markdown_table(m: dict) -> str:
+    """The package as a README-ready table (what the README's rpi4 table is made from)."""
+    split = m["task"].get("accuracy_split", "val")
+    rows = [f"| id | stitch point | CKA | params | MACs | trainable | {split} top-1 | host | device | file | "
+            "max \\|Δ\\| / top-1 agreement vs eager (val) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for v in m["variants"]:
+        f, lat = v["files"][0], v["latency"]
+        if v["kind"] == "stitched":
+            point = (f"{_short(v['front']['anchor'])}[:{v['front']['blocks'][1] + 1}] → "
+                     f"{_short(v['back']['anchor'])}[{v['back']['blocks'][0]}:]")
+        else:
+            point = f"anchor {v['front']['anchor']}"
+        cka = "" if v.get("cka") is None else f"{v['cka']:.3f}"
+        trainable = f"{v['trainable_params'] / 1e6:.3f} M" if v["trainable_params"] else "–"
+        source = "est." if lat[-1]["source"] == "estimated" else lat[-1]["source"]
+        device = f"{lat[-1]['ms']:.1f} ms ({source})" if len(lat) > 1 else "–"
+        rows.append(f"| `{v['id']}` | {point} | {cka} | {v['params'] / 1e6:.2f} M | {v['flops'] / 1e6:.1f} M | "
+                    f"{trainable} | {v['accuracy']:.2%} | {lat[0]['ms']:.2f} ms | {device} | "
+                    f"{f['size'] / 1e6:.1f} MB | {f['max_abs_diff']:.1e} / {f['top1_agreement']:.2%} |")
+    return "\n".join(rows)
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("tf_efficientnet_")
+
+
 def pack_command(console, log_console):
     @click.command(name="pack", context_settings={"help_option_names": ["-h", "--help"]})
     @pack_options
@@ -162,7 +188,8 @@ def register(main, console, log_console):
 
     @main.command()
     @click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
-    def inspect(package: Path) -> None:
+    @click.option("--markdown", is_flag=True, help="Also print the variants as a Markdown table (for READMEs).")
+    def inspect(package: Path, markdown: bool) -> None:
         """Print a package's manifest as a table and verify every file's sha256 (exit 1 on any mismatch)."""
         from toolkit.package import PackageError, check_files, read_manifest
 
@@ -171,6 +198,8 @@ def register(main, console, log_console):
         except PackageError as err:
             raise click.ClickException(str(err)) from None
         _final_table(console, m, root)
+        if markdown:
+            click.echo(markdown_table(m))
         checks = check_files(root, m)
         t = Table(title=f"files (schema {m['schema_version']}, restnet {m['restnet_version']}, {m['created']})")
         for c in ("variant", "format", "path", "check"):
