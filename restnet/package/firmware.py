@@ -29,6 +29,13 @@ def _fmt_lat(v: dict) -> str:
     return "; ".join(parts)
 
 
+def _split(m: dict) -> str:
+    t = m["task"]
+    if t.get("accuracy_split") == "test":
+        return f"the data set's official test split ({t.get('test_size')} images, never used for training or decisions)"
+    return f"the {t['val_size']} validation images"
+
+
 def readme(m: dict) -> str:
     inp, prof = m["input"], m["profile"]
     formats = sorted({f["format"] for v in m["variants"] for f in v["files"]})
@@ -53,6 +60,8 @@ with eager PyTorch: max |logit Δ| ≤ 1e-4 × max(1, max |logit|) (the fp32 gat
 ≥ 99.9 %; the manifest gives the figures per file (`max_abs_diff`, `max_abs_logit`, `scaled_diff`,
 `top1_agreement`). Latency source:
 **{m['latency_source']}**{' (estimated figures are host measurements scaled by a documented factor: measure on the device with `restnet-bench`)' if m['latency_source'] == 'estimated' else ''}.
+
+Top-1 is on {_split(m)}.
 
 | id | kind | top-1 | params | MACs | latency | peak RAM (est.) | files |
 |---|---|---|---|---|---|---|---|
