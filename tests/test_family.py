@@ -31,3 +31,11 @@ def test_crowded_and_disordered_family_fails_both():
 def test_too_small_a_family_has_no_statistics():
     assert family_stats([_v("a", "anchor", 1, 0.5), _v("b", "anchor", 2, 0.6)]) is None
     assert "fewer than 3" in describe(None)
+
+
+def test_rho_is_exact_at_the_threshold():
+    """Two adjacent swaps among five members is rho = 0.8 exactly (float noise must not fail it)."""
+    fam = [_v("a0", "anchor", 32, 0.7831), _v("s1", "stitched", 35, 0.7826), _v("s2", "stitched", 39, 0.7967),
+           _v("s3", "stitched", 43, 0.7940), _v("a1", "anchor", 48, 0.7988)]
+    s = family_stats(fam)
+    assert s["spearman_rho"] == 0.8 and "(>= 0.8)" in describe(s)

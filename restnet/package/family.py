@@ -30,7 +30,9 @@ def family_stats(variants: list[dict]) -> dict | None:
     gaps = [(b["cost"] - a["cost"], a["id"], b["id"]) for a, b in zip(vs, vs[1:])]
     gap, left, right = max(gaps)
     rho, p = spearmanr(costs, accs)
-    return {"members": len(vs), "spearman_rho": float(rho), "rho_p": float(p),
+    # Spearman's rho over n members takes discrete values (1 - 6 d / (n^3 - n)): round off float noise,
+    # so that two adjacent swaps among five give 0.8, not 0.7999999999.
+    return {"members": len(vs), "spearman_rho": round(float(rho), 9), "rho_p": float(p),
             "largest_gap": gap / span if span > 0 else 0.0, "gap_between": [left, right],
             "targets": {"spearman_rho_min": RHO_TARGET, "largest_gap_max": GAP_TARGET}}
 

@@ -53,7 +53,7 @@ def accuracy_vs_cost(m: dict, path: Path) -> None:
     for b in m["profile"]["budgets"]:
         ax.axvline(b / 1e6 if m["profile"]["metric"] != "latency" else b, color="grey", ls=":", lw=1)
     ax.set_xlabel(_cost_label(m) + "  (dotted: budgets)")
-    ax.set_ylabel("top-1 (%)")
+    ax.set_ylabel(f"{m['task'].get('accuracy_split', 'val')} top-1 (%)")
     ax.set_title(f"{m['profile']['name']}: accuracy against cost")
     ax.grid(alpha=0.3)
     ax.legend()
