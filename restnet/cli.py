@@ -106,6 +106,15 @@ _method.register(main, console, log_console)
 _pack.register(main, console, log_console)
 
 
+def bench_main() -> None:
+    """Entry point of ``restnet-bench`` on a workstation: toolkit.bench, handed restnet's .pte loader for
+    when the torch-free runtime is not installed (a device runs ``python -m toolkit.bench``)."""
+    from restnet.export.pte import device_loader
+    from toolkit.bench import main as bench
+
+    raise SystemExit(bench(pte_fallback=device_loader))
+
+
 def pack_main() -> None:
     """Entry point of ``restnet-pack``: the same command as ``restnet pack``."""
     quiet_third_party()

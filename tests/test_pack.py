@@ -220,6 +220,7 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
     out = tmp_path / f"{profile}-int8"
     _pack(["--profile", profile, "--out", str(out), "--int8", "--no-anchors", "--budgets-between", "1", *TINY_PACK])
     root, m = open_verified(out)
+    from restnet.export.pte import device_loader
     from toolkit.runtime import load
 
     x = np.random.default_rng(0).uniform(-1, 1, m["input"]["shape"]).astype(np.float32)
@@ -232,7 +233,7 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
         # Both run through the device runtime with float32 in and out (a .tflite int8 model has int8
         # tensors at its edges: the runtime applies their scale and zero point). How close int8 logits
         # come to fp32 is tested on real weights in test_export; these tiny random anchors say little.
-        got = load(root / int8["path"], fmt)[0](x)
+        got = load(root / int8["path"], fmt, pte_fallback=device_loader)[0](x)
         assert got.dtype == np.float32 and got.shape == tuple(m["output"]["shape"]) and np.isfinite(got).all()
         assert int8["runtime"] == fp32["runtime"]
     # On the device: the switcher runs the int8 files and ranks by their own accuracy; restnet-bench
@@ -240,17 +241,17 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
     from toolkit.bench import run_bench
     from toolkit.switcher import Package, Switcher
 
-    pkg = Package(out, dtype="int8")
+    pkg = Package(out, dtype="int8", pte_fallback=device_loader)
     sw = Switcher(pkg, latency_ms=1e9)
     active = pkg.variant(sw.active)
-    assert pkg.runner(sw.active)[1]["dtype"] == "int8"
+    assert pkg.program(sw.active)[1]["dtype"] == "int8"
     assert pkg.accuracy(active) == max(v["files"][1]["accuracy"] for v in m["variants"])
     assert len(sw.classify(np.zeros((28, 28), np.uint8), top=3)) == 3
     path, table = run_bench(out, runs=3, warmup=1, device="test-host", out=tmp_path / "table.json",
-                            progress=lambda _: None)
+                            progress=lambda _: None, pte_fallback=device_loader)
     assert {(e["id"], e["dtype"]) for e in table["variants"].values()} == \
         {(v["id"], d) for v in m["variants"] for d in ("fp32", "int8")}
-    pkg = Package(out, dtype="int8", table=path)
+    pkg = Package(out, dtype="int8", table=path, pte_fallback=device_loader)
     v = m["variants"][0]
     assert pkg.latency_ms(v) == (table["variants"][v["files"][1]["sha256"]]["p50_ms"], "measured here (test-host)")
 

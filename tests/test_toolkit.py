@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from helpers import TINY_PACK, restnet_cache
 
 from restnet.cli import main
+from restnet.export.pte import device_loader
 from toolkit.package import PackageError, read_manifest
 from toolkit.switcher import Package, Switcher
 
@@ -70,7 +71,7 @@ def test_readme_example_runs_without_torch(host_pkg):
 
 @pytest.mark.slow
 def test_switcher_picks_by_budget_and_never_reloads(host_pkg):
-    pkg = Package(host_pkg)
+    pkg = Package(host_pkg, pte_fallback=device_loader)
     by_ms = sorted(pkg.variants, key=lambda v: pkg.latency_ms(v)[0])
     fastest, slowest = by_ms[0], by_ms[-1]
     budget = pkg.latency_ms(fastest)[0]

@@ -119,7 +119,7 @@ def friendly_errors(f):
     from restnet.anchors import WeightsUnavailable
     from restnet.data import DataUnavailable
     from restnet.export import ExportMismatch
-    from restnet.latency_table import LatencyTableError
+    from restnet.package.latency import LatencyTableError
     from restnet.profiles import ProfileError
 
     @functools.wraps(f)

@@ -66,7 +66,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
                  int8=None):
     """Everything resolved and validated before any heavy work."""
-    from restnet.package.build import BACKEND_FORMAT, PackRequest
+    from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
 
     try:

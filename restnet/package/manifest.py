@@ -11,16 +11,20 @@ could trip on, minor for added optional fields) and say so in
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 SCHEMA_VERSION = "1.0"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
+RUNTIME_OVERHEAD_MB = 8.0  # what a runtime needs besides weights and activations, in the peak-RAM estimate
 RAM_METHOD = ("estimate: size of the weights file + 2 x the largest activation tensor (float32, batch 1) "
-              "+ 8 MB runtime overhead; restnet-bench measures the real peak RSS on the device")
+              f"+ {RUNTIME_OVERHEAD_MB:g} MB runtime overhead; restnet-bench measures the real peak RSS on the device")
+
+# A JSON number written as it was given (an int stays an int): the schema says "number" either way.
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 
 
 class _Model(BaseModel):
@@ -38,7 +42,7 @@ class ProfileInfo(_Model):
     budgets: list[float]
     band: float = Field(ge=0, lt=1, description="Selection band (0 = Algorithm 1 as written).")
     ram_budget_mb: float
-    storage_mb: float
+    storage_mb: Number
     compute_gmacs: float | None = None
     latency_target_ms: float | None = None
 
