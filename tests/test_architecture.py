@@ -1,4 +1,4 @@
-"""The shape of the code: imports point one way and the device side stays apart.
+"""The shape of the code: imports point one way, the device side stays apart, functions stay short.
 
 Read with ``ast`` (nothing is imported), every import counts, including the ones inside
 functions: a lazy import hides a cycle from Python, not from a reader.
@@ -9,6 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_FUNCTION_LINES = 60  # about a screen
 
 # Top to bottom; a module may import its own layer and the layers below it, never one above.
 # The most specific prefix decides a module's layer.
@@ -137,3 +138,21 @@ def test_the_device_side_never_imports_restnet_or_torch():
 def test_imports_never_point_up_the_layers():
     upward = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() for d in deps if _layer(d) < _layer(m))
     assert upward == []
+
+
+def _long_functions() -> list[str]:
+    out = []
+    for m, path in MODULES.items():
+        if not m.startswith("restnet"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+def test_no_function_in_restnet_is_longer_than_a_screen():
+    """A function that does not fit on a screen usually holds more than one step; name the steps."""
+    assert _long_functions() == []

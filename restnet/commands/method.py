@@ -9,6 +9,7 @@ import functools
 import json
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from restnet.cost import METRICS
@@ -161,8 +162,8 @@ def _fmt_cost(v: float, metric: str) -> str:
     return {"params": f"{v / 1e6:.2f} M", "flops": f"{v / 1e9:.3f} G", "latency": f"{v:.2f} ms"}[metric]
 
 
-def register(main, console, log_console):
-    @main.command()
+def _cka_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @click.option("--top", type=int, default=5, show_default=True, help="How many best pairs to list.")
     @friendly_errors
@@ -186,7 +187,11 @@ def register(main, console, log_console):
                       f"{v:.4f}")
         console.print(t)
 
-    @main.command()
+    return cka
+
+
+def _select_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
@@ -217,7 +222,11 @@ def register(main, console, log_console):
                       _fmt_cost(s.cost, metric), str(s.tried))
         console.print(t)
 
-    @main.command()
+    return select
+
+
+def _train_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @budget_options
     @training_options
@@ -236,7 +245,11 @@ def register(main, console, log_console):
                           f"loss {last.get('loss', float('nan')):.4f}, train acc {last.get('train_acc', 0):.2%}, "
                           f"{res.seconds:.1f} s")
 
-    @main.command()
+    return train
+
+
+def _evaluate_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @budget_options
     @training_options
@@ -270,3 +283,11 @@ def register(main, console, log_console):
                       f"{x['flops'] / 1e9:.3f}", f"{x['trainable_params'] / 1e6:.3f} M" if x["trainable_params"]
                       else "–", f"{x['accuracy']:.2%}", f"{x['latency']['median_ms']:.2f} ms")
         console.print(t)
+
+    return evaluate
+
+
+def register(main: click.Group, console: Console, log_console: Console) -> None:
+    """Add the method's verbs to ``main``; each is built by its own factory (they share the consoles)."""
+    for make in (_cka_command, _select_command, _train_command, _evaluate_command):
+        main.add_command(make(console, log_console))
