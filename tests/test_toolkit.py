@@ -185,3 +185,19 @@ def test_quantised_tflite_edges_use_the_files_scale_and_zero_point():
     f32 = {"dtype": np.float32, "quantization": (0.0, 0)}
     x = np.array([0.25, -1.5], np.float32)
     assert _quantizer(f32)(x).tolist() == x.tolist() and _dequantizer(f32)(x) is x
+
+
+def test_the_firmware_readme_names_toolkit_calls_that_exist():
+    """The package README tells firmware teams how to call the toolkit; every call it names must exist."""
+    import inspect
+
+    from restnet.package.firmware import LOADERS
+
+    calls = re.findall(r"Package\(path\)\.(\w+)\(([^)]*)\)", LOADERS["pte"])
+    assert calls
+    for name, args in calls:
+        method = getattr(Package, name, None)
+        assert callable(method), name
+        params = list(inspect.signature(method).parameters.values())[1:]  # without self
+        required = [p for p in params if p.default is inspect.Parameter.empty]
+        assert len(required) <= len(args.split(",")) <= len(params), f"Package.{name}({args}) does not fit {params}"

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
+
 SCHEMA_VERSION = "1.0"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
@@ -98,12 +100,14 @@ class FileEntry(_Model):
     max_abs_diff: float = Field(description="Max |logit difference| vs eager torch over the validation split.")
     max_abs_logit: float = Field(description="Max |eager logit| over the same inputs.")
     scaled_diff: float = Field(description=(
-        "max_abs_diff / max(1, max_abs_logit): the fp32 export gate is <= 1e-4 (int8 files are not gated on it)."))
+        f"max_abs_diff / max(1, max_abs_logit): the fp32 export gate is <= {scientific(TOLERANCE)} (int8 files are "
+        "not gated on it)."))
     top1_agreement: float = Field(ge=0, le=1, description="Share of validation images with the same top-1 as the "
                                                           "fp32 eager model.")
     dtype: Literal["fp32", "int8"] = "fp32"
     accuracy: float | None = Field(default=None, description="int8 only: this file's own top-1 on the split.")
-    flagged: bool | None = Field(default=None, description="int8 only: top-1 agreement with fp32 below 98 %.")
+    flagged: bool | None = Field(default=None, description=f"int8 only: top-1 agreement with fp32 below "
+                                                           f"{percent(AGREEMENT_FLAG)}.")
 
 
 class Latency(_Model):
