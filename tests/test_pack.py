@@ -38,7 +38,8 @@ def _edit(field: str, new: str) -> str:
     ("name: [unclosed\n", "not valid YAML"),
     (GOOD.read_text() + "gpu: true\n", "field 'gpu': unknown field"),
     (_edit("threads:", "threads: four"), "field 'threads'"),
-    (_edit("compute_gflops:", "compute_gflops: -1"), "field 'compute_gflops'"),
+    (_edit("compute_gmacs:", "compute_gmacs: -1"), "field 'compute_gmacs'"),
+    (_edit("compute_gmacs:", "compute_gflops: -1"), "field 'compute_gflops'"),  # the old name, still read
     (GOOD.read_text().replace("  between: 3", "  values: [-5]"), "field 'budgets.values.0'"),
 ])
 def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):

@@ -62,7 +62,8 @@ experiment_options = _stack(  # shared by every method verb
 
 budget_options = _stack(
     click.option("--metric", type=click.Choice(METRICS), default="params", show_default=True,
-                 help="Cost metric for budgets (latency = measured on this host)."),
+                 help="Cost metric for budgets (flops counts MACs, fvcore multiply-adds; latency = measured on this "
+                      "host)."),
     click.option("--budget", "budgets", type=float, multiple=True,
                  help="A budget in the metric's unit (params, MACs or ms); repeatable."),
     click.option("--budgets-between", type=click.IntRange(min=1), default=3, show_default=True,
@@ -159,7 +160,7 @@ def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0)
 
 
 def _fmt_cost(v: float, metric: str) -> str:
-    return {"params": f"{v / 1e6:.2f} M", "flops": f"{v / 1e9:.3f} G", "latency": f"{v:.2f} ms"}[metric]
+    return {"params": f"{v / 1e6:.2f} M", "flops": f"{v / 1e9:.3f} GMACs", "latency": f"{v:.2f} ms"}[metric]
 
 
 def _cka_command(console: Console, log_console: Console) -> click.Command:
@@ -257,7 +258,7 @@ def _evaluate_command(console: Console, log_console: Console) -> click.Command:
     @friendly_errors
     def evaluate(metric, budgets, budgets_between, threads, band, rerank, strategy, epochs, lr, batch_size,
                  no_ls_init, as_json, **opts):
-        """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
+        """Accuracy, params, MACs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
         _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band)
         cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
@@ -274,9 +275,9 @@ def _evaluate_command(console: Console, log_console: Console) -> click.Command:
             click.echo(json.dumps(rows, indent=2))
             return
         t = Table(title=f"{r.exp.front} → {r.exp.back} on {r.task.name} at {r.exp.resolution} px "
-                        f"(val {len(r.task.val)} images; FLOPs = fvcore MACs; latency: torch eager, batch 1, "
+                        f"(val {len(r.task.val)} images; MACs = fvcore multiply-adds; latency: torch eager, batch 1, "
                         f"{threads} thread(s))")
-        for c in ("model", "CKA", "params", "GFLOPs", "trainable", "top-1", "latency"):
+        for c in ("model", "CKA", "params", "GMACs", "trainable", "top-1", "latency"):
             t.add_column(c, justify="left" if c == "model" else "right")
         for x in rows:
             t.add_row(x["name"], "" if x["cka"] is None else f"{x['cka']:.3f}", f"{x['params'] / 1e6:.2f} M",

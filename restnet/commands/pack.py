@@ -23,7 +23,7 @@ pack_options = _stack(
                  show_default=True, help="Converter for tflite profiles (litert-torch: faster here, NCHW input; "
                                          "onnx2tf: via ONNX and TensorFlow, NHWC input)."),
     click.option("--metric", type=click.Choice(METRICS), default=None,
-                 help="Cost metric [default: the profile's]."),
+                 help="Cost metric; flops counts MACs (fvcore multiply-adds) [default: the profile's]."),
     click.option("--budget", "budgets", type=float, multiple=True,
                  help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
     click.option("--budgets-between", type=click.IntRange(min=1), default=None,

@@ -59,7 +59,7 @@ def _profile_info(req: PackRequest, budgets: list[float]) -> mf.ProfileInfo:
     p = req.profile
     return mf.ProfileInfo(name=p.name, description=p.description, backend=p.backend, threads=p.threads, dtype=p.dtype,
                           metric=req.metric, unit=UNITS[req.metric], budgets=budgets, band=req.band,
-                          ram_budget_mb=p.model_ram_mb, storage_mb=p.storage_mb, compute_gmacs=p.compute_gflops,
+                          ram_budget_mb=p.model_ram_mb, storage_mb=p.storage_mb, compute_gmacs=p.compute_gmacs,
                           latency_target_ms=p.latency_target_ms)
 
 
@@ -83,7 +83,7 @@ def _variant(b: Built, vid: str, device: DeviceLatency, req: PackRequest, anchor
     lat = device(b)
     device_ms = lat[-1]["ms"] if len(lat) > 1 else None
     fits = mf.Fits(ram=peak <= prof.model_ram_mb,
-                   compute=None if prof.compute_gflops is None else b.flops / 1e9 <= prof.compute_gflops,
+                   compute=None if prof.compute_gmacs is None else b.flops / 1e9 <= prof.compute_gmacs,
                    latency=None if prof.latency_target_ms is None or device_ms is None
                    else device_ms <= prof.latency_target_ms)
     parts = _stitched_parts(b, anchors) if b.kind == "stitched" else _anchor_parts(b, anchors, resolution)
