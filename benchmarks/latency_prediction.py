@@ -5,7 +5,7 @@
    change latency, so they stay least-squares-initialised);
 2. `restnet-bench --blocks` on that package (torch-free venv if present),
    which measures every probe and both anchors whole;
-3. predict every candidate stitch point from the table (restnet.latency_table);
+3. predict every candidate stitch point from the table (restnet.package.latency);
 4. export a seeded sample of >= 10 stitch points to .pte and time each whole
    with the same harness; print predicted vs measured, the share within +-10 %
    (target >= 90 %) and the worst error.
@@ -28,7 +28,7 @@ from _common import emit
 
 from restnet._compat import quiet_third_party
 from restnet.export import get_format
-from restnet.latency_table import LatencyTable, predicted_cost_model
+from restnet.package.latency import LatencyTable, predicted_cost_model
 from restnet.pipeline import Experiment, Runner
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
 
@@ -66,7 +66,8 @@ def main() -> None:
         bench([str(pkg), "--blocks", "--runs", str(a.runs), "--threads", str(a.threads), "--out", str(table_path)])
         table = LatencyTable(table_path)
         runner = Runner(Experiment(), log=lambda m: None)
-        cm = predicted_cost_model(table, runner, runner.exp.resolution)
+        cm = predicted_cost_model(table, runner.cost_model("params"), (runner.exp.front, runner.exp.back),
+                                  runner.exp.resolution)
         la, lb = len(cm.front.blocks), len(cm.back.blocks)
         points = [StitchPoint(i, j) for i in range(la) for j in range(lb)]
         rng = random.Random(a.seed)

@@ -26,7 +26,7 @@ def main() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def anchors(as_json: bool) -> None:
-    """List registered anchors: family, blocks, params, FLOPs (MACs, fvcore) at native size, offline weights."""
+    """List registered anchors: family, blocks, params, GMACs (fvcore) at native size, offline weights."""
     from restnet.anchors.catalog import anchor_rows
 
     rows = anchor_rows(progress=not as_json)
@@ -35,11 +35,11 @@ def anchors(as_json: bool) -> None:
 
         click.echo(json.dumps(rows, indent=2))
         return
-    t = Table(title="Registered anchors (FLOPs = fvcore multiply-adds at the native input size)",
+    t = Table(title="Registered anchors (MACs = fvcore multiply-adds at the native input size)",
               caption="offline weights 'no': timm's hub is used when online, or give --weights FILE")
     t.add_column("anchor", no_wrap=True)
     for col, just in [("family", "left"), ("blocks", "right"), ("input", "right"),
-                      ("params (M)", "right"), ("GFLOPs", "right"), ("offline weights", "left")]:
+                      ("params (M)", "right"), ("GMACs", "right"), ("offline weights", "left")]:
         t.add_column(col, justify=just)
     for r in rows:
         t.add_row(r["name"], r["family"], str(r["blocks"]), str(r["input_size"]), f"{r['params'] / 1e6:.2f}",
@@ -105,6 +105,15 @@ from restnet.commands import pack as _pack  # noqa: E402
 
 _method.register(main, console, log_console)
 _pack.register(main, console, log_console)
+
+
+def bench_main() -> None:
+    """Entry point of ``restnet-bench`` on a workstation: toolkit.bench, handed restnet's .pte loader for
+    when the torch-free runtime is not installed (a device runs ``python -m toolkit.bench``)."""
+    from restnet.export.pte import device_loader
+    from toolkit.bench import main as bench
+
+    raise SystemExit(bench(pte_fallback=device_loader))
 
 
 def pack_main() -> None:

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "device_profiles"  # the shipped ones
 PROFILES_ENV = "RESTNET_PROFILES"
@@ -69,7 +78,10 @@ class Profile(_Strict):
     ram_mb: PositiveInt
     model_ram_share: float = Field(gt=0, le=1, description="Share of RAM the model may use.")
     storage_mb: PositiveInt
-    compute_gflops: PositiveFloat | None = Field(default=None, description="Max GMACs per inference (fvcore).")
+    # Read under its first name too: profiles written before it was renamed keep working.
+    compute_gmacs: PositiveFloat | None = Field(
+        default=None, validation_alias=AliasChoices("compute_gmacs", "compute_gflops"),
+        description="Max GMACs (multiply-adds, fvcore) per inference; 'compute_gflops' is the old name.")
     latency_target_ms: PositiveFloat | None = None
     backend: Literal["executorch-xnnpack", "tflite"]
     threads: PositiveInt

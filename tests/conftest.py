@@ -1,7 +1,6 @@
 """Test-wide guards: no test may reach the network (loopback is fine)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from pathlib import Path
@@ -34,17 +33,3 @@ def cache(tmp_path, monkeypatch):
     """A private restnet cache for one test."""
     monkeypatch.setenv("RESTNET_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-@contextlib.contextmanager
-def restnet_cache(path: Path):
-    """RESTNET_CACHE set to ``path`` for a module-scoped fixture (monkeypatch is function-scoped)."""
-    old = os.environ.get("RESTNET_CACHE")
-    os.environ["RESTNET_CACHE"] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("RESTNET_CACHE")
-        else:
-            os.environ["RESTNET_CACHE"] = old

@@ -39,10 +39,9 @@ def test_mismatch_fails_with_the_figure(stitched, tmp_path, monkeypatch):
 
     import restnet.export as ex
 
-    table = ex.formats()
-    ts = table["torchscript"]
+    ts = ex.get_format("torchscript")
     broken = dataclasses.replace(ts, load=lambda path, threads=None: (lambda x: ts.load(path)(x) + 1e-2))
-    monkeypatch.setattr(ex, "_formats", lambda: {**table, "torchscript": broken})
+    monkeypatch.setitem(ex.FORMATS, "torchscript", broken)
     with pytest.raises(ExportMismatch, match=r"max \|Δ\| vs eager = 0\.01 > "):
         export_verified(stitched, torch.randn(1, 3, 64, 64), "torchscript", tmp_path / "m.pt")
 

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import restnet_cache
+from helpers import TINY, restnet_cache
 
 from restnet.cli import main
 
-TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "96", "--val-size", "32", "--test-size", "32",
-        "--cka-batch", "16", "--cka-repeats", "2", "--resolution", "32"]
 
 PAIRS = {
     "cnn-cnn": (["--front", "resnet18", "--back", "vgg11_bn"], ["--budget", "1.25e8", "--budget", "1.3e8"]),
@@ -87,7 +85,7 @@ def test_infeasible_budget_is_one_clear_error(shared_cache):
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     env = dict(os.environ, RESTNET_CACHE=str(tmp_path / "cache"))
     args = [sys.executable, "-m", "restnet.cli", "train", "--front", "resnet18", "--back", "resnet18", *TINY,
-            "--train-size", "128", "--test-size", "64", "--budget", "2e7", "--epochs", "12", "--batch-size", "32", "--kernel-size", "1"]
+            "--budget", "2e7", "--epochs", "12", "--batch-size", "32", "--kernel-size", "1"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     ckpt = None

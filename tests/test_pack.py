@@ -8,16 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import restnet_cache
+from helpers import TINY_PACK, restnet_cache
 
 from restnet.cli import main
 from restnet.package import manifest as mf
 from restnet.package.writer import staged_dir
 from toolkit.package import PackageError, check_files, open_verified, read_manifest, safe_path
 
-TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--test-size", "48",
-        "--cka-batch", "16",
-        "--cka-repeats", "2", "--resolution", "32", "--epochs", "1"]
 GOOD = Path(__file__).resolve().parents[1] / "device_profiles" / "rpi4.yaml"
 
 
@@ -41,12 +38,13 @@ def _edit(field: str, new: str) -> str:
     ("name: [unclosed\n", "not valid YAML"),
     (GOOD.read_text() + "gpu: true\n", "field 'gpu': unknown field"),
     (_edit("threads:", "threads: four"), "field 'threads'"),
-    (_edit("compute_gflops:", "compute_gflops: -1"), "field 'compute_gflops'"),
+    (_edit("compute_gmacs:", "compute_gmacs: -1"), "field 'compute_gmacs'"),
+    (_edit("compute_gmacs:", "compute_gflops: -1"), "field 'compute_gflops'"),  # the old name, still read
     (GOOD.read_text().replace("  between: 3", "  values: [-5]"), "field 'budgets.values.0'"),
 ])
 def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):
     path = _profile(tmp_path, text)
-    out = _pack(["--profile", path, "--out", str(tmp_path / "pkg"), *TINY], expect=1)
+    out = _pack(["--profile", path, "--out", str(tmp_path / "pkg"), *TINY_PACK], expect=1)
     assert path in out and needle in out
     assert not cache.exists() or not any(cache.iterdir()), "heavy work started for a bad profile"
     assert not (tmp_path / "pkg").exists()
@@ -54,7 +52,7 @@ def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):
 
 def test_infeasible_budget_names_the_cheapest_variant_before_adaptation(tmp_path, cache):
     out = _pack(["--profile", "rpi4", "--metric", "params", "--budget", "1000", "--out", str(tmp_path / "pkg"),
-                 *TINY], expect=1)
+                 *TINY_PACK], expect=1)
     assert "no stitch point fits the budget 1000 params" in out and "cheapest possible variant is" in out
     assert not (cache / "task-anchors").exists(), "anchors were adapted before the budget was checked"
 
@@ -107,7 +105,7 @@ def packed(tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts") / "rpi4"
     with restnet_cache(tmp_path_factory.mktemp("cache")):
         text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
-                      *TINY])
+                      *TINY_PACK])
         yield out, text
 
 
@@ -183,12 +181,23 @@ def test_inspect_verifies_and_catches_one_tampered_byte(packed, tmp_path):
 
 
 @pytest.mark.slow
-def test_second_pack_is_served_from_cache(packed):
+def test_second_pack_is_served_from_cache(packed, monkeypatch):
+    """Nothing is trained or exported again: every optimiser step and every export would raise."""
+    import torch
+
     out, _ = packed
     before = json.loads((out / "manifest.json").read_text())
-    text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
-                  *TINY])
-    assert "train" in text
+
+    def refuse(what):
+        def fail(*_a, **_kw):
+            raise AssertionError(f"a warm pack ran {what} again instead of reusing the cache")
+        return fail
+
+    for opt in (torch.optim.SGD, torch.optim.AdamW):
+        monkeypatch.setattr(opt, "step", refuse(f"{opt.__name__}.step"))
+    monkeypatch.setattr("restnet.package.exports.export_verified", refuse("an export"))
+    _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
+           *TINY_PACK])
     after = json.loads((out / "manifest.json").read_text())
     sha = lambda m: [f["sha256"] for v in m["variants"] for f in v["files"]]  # noqa: E731
     assert sha(before) == sha(after), "a warm pack must reuse the verified exports byte for byte"
@@ -197,7 +206,7 @@ def test_second_pack_is_served_from_cache(packed):
 @pytest.mark.slow
 def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
     out = tmp_path / "pixel-7"
-    _pack(["--profile", "pixel-7", "--out", str(out), "--no-anchors", "--budgets-between", "1", *TINY])
+    _pack(["--profile", "pixel-7", "--out", str(out), "--no-anchors", "--budgets-between", "1", *TINY_PACK])
     root, m = open_verified(out)
     from ai_edge_litert.interpreter import Interpreter
 
@@ -216,8 +225,9 @@ def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
 @pytest.mark.parametrize("profile, fmt", [("rpi4", "pte"), ("pixel-7", "tflite")])
 def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
     out = tmp_path / f"{profile}-int8"
-    _pack(["--profile", profile, "--out", str(out), "--int8", "--no-anchors", "--budgets-between", "1", *TINY])
+    _pack(["--profile", profile, "--out", str(out), "--int8", "--no-anchors", "--budgets-between", "1", *TINY_PACK])
     root, m = open_verified(out)
+    from restnet.export.pte import device_loader
     from toolkit.runtime import load
 
     x = np.random.default_rng(0).uniform(-1, 1, m["input"]["shape"]).astype(np.float32)
@@ -230,7 +240,7 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
         # Both run through the device runtime with float32 in and out (a .tflite int8 model has int8
         # tensors at its edges: the runtime applies their scale and zero point). How close int8 logits
         # come to fp32 is tested on real weights in test_export; these tiny random anchors say little.
-        got = load(root / int8["path"], fmt)[0](x)
+        got = load(root / int8["path"], fmt, pte_fallback=device_loader)[0](x)
         assert got.dtype == np.float32 and got.shape == tuple(m["output"]["shape"]) and np.isfinite(got).all()
         assert int8["runtime"] == fp32["runtime"]
     # On the device: the switcher runs the int8 files and ranks by their own accuracy; restnet-bench
@@ -238,23 +248,23 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
     from toolkit.bench import run_bench
     from toolkit.switcher import Package, Switcher
 
-    pkg = Package(out, dtype="int8")
+    pkg = Package(out, dtype="int8", pte_fallback=device_loader)
     sw = Switcher(pkg, latency_ms=1e9)
     active = pkg.variant(sw.active)
-    assert pkg.runner(sw.active)[1]["dtype"] == "int8"
+    assert pkg.program(sw.active)[1]["dtype"] == "int8"
     assert pkg.accuracy(active) == max(v["files"][1]["accuracy"] for v in m["variants"])
     assert len(sw.classify(np.zeros((28, 28), np.uint8), top=3)) == 3
     path, table = run_bench(out, runs=3, warmup=1, device="test-host", out=tmp_path / "table.json",
-                            progress=lambda _: None)
+                            progress=lambda _: None, pte_fallback=device_loader)
     assert {(e["id"], e["dtype"]) for e in table["variants"].values()} == \
         {(v["id"], d) for v in m["variants"] for d in ("fp32", "int8")}
-    pkg = Package(out, dtype="int8", table=path)
+    pkg = Package(out, dtype="int8", table=path, pte_fallback=device_loader)
     v = m["variants"][0]
     assert pkg.latency_ms(v) == (table["variants"][v["files"][1]["sha256"]]["p50_ms"], "measured here (test-host)")
 
 
 def test_int8_without_an_int8_route_stops_before_any_work(tmp_path, cache):
     out = _pack(["--profile", "pixel-7", "--tflite-converter", "onnx2tf", "--int8", "--out", str(tmp_path / "p"),
-                 *TINY], expect=1)
+                 *TINY_PACK], expect=1)
     assert "int8 is available for the formats pte, tflite, not for tflite-onnx2tf" in out and "--no-int8" in out
     assert not cache.exists() or not any(cache.iterdir()), "heavy work started for an impossible request"

@@ -31,6 +31,15 @@ def _write(tmp_path, mutate) -> Path:
     return path
 
 
+
+def test_compute_budget_is_read_under_its_old_name_too(tmp_path):
+    """compute_gmacs was called compute_gflops (it always counted MACs): old profiles keep working."""
+    def rename(d):
+        d["compute_gflops"] = d.pop("compute_gmacs")
+
+    assert load_profile(_write(tmp_path, rename)).compute_gmacs == load_profile("rpi4").compute_gmacs == 0.5
+
+
 @pytest.mark.parametrize("mutate,field,words", [
     (lambda d: d.update(colour="red"), "colour", "unknown field"),
     (lambda d: d.update(threads="four"), "threads", "integer"),

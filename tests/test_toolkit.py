@@ -14,17 +14,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import restnet_cache
+from helpers import TINY_PACK, restnet_cache
 
 from restnet.cli import main
+from restnet.export.pte import device_loader
 from toolkit.package import PackageError, read_manifest
 from toolkit.switcher import Package, Switcher
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PY = ROOT / ".venv-device" / "bin" / "python"
-TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--test-size", "48",
-        "--cka-batch", "16",
-        "--cka-repeats", "2", "--resolution", "32", "--epochs", "1", "--budgets-between", "2"]
 
 needs_device_venv = pytest.mark.skipif(not DEVICE_PY.exists(), reason="no .venv-device (needs Python 3.12; "
                                                                       "scripts/setup.sh makes it)")
@@ -43,8 +41,8 @@ def host_pkg(tmp_path_factory):
     """A host-profile package (pte, with per-block probes) from tiny random-weight anchors."""
     out = tmp_path_factory.mktemp("artifacts") / "host"
     with restnet_cache(tmp_path_factory.mktemp("cache")):
-        res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes", *TINY],
-                                 catch_exceptions=False)
+        res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes", *TINY_PACK,
+                                        "--budgets-between", "2"], catch_exceptions=False)
         assert res.exit_code == 0, res.output
         yield out
 
@@ -73,7 +71,7 @@ def test_readme_example_runs_without_torch(host_pkg):
 
 @pytest.mark.slow
 def test_switcher_picks_by_budget_and_never_reloads(host_pkg):
-    pkg = Package(host_pkg)
+    pkg = Package(host_pkg, pte_fallback=device_loader)
     by_ms = sorted(pkg.variants, key=lambda v: pkg.latency_ms(v)[0])
     fastest, slowest = by_ms[0], by_ms[-1]
     budget = pkg.latency_ms(fastest)[0]
@@ -90,7 +88,13 @@ def test_switcher_picks_by_budget_and_never_reloads(host_pkg):
     assert not sw.within_budget and sw.active == fastest["id"]
     sw.set_budget(ram_mb=min(v["peak_ram_mb"] for v in pkg.variants))
     assert pkg.variant(sw.active)["peak_ram_mb"] == min(v["peak_ram_mb"] for v in pkg.variants)
-    assert slowest["id"] in {v["id"] for v in pkg.variants}
+    # A budget exactly at the slowest variant's latency admits every variant (the bound is inclusive),
+    # so the pick is the most accurate of all, ties going to the faster one.
+    ceiling = pkg.latency_ms(slowest)[0]
+    assert [v["id"] for v in sw.candidates(ceiling, None)] == [v["id"] for v in pkg.variants]
+    sw.set_budget(latency_ms=ceiling)
+    assert sw.within_budget
+    assert sw.active == max(pkg.variants, key=lambda v: (pkg.accuracy(v), -pkg.latency_ms(v)[0]))["id"]
 
 
 @pytest.mark.slow
@@ -110,7 +114,8 @@ def test_bench_then_pack_with_the_table_marks_latencies_measured(host_pkg, tmp_p
 
     out = tmp_path / "host2"
     res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes",
-                                    "--latency-table", str(table_path), *TINY], catch_exceptions=False)
+                                    "--latency-table", str(table_path), *TINY_PACK, "--budgets-between", "2"],
+                           catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "predicted (device table test-host" in res.output
     m2 = json.loads((out / "manifest.json").read_text())
@@ -180,3 +185,19 @@ def test_quantised_tflite_edges_use_the_files_scale_and_zero_point():
     f32 = {"dtype": np.float32, "quantization": (0.0, 0)}
     x = np.array([0.25, -1.5], np.float32)
     assert _quantizer(f32)(x).tolist() == x.tolist() and _dequantizer(f32)(x) is x
+
+
+def test_the_firmware_readme_names_toolkit_calls_that_exist():
+    """The package README tells firmware teams how to call the toolkit; every call it names must exist."""
+    import inspect
+
+    from restnet.package.firmware import LOADERS
+
+    calls = re.findall(r"Package\(path\)\.(\w+)\(([^)]*)\)", LOADERS["pte"])
+    assert calls
+    for name, args in calls:
+        method = getattr(Package, name, None)
+        assert callable(method), name
+        params = list(inspect.signature(method).parameters.values())[1:]  # without self
+        required = [p for p in params if p.default is inspect.Parameter.empty]
+        assert len(required) <= len(args.split(",")) <= len(params), f"Package.{name}({args}) does not fit {params}"

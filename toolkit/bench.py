@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-TABLE_FORMAT = "restnet-latency-table"
-TABLE_VERSION = 1
+from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION
+from toolkit.runtime import Loader
 
 
 def _rss_mb() -> float:
@@ -37,12 +37,13 @@ def _rss_mb() -> float:
 
 
 def measure(path: str, fmt: str, shape: list[int], layout: str, warmup: int, runs: int,
-            threads: int | None) -> dict:
-    """One file in this process: latency percentiles and peak RSS (runs in a fresh worker)."""
+            threads: int | None, pte_fallback: Loader | None = None) -> dict:
+    """One file in this process: latency percentiles and peak RSS (runs in a fresh worker;
+    ``pte_fallback`` must be a module-level function, so that it reaches the worker by name)."""
     from toolkit import runtime
 
     base = _rss_mb()
-    run, version = runtime.load(Path(path), fmt, threads)
+    run, version = runtime.load(Path(path), fmt, threads, pte_fallback)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     if layout == "NHWC":  # the manifest's shape is NCHW; this file wants channels last
         x = x.transpose(0, 2, 3, 1).copy()
@@ -94,16 +95,16 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
 
 def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int = 50, warmup: int = 10,
               threads: int | None = None, device: str | None = None, out: str | Path | None = None,
-              progress=print) -> tuple[Path, dict]:
+              progress=print, pte_fallback: Loader | None = None) -> tuple[Path, dict]:
     """Measure and write the latency table; returns (path, table)."""
-    from toolkit.switcher import TABLE_NAME, Package
+    from toolkit.switcher import Package
 
     args = argparse.Namespace(variant=variant, blocks=blocks)
     pkg = Package(package)  # verifies everything first
     m = pkg.manifest
     threads = threads or m["profile"]["threads"]
     jobs = _jobs(pkg, args)
-    table = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": device or platform.node(),
+    table = {"format": LATENCY_TABLE_FORMAT, "version": LATENCY_TABLE_VERSION, "device": device or platform.node(),
              "machine": platform.machine(), "cpu_count": os.cpu_count(), "threads": threads,
              "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
              "package": {"profile": m["profile"]["name"], "created": m["created"],
@@ -113,7 +114,7 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
     for k, (kind, key, job) in enumerate(jobs, 1):
         with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
             res = ex.submit(measure, job["path"], job["format"], job["shape"], job["layout"], warmup, runs,
-                            threads).result()
+                            threads, pte_fallback).result()
         entry = {"id": job["id"], "format": job["format"], **res}
         if kind == "variant":
             table["variants"][key] = {**entry, "dtype": job["dtype"], "kind": job["kind"], "anchor": job["anchor"]}
@@ -122,7 +123,7 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
         table["runtime"] = res["runtime"]
         progress(f"[{k}/{len(jobs)}] {kind} {_label(job)}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
                  f"p99 {res['p99_ms']:.3f}, peak RSS {res['peak_rss_mb']:.0f} MB")
-    path = Path(out) if out else pkg.root / TABLE_NAME
+    path = Path(out) if out else pkg.root / LATENCY_TABLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -148,7 +149,8 @@ def _print_table(table: dict) -> None:
     print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, pte_fallback: Loader | None = None) -> int:
+    """``python -m toolkit.bench`` on a device; restnet's ``restnet-bench`` passes its .pte loader."""
     ap = argparse.ArgumentParser(prog="restnet-bench", description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", help="Package folder (artifacts/<profile>).")
     ap.add_argument("--file", default=None, help="Instead of a package: time this one file (prints JSON).")
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         shape = [int(v) for v in a.shape.split(",")]
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            res = ex.submit(measure, a.file, a.format, shape, "NCHW", a.warmup, a.runs, a.threads).result()
+            res = ex.submit(measure, a.file, a.format, shape, "NCHW", a.warmup, a.runs, a.threads,
+                            pte_fallback).result()
         print(json.dumps(res))
         return 0
     if not a.package:
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         path, table = run_bench(a.package, a.variant, a.blocks, a.runs, a.warmup, a.threads, a.device, a.out,
-                                progress=lambda s: print(s, file=sys.stderr))
+                                progress=lambda s: print(s, file=sys.stderr), pte_fallback=pte_fallback)
     except (PackageError, RuntimeUnavailable) as err:
         print(f"restnet-bench: {err}", file=sys.stderr)
         return 1

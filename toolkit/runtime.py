@@ -1,10 +1,11 @@
 """Run an exported file with the runtime its format needs, without torch.
 
 ``.pte``: the torch-free ``executorch_numpy_runtime`` when installed (the
-device case); otherwise, on a workstation, restnet's own loader
-(``restnet.export.pte``, executorch with torch). This module never imports
-torch itself. ``.tflite``: the LiteRT interpreter (``ai_edge_litert``), which
-imports no torch. Every runner takes and returns numpy arrays.
+device case); otherwise the loader the caller passes as ``pte_fallback`` (on a
+workstation, restnet's own: ``restnet.export.pte.device_loader``, executorch
+with torch). The toolkit never imports restnet, so it is passed in, not looked
+up. ``.tflite``: the LiteRT interpreter (``ai_edge_litert``), which imports no
+torch. Every loaded file is an ``Infer``: numpy in, numpy out.
 """
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-Runner = Callable[[np.ndarray], np.ndarray]
+Infer = Callable[[np.ndarray], np.ndarray]
+# (path, threads) -> (infer, runtime description): what a format's loader returns.
+Loader = Callable[[Path, "int | None"], "tuple[Infer, str]"]
 
 
 class RuntimeUnavailable(RuntimeError):
     """The runtime a file needs is not installed; the message says what to install."""
 
 
-def _pte(path: Path, threads: int | None) -> tuple[Runner, str]:
+def _pte(path: Path, threads: int | None, fallback: Loader | None) -> tuple[Infer, str]:
     try:
         import executorch_numpy_runtime as en
     except ImportError:
@@ -30,12 +33,11 @@ def _pte(path: Path, threads: int | None) -> tuple[Runner, str]:
         method = en.Runtime.get().load_program(str(path)).load_method("forward")
         return (lambda x: method([np.ascontiguousarray(x, dtype=np.float32)])[0]), \
             f"executorch-numpy-runtime {metadata.version('executorch-numpy-runtime')} (XNNPACK, default threads)"
-    try:  # a workstation with restnet (and so executorch and torch): its own .pte loader
-        from restnet.export import pte as workstation_pte
-    except ImportError:
+    if fallback is None:
         raise RuntimeUnavailable(f"{path.name}: a .pte needs `pip install executorch-numpy-runtime` "
-                                 "(Python >= 3.12, no torch), or restnet's workstation install") from None
-    return workstation_pte.load(path, threads), workstation_pte.runtime_version()
+                                 "(Python >= 3.12, no torch); on a workstation, pass "
+                                 "pte_fallback=restnet.export.pte.device_loader")
+    return fallback(path, threads)
 
 
 def _quantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
@@ -56,9 +58,9 @@ def _dequantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
     return lambda y: (y.astype(np.float32) - zero) * np.float32(scale)
 
 
-def _tflite(path: Path, threads: int | None) -> tuple[Runner, str]:
+def _tflite(path: Path, threads: int | None, _fallback: Loader | None = None) -> tuple[Infer, str]:
     """A fully integer model (int8 input/output tensors) is fed and read through the scale and zero
-    point stored in the file, so every runner takes and returns float32."""
+    point stored in the file, so every loaded file takes and returns float32."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -75,9 +77,10 @@ def _tflite(path: Path, threads: int | None) -> tuple[Runner, str]:
 BACKENDS = {"pte": _pte, "tflite": _tflite, "tflite-onnx2tf": _tflite}
 
 
-def load(path: Path, fmt: str, threads: int | None = None) -> tuple[Runner, str]:
-    """(runner, runtime description) for one verified file."""
+def load(path: Path, fmt: str, threads: int | None = None, pte_fallback: Loader | None = None) -> tuple[Infer, str]:
+    """(infer, runtime description) for one verified file; ``pte_fallback`` runs a .pte when the
+    torch-free runtime is not installed."""
     if fmt not in BACKENDS:
         raise RuntimeUnavailable(f"{path.name}: format {fmt!r} has no device runtime in the toolkit "
                                  f"(supported: {', '.join(BACKENDS)})")
-    return BACKENDS[fmt](Path(path), threads)
+    return BACKENDS[fmt](Path(path), threads, pte_fallback)

@@ -1,7 +1,7 @@
 """A verified package on the device, and a switcher that picks and changes variants by budget.
 
 Loading is the expensive part (reading and preparing a program), switching is
-not: the package keeps every runner it has loaded, so going back to a variant
+not: the package keeps every program it has loaded, so going back to a variant
 already held costs nothing. The latency a decision uses is, in order: this
 device's measured table (``restnet-bench`` output beside the package), the
 manifest's device figure (measured / predicted / estimated), the host figure.
@@ -14,29 +14,29 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import runtime
+from toolkit.formats import LATENCY_TABLE_NAME
 from toolkit.package import PackageError, open_verified, safe_path
 from toolkit.preprocess import preprocess, softmax
-
-TABLE_NAME = "latency-table.json"
 
 
 class Package:
     """Open (and verify: schema, paths, sha256) once; load each variant at most once."""
 
     def __init__(self, root: str | Path, threads: int | None = None, table: str | Path | None = None,
-                 dtype: str = "fp32"):
+                 dtype: str = "fp32", pte_fallback: runtime.Loader | None = None):
         """``dtype="int8"`` runs each variant's int8 file (``restnet-pack --int8``) and ranks variants by
-        that file's own accuracy."""
+        that file's own accuracy. ``pte_fallback``: see toolkit.runtime (a workstation without the
+        torch-free .pte runtime passes restnet's loader)."""
         self.root, self.manifest = open_verified(root)
-        self.threads, self.dtype = threads, dtype
+        self.threads, self.dtype, self.pte_fallback = threads, dtype, pte_fallback
         task = self.manifest["task"]
         self.labels = safe_path(self.root, task["labels_file"]).read_text().splitlines()
         if len(self.labels) != task["num_classes"]:
             raise PackageError(f"{self.root}: {task['labels_file']} has {len(self.labels)} lines, manifest says "
                                f"{task['num_classes']} classes")
-        self._runners: dict[str, tuple[runtime.Runner, dict, str]] = {}
+        self._programs: dict[str, tuple[runtime.Infer, dict, str]] = {}
         self.loads = 0  # how many programs were actually loaded (switching must not add to it)
-        path = Path(table) if table else self.root / TABLE_NAME
+        path = Path(table) if table else self.root / LATENCY_TABLE_NAME
         self.table = json.loads(path.read_text()) if path.is_file() else None
 
     @property
@@ -65,28 +65,30 @@ class Package:
         f = self.file_for(v)
         return f["accuracy"] if f.get("accuracy") is not None else v["accuracy"]
 
-    def runner(self, vid: str) -> tuple[runtime.Runner, dict, str]:
-        if vid not in self._runners:
+    def program(self, vid: str) -> tuple[runtime.Infer, dict, str]:
+        """(infer, file entry, runtime) of the variant's file: loaded on first use, then held."""
+        if vid not in self._programs:
             f = self.file_for(self.variant(vid))
-            run, version = runtime.load(safe_path(self.root, f["path"]), f["format"], self.threads)
-            self._runners[vid] = (run, f, version)
+            infer, version = runtime.load(safe_path(self.root, f["path"]), f["format"], self.threads,
+                                          self.pte_fallback)
+            self._programs[vid] = (infer, f, version)
             self.loads += 1
-        return self._runners[vid]
+        return self._programs[vid]
 
     @property
     def held(self) -> list[str]:
-        return list(self._runners)
+        return list(self._programs)
 
     def input_spec(self, vid: str) -> dict:
         return self.variant(vid).get("input") or self.manifest["input"]
 
     def run(self, vid: str, x: np.ndarray) -> np.ndarray:
-        run, _, _ = self.runner(vid)
-        return run(x)
+        infer, _, _ = self.program(vid)
+        return infer(x)
 
     def classify(self, image, vid: str, top: int = 1) -> list[tuple[str, float]]:
         """[(label, probability)] best first, for one image (path, PIL image or uint8 array)."""
-        _, f, _ = self.runner(vid)
+        _, f, _ = self.program(vid)
         x = preprocess(image, self.input_spec(vid), f["input_layout"])
         p = softmax(self.run(vid, x))[0]
         order = np.argsort(-p)[:top]
@@ -132,7 +134,7 @@ class Switcher:
             best = max(ok, key=lambda v: (self.package.accuracy(v), -self.package.latency_ms(v)[0]))
         else:
             best = min(self.package.variants, key=lambda v: self.package.latency_ms(v)[0])
-        self.package.runner(best["id"])
+        self.package.program(best["id"])
         self.active = best["id"]
         return self.active
 

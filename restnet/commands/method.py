@@ -9,6 +9,7 @@ import functools
 import json
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from restnet.cost import METRICS
@@ -75,7 +76,8 @@ experiment_options = _stack(  # shared by every method verb
 
 budget_options = _stack(
     click.option("--metric", type=click.Choice(METRICS), default="params", show_default=True,
-                 help="Cost metric for budgets (latency = measured on this host)."),
+                 help="Cost metric for budgets (flops counts MACs, fvcore multiply-adds; latency = measured on this "
+                      "host)."),
     click.option("--budget", "budgets", type=float, multiple=True,
                  help="A budget in the metric's unit (params, MACs or ms); repeatable."),
     click.option("--budgets-between", type=click.IntRange(min=1), default=3, show_default=True,
@@ -137,7 +139,7 @@ def friendly_errors(f):
     from restnet.anchors import WeightsUnavailable
     from restnet.data import DataUnavailable
     from restnet.export import ExportMismatch
-    from restnet.latency_table import LatencyTableError
+    from restnet.package.latency import LatencyTableError
     from restnet.profiles import ProfileError
 
     @functools.wraps(f)
@@ -177,11 +179,11 @@ def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0,
 
 
 def _fmt_cost(v: float, metric: str) -> str:
-    return {"params": f"{v / 1e6:.2f} M", "flops": f"{v / 1e9:.3f} G", "latency": f"{v:.2f} ms"}[metric]
+    return {"params": f"{v / 1e6:.2f} M", "flops": f"{v / 1e9:.3f} GMACs", "latency": f"{v:.2f} ms"}[metric]
 
 
-def register(main, console, log_console):
-    @main.command()
+def _cka_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @click.option("--top", type=int, default=5, show_default=True, help="How many best pairs to list.")
     @friendly_errors
@@ -205,7 +207,11 @@ def register(main, console, log_console):
                       f"{v:.4f}")
         console.print(t)
 
-    @main.command()
+    return cka
+
+
+def _select_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
@@ -237,7 +243,11 @@ def register(main, console, log_console):
                       _fmt_cost(s.cost, metric), str(s.tried))
         console.print(t)
 
-    @main.command()
+    return select
+
+
+def _train_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @budget_options
     @training_options
@@ -256,7 +266,11 @@ def register(main, console, log_console):
                           f"loss {last.get('loss', float('nan')):.4f}, train acc {last.get('train_acc', 0):.2%}, "
                           f"{res.seconds:.1f} s")
 
-    @main.command()
+    return train
+
+
+def _evaluate_command(console: Console, log_console: Console) -> click.Command:
+    @click.command()
     @experiment_options
     @budget_options
     @training_options
@@ -264,7 +278,7 @@ def register(main, console, log_console):
     @friendly_errors
     def evaluate(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
                  no_ls_init, as_json, **opts):
-        """Accuracy, params, FLOPs, trainable params and latency of every variant and both anchors."""
+        """Accuracy, params, MACs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
         _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band, window)
         cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
@@ -293,3 +307,11 @@ def register(main, console, log_console):
                       else "–", f"{x['val_accuracy']:.2%}", f"{x['accuracy']:.2%}",
                       f"{x['latency']['median_ms']:.2f} ms")
         console.print(t)
+
+    return evaluate
+
+
+def register(main: click.Group, console: Console, log_console: Console) -> None:
+    """Add the method's verbs to ``main``; each is built by its own factory (they share the consoles)."""
+    for make in (_cka_command, _select_command, _train_command, _evaluate_command):
+        main.add_command(make(console, log_console))

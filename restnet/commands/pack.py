@@ -10,6 +10,7 @@ from rich.table import Table
 
 from restnet.commands.method import _stack, experiment_options, friendly_errors, make_runner, training_options
 from restnet.cost import METRICS
+from restnet.export.base import AGREEMENT_FLAG, percent
 
 pack_options = _stack(
     click.option("--profile", "profile_name", required=True, metavar="NAME|PATH",
@@ -22,7 +23,7 @@ pack_options = _stack(
                  show_default=True, help="Converter for tflite profiles (litert-torch: faster here, NCHW input; "
                                          "onnx2tf: via ONNX and TensorFlow, NHWC input)."),
     click.option("--metric", type=click.Choice(METRICS), default=None,
-                 help="Cost metric [default: the profile's]."),
+                 help="Cost metric; flops counts MACs (fvcore multiply-adds) [default: the profile's]."),
     click.option("--budget", "budgets", type=float, multiple=True,
                  help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
     click.option("--budgets-between", type=click.IntRange(min=1), default=None,
@@ -39,7 +40,8 @@ pack_options = _stack(
     click.option("--int8/--no-int8", default=None,
                  help="Also ship an int8 file per variant for each format that has an int8 route (.int8.pte, "
                       ".int8.tflite; PT2E static, calibrated on 256 task images; top-1 agreement with fp32 "
-                      "reported, < 98 % flagged) [default: on when the profile's dtype is int8]."),
+                      f"reported, < {percent(AGREEMENT_FLAG)} flagged) [default: on when the profile's dtype is "
+                      "int8]."),
     click.option("--probes", is_flag=True,
                  help="Also ship every anchor block and stitching-layer shape as its own program, for "
                       "`restnet-bench --blocks` (per-block latency prediction)."),
@@ -69,7 +71,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
                  int8=None, window=None):
     """Everything resolved and validated before any heavy work."""
-    from restnet.package.build import BACKEND_FORMAT, PackRequest
+    from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
 
     try:
@@ -108,7 +110,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
 
 
 def _final_table(console, manifest: dict, path: Path) -> None:
-    from restnet.package.firmware import _fmt_lat
+    from restnet.package.firmware import latency_text
 
     m = manifest
     t = Table(title=f"{m['profile']['name']} package: {len(m['variants'])} variants "
@@ -120,7 +122,7 @@ def _final_table(console, manifest: dict, path: Path) -> None:
         t.add_column(c, justify="left" if c in ("id", "kind", "files", "latency") else "right")
     for v in m["variants"]:
         t.add_row(v["id"], v["kind"], "" if v.get("cka") is None else f"{v['cka']:.3f}",
-                  f"{v['params'] / 1e6:.2f} M", f"{v['flops'] / 1e6:.0f} M", f"{v['accuracy']:.2%}", _fmt_lat(v),
+                  f"{v['params'] / 1e6:.2f} M", f"{v['flops'] / 1e6:.0f} M", f"{v['accuracy']:.2%}", latency_text(v),
                   f"{v['peak_ram_mb']:.0f} MB", ", ".join(f"{f['format']} {f['size'] / 2**20:.1f} MB"
                                                            for f in v["files"]))
     console.print(t)

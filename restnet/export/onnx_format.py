@@ -1,7 +1,6 @@
 """ONNX via torch.onnx (dynamo exporter), run by onnxruntime."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -9,13 +8,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from restnet.export.base import Format
+from toolkit.runtime import Infer
+
 
 def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
                       dynamo=True, external_data=False)
 
 
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load(path: Path, threads: int | None = None) -> Infer:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -31,10 +33,4 @@ def runtime_version() -> str:
     return f"onnxruntime {version('onnxruntime')}"
 
 
-def _format():
-    from restnet.export import Format
-
-    return Format("onnx", ".onnx", "onnxruntime", export, load, runtime_version)
-
-
-FORMAT = _format()
+FORMAT = Format("onnx", ".onnx", "onnxruntime", export, load, runtime_version)

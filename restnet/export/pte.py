@@ -1,7 +1,6 @@
 """ExecuTorch .pte lowered to XNNPACK: torch.export -> to_edge_transform_and_lower -> serialise."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -9,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from restnet.export import capture
+from restnet.export.base import Format, capture
+from toolkit.runtime import Infer
 
 
 def lower(exported):
@@ -33,7 +33,7 @@ def set_threads(threads: int | None) -> None:
             portable_lib._unsafe_reset_threadpool(threads)
 
 
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load(path: Path, threads: int | None = None) -> Infer:
     from executorch.runtime import Runtime
 
     set_threads(threads)
@@ -45,10 +45,10 @@ def runtime_version() -> str:
     return f"executorch {version('executorch')} (XNNPACK)"
 
 
-def _format():
-    from restnet.export import Format
+def device_loader(path: Path, threads: int | None = None) -> tuple[Infer, str]:
+    """The toolkit's .pte fallback on a workstation (``toolkit.runtime.load(..., pte_fallback=)``): the
+    toolkit never imports restnet, so restnet hands this in where the torch-free runtime is missing."""
+    return load(path, threads), runtime_version()
 
-    return Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version)
 
-
-FORMAT = _format()
+FORMAT = Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version)

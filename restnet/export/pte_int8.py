@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet.export import capture, pte
-from restnet.export.int8 import Int8Route, calibrate
+from restnet.export import pte
+from restnet.export.base import Int8Route, calibrate, capture
 
 
 def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor]) -> nn.Module:

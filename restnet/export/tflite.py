@@ -6,13 +6,15 @@ to convert) is the ``tflite-onnx2tf`` format; int8 is restnet.export.tflite_int8
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
+
+from restnet.export.base import Format
+from toolkit.runtime import Infer
+from toolkit.runtime import load as device_load
 
 
 def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -21,10 +23,8 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     litert_torch.convert(model, (example.contiguous(),)).export(str(path))  # see restnet.export.capture
 
 
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """The device toolkit's LiteRT runner (torch-free): one implementation for both sides."""
-    from toolkit.runtime import load as device_load
-
+def load(path: Path, threads: int | None = None) -> Infer:
+    """The device toolkit's LiteRT loader (torch-free): one implementation for both sides."""
     return device_load(Path(path), "tflite", threads)[0]
 
 
@@ -32,10 +32,4 @@ def runtime_version() -> str:
     return f"ai-edge-litert {version('ai-edge-litert')} interpreter"
 
 
-def _format():
-    from restnet.export import Format
-
-    return Format("tflite", ".tflite", "LiteRT interpreter", export, load, runtime_version)
-
-
-FORMAT = _format()
+FORMAT = Format("tflite", ".tflite", "LiteRT interpreter", export, load, runtime_version)

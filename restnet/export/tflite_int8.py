@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from restnet.export import capture
-from restnet.export.int8 import Int8Route, calibrate
+from restnet.export.base import Int8Route, calibrate, capture
 
 
 @dataclass(frozen=True)

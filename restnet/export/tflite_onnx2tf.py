@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ import torch
 from torch import nn
 
 from restnet.export import onnx_format, tflite
+from restnet.export.base import Format
+from toolkit.runtime import Infer
 
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -56,16 +57,10 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         path.write_bytes(produced.read_bytes())
 
 
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load(path: Path, threads: int | None = None) -> Infer:
     run = tflite.load(path, threads)
     return lambda x: run(np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))))
 
 
-def _format():
-    from restnet.export import Format
-
-    return Format("tflite-onnx2tf", ".onnx2tf.tflite", "LiteRT interpreter (onnx2tf, NHWC input)", export, load,
-                  tflite.runtime_version, input_layout="NHWC")
-
-
-FORMAT = _format()
+FORMAT = Format("tflite-onnx2tf", ".onnx2tf.tflite", "LiteRT interpreter (onnx2tf, NHWC input)", export, load,
+                tflite.runtime_version, input_layout="NHWC")

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from restnet.export.base import Format
 from restnet.timing import torch_threads
+from toolkit.runtime import Infer
 
 
 def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -19,7 +20,7 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     traced.save(str(path))
 
 
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load(path: Path, threads: int | None = None) -> Infer:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = torch.jit.load(str(path), map_location="cpu").eval()
@@ -35,10 +36,4 @@ def runtime_version() -> str:
     return f"torch.jit {torch.__version__}"
 
 
-def _format():
-    from restnet.export import Format
-
-    return Format("torchscript", ".pt", "torch.jit", export, load, runtime_version)
-
-
-FORMAT = _format()
+FORMAT = Format("torchscript", ".pt", "torch.jit", export, load, runtime_version)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -17,7 +18,12 @@ import torch
 from torch import nn
 
 from restnet import __version__
-from restnet.export import AGREEMENT_FLOOR, compare_with_eager, export_verified, get_format, sha256_of
+from restnet.data import InputSpec, Split, Task, to_model_input
+from restnet.export import AGREEMENT_FLAG, AGREEMENT_FLOOR, compare_with_eager, export_verified, get_format, sha256_of
+from restnet.export.base import percent
+from restnet.export.int8 import get_route
+from restnet.package.request import PackRequest
+from restnet.package.variants import Built, largest_activation_bytes
 from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
 from restnet.training import checkpoint
@@ -79,9 +85,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: It
               calib_fingerprint: str, val: Iterable[tuple[torch.Tensor, torch.Tensor]], val_fingerprint: str,
               threads: int, dest: Path) -> dict:
     """Write an int8 file of ``model`` in ``fmt`` (see restnet.export.int8) to ``dest``; its record has top-1
-    agreement with fp32 and accuracy on the validation split, and ``flagged`` when agreement < 98 %."""
-    from restnet.export.int8 import AGREEMENT_FLAG, get_route
-
+    agreement with fp32 and accuracy on the validation split, and ``flagged`` below AGREEMENT_FLAG."""
     route, f = get_route(fmt), get_format(fmt)
     weights = checkpoint.state_digest(model)
     key = export_key(weights, f"{fmt}-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
@@ -100,3 +104,44 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: It
               "checked": c.n, "runtime": f.runtime_version(), "input_layout": f.input_layout,
               "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
     return _store(tmp, cached, record, dest)
+
+
+def export_variant(b: Built, vid: str, req: PackRequest, data: CheckData, example: torch.Tensor, root: Path,
+                   log: Callable[[str], None]) -> None:
+    """Every requested file of one variant under ``root/variants/``, verified; records go to ``b.files``."""
+    val_fp = data.task.val.fingerprint()
+    for fmt in req.formats:
+        rel = f"variants/{vid}{get_format(fmt).suffix}"
+        log(f"export {vid} -> {fmt}, verify on {len(data.task.val)} validation images")
+        rec = verified_file(b.model, fmt, example, data.val_batches(b.spec), val_fp, req.threads, root / rel)
+        b.files.append({"dtype": "fp32", **rec, "path": rel})
+    for fmt in req.int8_formats:
+        route = get_route(fmt)
+        rel = f"variants/{vid}{route.suffix}"
+        log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}), check agreement with fp32")
+        rec = int8_file(b.model, fmt, example, data.calibration_batches(b.spec), data.calibration.fingerprint(),
+                        data.val_batches(b.spec), val_fp, req.threads, root / rel)
+        if rec["flagged"]:
+            log(f"[yellow]int8 {vid} ({fmt}): top-1 agreement with fp32 {rec['top1_agreement']:.2%} "
+                f"< {percent(AGREEMENT_FLAG)}: flagged[/]")
+        b.files.append({**rec, "path": rel})
+    b.activation_bytes = largest_activation_bytes(b.model, example)
+
+
+@dataclass(frozen=True)
+class CheckData:
+    """The images every file is checked on: the whole validation split, and int8 calibration images."""
+
+    task: Task
+    calibration: Split
+
+    @classmethod
+    def of(cls, task: Task, seed: int) -> "CheckData":
+        return cls(task, task.train.subset(min(256, len(task.train)), seed + 17))
+
+    def val_batches(self, spec: InputSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(input, label) batches: every file's agreement with eager, and an int8 file's own accuracy."""
+        return ((to_model_input(imgs, spec), y) for imgs, y in self.task.raw_loader(self.task.val, 250))
+
+    def calibration_batches(self, spec: InputSpec) -> Iterator[torch.Tensor]:
+        return (to_model_input(imgs, spec) for imgs, _ in self.task.raw_loader(self.calibration, 64))

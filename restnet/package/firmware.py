@@ -1,10 +1,17 @@
-"""The package's README.md: what a firmware team needs, generated from the manifest."""
+"""The package's README.md: what a firmware team needs, generated from the manifest.
+
+Figures (gates, flags) are printed from the constants that enforce them, so the README cannot promise
+a check the code no longer makes.
+"""
 from __future__ import annotations
+
+from restnet.export.base import AGREEMENT_FLAG, AGREEMENT_FLOOR, TOLERANCE, percent, scientific
 
 LOADERS = {
     "pte": """**ExecuTorch (`.pte`, XNNPACK delegate).** C++: `executorch::extension::Module m("variants/ID.pte");
 m.forward(input_tensor)` with the XNNPACK backend linked in. Python, without torch:
-`executorch-numpy-runtime` or the toolkit (`toolkit.Package(path).run(image)`).""",
+`executorch-numpy-runtime`, or restnet's `toolkit`: `Package(path).classify(image, "ID")` gives labels and
+probabilities (`toolkit.switcher`; `Package(path).run("ID", x)` takes an already preprocessed input).""",
     "tflite": """**LiteRT / TFLite (`.tflite`).** C++: `tflite::FlatBufferModel::BuildFromFile`, then an
 `InterpreterBuilder` with `num_threads`; Python: `ai_edge_litert.interpreter.Interpreter(model_path=...,
 num_threads=N)` and its signature runner (`serving_default`). Input layout per file: see `input_layout`.""",
@@ -12,19 +19,20 @@ num_threads=N)` and its signature runner (`serving_default`). Input layout per f
     "torchscript": """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python.""",
 }
 
-INT8_NOTE = """## int8 files
+INT8_NOTE = f"""## int8 files
 
 `*.int8.pte` take and return float32 like the fp32 files. `*.int8.tflite` are fully integer: the input
 and output tensors are int8. Quantise the preprocessed float input with the input tensor's scale and
 zero point, `q = clamp(round(x / scale) + zero_point, -128, 127)`, and read logits as
 `(q - zero_point) * scale` with the output tensor's (`TfLiteTensor.params`). int8 files are not held to the
 fp32 gate: the manifest gives each its own `accuracy` and `top1_agreement` with fp32, and `flagged: true`
-below 98 % agreement.
+below {percent(AGREEMENT_FLAG)} agreement.
 
 """
 
 
-def _fmt_lat(v: dict) -> str:
+def latency_text(v: dict) -> str:
+    """A variant's latency figures in one line: host first, then the device's, each with its source."""
     parts = [f"{x['ms']:.2f} ms {x['source']} ({x['where']}, {x['threads']} thr)" for x in v["latency"]]
     return "; ".join(parts)
 
@@ -41,7 +49,7 @@ def readme(m: dict) -> str:
     formats = sorted({f["format"] for v in m["variants"] for f in v["files"]})
     rows = "\n".join(
         f"| `{v['id']}` | {v['kind']} | {v['accuracy']:.2%} | {v['params'] / 1e6:.2f} M | {v['flops'] / 1e6:.0f} M "
-        f"| {_fmt_lat(v)} | {v['peak_ram_mb']:.0f} MB | " + ", ".join(f"`{f['path']}`" for f in v["files"]) + " |"
+        f"| {latency_text(v)} | {v['peak_ram_mb']:.0f} MB | " + ", ".join(f"`{f['path']}`" for f in v["files"]) + " |"
         for v in m["variants"])
     mean = ", ".join(f"{x:g}" for x in inp["mean"])
     std = ", ".join(f"{x:g}" for x in inp["std"])
@@ -56,9 +64,9 @@ line k = output k).
 ## Variants (sorted by cost, cheapest first)
 
 Every file was run by its own runtime on this package's {m['task']['val_size']} validation images and compared
-with eager PyTorch: max |logit Δ| ≤ 1e-4 × max(1, max |logit|) (the fp32 gate) and top-1 agreement
-≥ 99.9 %; the manifest gives the figures per file (`max_abs_diff`, `max_abs_logit`, `scaled_diff`,
-`top1_agreement`). Latency source:
+with eager PyTorch: max |logit Δ| ≤ {scientific(TOLERANCE)} × max(1, max |logit|) (the fp32 gate) and top-1
+agreement ≥ {percent(AGREEMENT_FLOOR)}; the manifest gives the figures per file (`max_abs_diff`, `max_abs_logit`,
+`scaled_diff`, `top1_agreement`). Latency source:
 **{m['latency_source']}**{' (estimated figures are host measurements scaled by a documented factor: measure on the device with `restnet-bench`)' if m['latency_source'] == 'estimated' else ''}.
 
 Top-1 is on {_split(m)}.

@@ -11,16 +11,22 @@ could trip on, minor for added optional fields) and say so in
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 
 SCHEMA_VERSION = "1.1"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
+RUNTIME_OVERHEAD_MB = 8.0  # what a runtime needs besides weights and activations, in the peak-RAM estimate
 RAM_METHOD = ("estimate: size of the weights file + 2 x the largest activation tensor (float32, batch 1) "
-              "+ 8 MB runtime overhead; restnet-bench measures the real peak RSS on the device")
+              f"+ {RUNTIME_OVERHEAD_MB:g} MB runtime overhead; restnet-bench measures the real peak RSS on the device")
+
+# A JSON number written as it was given (an int stays an int): the schema says "number" either way.
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 
 
 class _Model(BaseModel):
@@ -40,7 +46,7 @@ class ProfileInfo(_Model):
     window: float = Field(default=0.0, ge=0, le=1, description="1.1: selection window (0 = off), see "
                                                                "restnet.selection.")
     ram_budget_mb: float
-    storage_mb: float
+    storage_mb: Number
     compute_gmacs: float | None = None
     latency_target_ms: float | None = None
 
@@ -101,13 +107,15 @@ class FileEntry(_Model):
     max_abs_diff: float = Field(description="Max |logit difference| vs eager torch over the validation split.")
     max_abs_logit: float = Field(description="Max |eager logit| over the same inputs.")
     scaled_diff: float = Field(description=(
-        "max_abs_diff / max(1, max_abs_logit): the fp32 export gate is <= 1e-4 (int8 files are not gated on it)."))
+        f"max_abs_diff / max(1, max_abs_logit): the fp32 export gate is <= {scientific(TOLERANCE)} (int8 files are "
+        "not gated on it)."))
     top1_agreement: float = Field(ge=0, le=1, description="Share of validation images with the same top-1 as the "
                                                           "fp32 eager model.")
     dtype: Literal["fp32", "int8"] = "fp32"
     accuracy: float | None = Field(default=None, description="int8 only: this file's own top-1 on the validation "
                                                              "split (the same images as top1_agreement).")
-    flagged: bool | None = Field(default=None, description="int8 only: top-1 agreement with fp32 below 98 %.")
+    flagged: bool | None = Field(default=None, description=f"int8 only: top-1 agreement with fp32 below "
+                                                           f"{percent(AGREEMENT_FLAG)}.")
 
 
 class Latency(_Model):

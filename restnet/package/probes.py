@@ -16,14 +16,11 @@ import torch
 from torch import nn
 
 from restnet.anchors.blocks import BlockModel
+from restnet.cost import CostModel
 from restnet.export import get_format
 from restnet.package.exports import verified_file
 from restnet.stitching import FeatureSpec, StitchLayer
-
-
-def stitch_name(src: FeatureSpec, dst: FeatureSpec) -> str:
-    shape = lambda s: "x".join(map(str, s.shape))  # noqa: E731
-    return f"stitch.{src.layout}{shape(src)}-{dst.layout}{shape(dst)}"
+from toolkit.formats import part_name, stitch_name
 
 
 def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tuple[str, str, int | None, nn.Module,
@@ -32,12 +29,12 @@ def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tupl
     model.eval()  # batch-1 examples through BatchNorm
     x = torch.zeros(1, 3, resolution, resolution)
     with torch.no_grad():
-        yield f"{role}.stem", "stem", None, model.stem, x
+        yield part_name(role, "stem"), "stem", None, model.stem, x
         h = model.stem(x)
         for k, blk in enumerate(model.blocks):
-            yield f"{role}.block{k:02d}", "block", k, blk, h
+            yield part_name(role, "block", k), "block", k, blk, h
             h = blk(h)
-        yield f"{role}.head", "head", None, model.head, h
+        yield part_name(role, "head"), "head", None, model.head, h
 
 
 def all_probes(front: BlockModel, back: BlockModel, front_specs: list[FeatureSpec], back_specs: list[FeatureSpec],
@@ -58,14 +55,15 @@ def all_probes(front: BlockModel, back: BlockModel, front_specs: list[FeatureSpe
                 torch.zeros(1, *s.shape)
 
 
-def export_probes(runner, fmt: str, root: Path, threads: int, log: Callable[[str], None]) -> list[dict]:
-    """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries."""
-    cm = runner.cost_model("params")
+def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolution: int, fmt: str, root: Path,
+                  threads: int, log: Callable[[str], None]) -> list[dict]:
+    """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries.
+    ``front``/``back``: the anchors' architectures (timing does not depend on the weights); ``shapes``: any
+    cost model of the pair, for its feature specs and stitching kernel size."""
     f = get_format(fmt)
     (root / "probes").mkdir(exist_ok=True)
     out = []
-    probes = list(all_probes(runner.front_arch, runner.back_arch, cm.front_specs, cm.back_specs,
-                             runner.exp.resolution, runner.exp.kernel_size))
+    probes = list(all_probes(front, back, shapes.front_specs, shapes.back_specs, resolution, shapes.kernel_size))
     log(f"export {len(probes)} per-block probes -> {fmt}")
     for name, role, part, idx, mod, x in probes:
         rel = f"probes/{name}{f.suffix}"

@@ -62,8 +62,8 @@ def accuracy_vs_cost(m: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write(root: Path, runner, m: dict) -> None:
-    cka = runner.cka()
+def write(root: Path, cka: dict, m: dict) -> None:
+    """report.md and its two plots; ``cka``: the pipeline's CKA result (matrix, block names, estimator)."""
     cka_heatmap(cka, m, root / "cka.png")
     accuracy_vs_cost(m, root / "accuracy_vs_cost.png")
     from restnet.package.family import describe

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -134,61 +135,83 @@ def train_stitched(model: StitchedModel, task: Task, spec: InputSpec, cfg: Train
     params = [p for m in trainable for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
-
-    cached = cfg.strategy in ("stitch", "stitch+back")
-    if cached:
-        feats, labels = front_features(model, task, spec, feature_cache)
-        n = len(labels)
-    else:
-        n = len(task.train)
-    steps = max(1, (n + cfg.batch_size - 1) // cfg.batch_size)
+    data = _Batches(model, task, spec, cfg, feature_cache)
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps))
-    loss_fn = nn.CrossEntropyLoss()
-
-    ckpt = run_dir / "checkpoint.pt"
-    start, history = 0, []
-    state = resumable_state(run_dir, cfg)
-    if state is not None:
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start, history = state["epoch"], state["history"]
-    if start == 0:
-        torch.manual_seed(cfg.seed)
-    resumed_from = start
-
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * data.steps))
+    start, history = _resume(run_dir, cfg, model, opt, sched)
     for epoch in range(start, cfg.epochs):
-        model.eval()  # frozen parts keep their BatchNorm statistics
-        for m in trainable:
-            m.train()
-        order = torch.randperm(n)
-        total, correct, seen = 0.0, 0, 0
-        if cached:
-            batches = ((feats[idx], labels[idx]) for idx in order.split(cfg.batch_size))
-        else:
-            batches = iter(task.loader(task.train, spec, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch))
-        for h, y in bar(batches, f"train {model.describe()} epoch {epoch + 1}/{cfg.epochs}", total=steps):
-            out = model.forward_from_front(h) if cached else model(h)
-            loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(y)
-            correct += int((out.argmax(-1) == y).sum())
-            seen += len(y)
-        history.append({"epoch": epoch + 1, "loss": total / seen, "train_acc": correct / seen})
+        history.append(_train_epoch(model, trainable, data, opt, sched, epoch))
         trainable_state = {k: v for k, v in model.state_dict().items()
                            if any(k.startswith(prefix) for prefix in _prefixes(cfg.strategy))}
         checkpoint.atomic_save({"config": asdict(cfg), "epoch": epoch + 1, "model": trainable_state,
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                "rng": torch.get_rng_state(), "history": history}, ckpt)
+                                "rng": torch.get_rng_state(), "history": history}, run_dir / "checkpoint.pt")
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
-    return TrainResult(model, history, resumed_from, time.perf_counter() - t0)
+    return TrainResult(model, history, start, time.perf_counter() - t0)
+
+
+class _Batches:
+    """An epoch's (input, label) batches: the cached front features when the front is frozen (the
+    front never runs again), else the images through the whole model."""
+
+    def __init__(self, model: StitchedModel, task: Task, spec: InputSpec, cfg: TrainConfig,
+                 feature_cache: Path | None):
+        self.task, self.spec, self.cfg = task, spec, cfg
+        self.cached = cfg.strategy in ("stitch", "stitch+back")
+        if self.cached:
+            self.feats, self.labels = front_features(model, task, spec, feature_cache)
+            self.n = len(self.labels)
+        else:
+            self.n = len(task.train)
+        self.steps = max(1, (self.n + cfg.batch_size - 1) // cfg.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(self.n)  # drawn in both cases, as always: the same seed gives the same weights
+        if self.cached:
+            return ((self.feats[idx], self.labels[idx]) for idx in order.split(self.cfg.batch_size))
+        return iter(self.task.loader(self.task.train, self.spec, self.cfg.batch_size, shuffle=True,
+                                     seed=self.cfg.seed + epoch))
+
+
+def _resume(run_dir: Path, cfg: TrainConfig, model: StitchedModel, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, list[dict]]:
+    """(epochs already done, their history): restored from a checkpoint of this exact config, else a
+    seeded fresh start."""
+    state = resumable_state(run_dir, cfg)
+    if state is None:
+        torch.manual_seed(cfg.seed)
+        return 0, []
+    model.load_state_dict(state["model"], strict=False)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if state["epoch"] == 0:
+        torch.manual_seed(cfg.seed)
+    return state["epoch"], state["history"]
+
+
+def _train_epoch(model: StitchedModel, trainable: list[nn.Module], data: _Batches, opt: torch.optim.Optimizer,
+                 sched: torch.optim.lr_scheduler.LRScheduler, epoch: int) -> dict:
+    """One pass over the training data; returns the epoch's history entry (mean loss, train accuracy)."""
+    model.eval()  # frozen parts keep their BatchNorm statistics
+    for m in trainable:
+        m.train()
+    loss_fn = nn.CrossEntropyLoss()
+    total, correct, seen = 0.0, 0, 0
+    desc = f"train {model.describe()} epoch {epoch + 1}/{data.cfg.epochs}"
+    for h, y in bar(data.epoch(epoch), desc, total=data.steps):
+        out = model.forward_from_front(h) if data.cached else model(h)
+        loss = loss_fn(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(y)
+        correct += int((out.argmax(-1) == y).sum())
+        seen += len(y)
+    return {"epoch": epoch + 1, "loss": total / seen, "train_acc": correct / seen}
 
 
 def _prefixes(strategy: str) -> tuple[str, ...]:

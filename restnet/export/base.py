@@ -1,0 +1,138 @@
+"""What every export format shares; the format modules import it, and nothing here imports them.
+
+Kept apart from ``restnet.export`` (the table of formats) so that a format module
+never has to import the package that imports it: the dependency only points down.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.runtime import Infer  # one callable type for every runtime, both sides
+
+# The fp32 gates every exported file must pass (restnet.export.export_verified): max |logit Δ| <=
+# TOLERANCE x max(1, max |logit|), and top-1 agreement with eager >= AGREEMENT_FLOOR.
+TOLERANCE = 1e-4
+AGREEMENT_FLOOR = 0.999
+# int8 files are not gated: below this top-1 agreement with the fp32 model they are flagged.
+AGREEMENT_FLAG = 0.98
+
+
+def percent(share: float) -> str:
+    """A gate as prose (0.999 -> '99.9 %'), so that docs and messages print the constant, not a copy."""
+    return f"{share * 100:.4g} %"
+
+
+def scientific(x: float) -> str:
+    """A tolerance as prose (1e-4 -> '1e-4')."""
+    mantissa, exp = f"{x:e}".split("e")
+    return f"{float(mantissa):g}e{int(exp)}"
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: three stages with the same signatures in every format module.
+
+      export(model, example, path)   capture + lower + serialise to ``path``
+      load(path, threads) -> infer   the written file in its own runtime; ``infer(x: np.ndarray) -> logits``
+      runtime_version()              what ran it (goes in manifests)
+    """
+
+    name: str
+    suffix: str
+    runtime: str  # what runs the file (manifests, docs)
+    export: Callable[[nn.Module, torch.Tensor, Path], None]
+    load: Callable[..., Infer]
+    runtime_version: Callable[[], str]
+    input_layout: str = "NCHW"
+
+    def run(self, path: Path, x: np.ndarray) -> np.ndarray:
+        return self.load(path)(x)
+
+
+@dataclass(frozen=True)
+class Int8Route:
+    """int8 for one device format, in two stages; the file runs in that format's runtime.
+
+      quantize(model, example, calibration) -> quantized   PT2E: capture, prepare, calibrate, convert
+      export(quantized, example, path)                     lower + serialise to ``path``
+    """
+
+    format: str  # the fp32 format whose runtime runs the file
+    suffix: str
+    quantizer: str  # what quantised it (manifests, docs)
+    quantize: Callable[[nn.Module, torch.Tensor, Iterable[torch.Tensor]], Any]
+    export: Callable[[Any, torch.Tensor, Path], None]
+
+
+def capture(model: nn.Module, example: torch.Tensor):
+    """torch.export of ``model`` on ``example`` made contiguous: an exported program keeps the
+    example's dim order, and a permuted (channels-last) example would give a program that refuses
+    the NCHW-contiguous inputs every runtime passes."""
+    return torch.export.export(model, (example.contiguous(),))
+
+
+@torch.no_grad()
+def calibrate(prepared: nn.Module, calibration: Iterable[torch.Tensor], batch: int) -> None:
+    """Run the observers over the calibration batches, in slices of the exported batch size."""
+    for x in calibration:
+        for k in range(0, len(x), batch):
+            prepared(x[k:k + batch])
+
+
+class ExportMismatch(RuntimeError):
+    """The exported file's outputs differ from eager beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class Exported:
+    format: str
+    path: Path
+    size: int
+    sha256: str
+    max_abs_diff: float  # over every checked input
+    top1_agreement: float = 1.0
+    checked: int = 0  # inputs compared with eager
+    max_abs_logit: float = 0.0  # the scale the tolerance is relative to
+
+    @property
+    def scaled_diff(self) -> float:
+        return self.max_abs_diff / max(1.0, self.max_abs_logit)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    max_abs_diff: float  # max |file logit - eager logit|
+    max_abs_logit: float  # max |eager logit|
+    agreement: float  # share of inputs with the same top-1
+    n: int
+    accuracy: float | None = None  # the file's top-1 against labels, when batches carry them
+
+    @property
+    def scaled_diff(self) -> float:
+        return self.max_abs_diff / max(1.0, self.max_abs_logit)
+
+
+@torch.no_grad()
+def compare_with_eager(model: nn.Module, run: Infer, batches: Iterable, batch: int) -> Comparison:
+    """The file (run ``batch`` inputs at a time) against eager ``model``; ``batches`` holds input
+    tensors, or (input, label) pairs to also get the file's own accuracy."""
+    worst, scale, same, correct, n, labelled = 0.0, 0.0, 0, 0, 0, False
+    for item in batches:
+        x, y = item if isinstance(item, (tuple, list)) else (item, None)
+        want = model(x).numpy()
+        got = np.concatenate([run(x[k:k + batch].numpy()) for k in range(0, len(x), batch)])
+        worst = max(worst, float(np.abs(got - want).max()))
+        scale = max(scale, float(np.abs(want).max()))
+        same += int((got.argmax(-1) == want.argmax(-1)).sum())
+        if y is not None:
+            labelled = True
+            correct += int((got.argmax(-1) == y.numpy()).sum())
+        n += len(x)
+    return Comparison(worst, scale, same / max(n, 1), n, correct / max(n, 1) if labelled else None)

@@ -1,0 +1,133 @@
+"""Device latency on the workstation: a restnet-bench table read back, and each variant's figure.
+
+Two uses of a table (written by `restnet-bench` on the device): (1) a variant
+whose exact file (same sha256) was measured gets that measurement in the
+manifest, marked ``measured``; (2) with per-block probes measured
+(`restnet-bench --blocks`), the latency of any stitch point is predicted as the
+sum of its parts minus the per-program call overhead that one fused program
+does not pay:
+
+    predicted(i, j) = sum of part p50s - (parts - 1) x o
+
+where o is fitted on the two anchors, whose whole programs were measured
+too: o = mean over anchors of (sum of parts - whole) / (parts - 1).
+
+Without a table, the device figure is the host measurement (a host profile),
+an estimate (host x the profile's factor), or absent; ``DeviceLatency`` says
+which, in that order of precedence.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from restnet.cost import CostModel, PartCosts
+from restnet.package.exports import LATENCY_RUNS
+from restnet.package.request import PackRequest
+from restnet.package.variants import Built
+from toolkit.formats import is_latency_table, part_name, stitch_name
+
+
+class LatencyTableError(ValueError):
+    """A table that cannot be used here; the message says why and what to do."""
+
+
+class LatencyTable:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise LatencyTableError(f"{self.path}: cannot read a latency table: {err}") from None
+        if not is_latency_table(self.data):
+            raise LatencyTableError(f"{self.path}: not a restnet-bench latency table (format/version)")
+
+    @property
+    def device(self) -> str:
+        return self.data.get("device", "?")
+
+    @property
+    def has_blocks(self) -> bool:
+        """Whether per-block probes were measured (restnet-bench --blocks): enough to predict."""
+        return bool(self.data.get("blocks"))
+
+    def measured(self, sha256: str) -> dict | None:
+        return self.data["variants"].get(sha256)
+
+    def block_ms(self, name: str) -> float:
+        b = self.data.get("blocks", {}).get(name)
+        if b is None:
+            raise LatencyTableError(f"{self.path}: no measurement for probe {name!r}; run `restnet-bench --blocks` "
+                                    "on a package packed with `--probes` for this pair and resolution")
+        return b["p50_ms"]
+
+    def overhead_ms(self, parts: dict[str, int], anchor_sums: dict[str, float]) -> float:
+        """Per-program overhead o, fitted on whichever anchors the table measured whole."""
+        fits = []
+        for v in self.data["variants"].values():
+            if v.get("kind") == "anchor" and v.get("anchor") in anchor_sums and v.get("dtype", "fp32") == "fp32":
+                n = parts[v["anchor"]]
+                fits.append((anchor_sums[v["anchor"]] - v["p50_ms"]) / max(n - 1, 1))
+        return sum(fits) / len(fits) if fits else 0.0
+
+
+def predicted_cost_model(table: LatencyTable, shapes: CostModel, names: tuple[str, str],
+                         resolution: int) -> CostModel:
+    """A latency CostModel from a device table: parts and stitch shapes by probe name, overhead-corrected.
+    ``shapes``: any cost model of the pair (only its block counts, feature specs and kernel size are read);
+    ``names``: the (front, back) anchor names the table's whole-anchor measurements are filed under."""
+    res = table.data.get("package", {}).get("resolution")
+    if res is not None and res != resolution:
+        raise LatencyTableError(f"{table.path}: measured at {res} px, this pack runs at {resolution} px")
+    parts, sums, raw = {}, {}, {}
+    for role, name in zip(("front", "back"), names):
+        n_blocks = len(shapes.front.blocks if role == "front" else shapes.back.blocks)
+        pc = PartCosts(table.block_ms(part_name(role, "stem")),
+                       [table.block_ms(part_name(role, "block", k)) for k in range(n_blocks)],
+                       table.block_ms(part_name(role, "head")))
+        raw[role] = pc
+        parts[name] = n_blocks + 2
+        sums[name] = pc.total
+    o = table.overhead_ms(parts, sums)
+    shift = lambda pc: PartCosts(pc.stem - o, [b - o for b in pc.blocks], pc.head - o)  # noqa: E731
+    stitches = {}
+    for s in shapes.front_specs:
+        for d in shapes.back_specs:
+            stitches[(s, d)] = table.block_ms(stitch_name(s, d)) - o
+    return CostModel("latency", shift(raw["front"]), shift(raw["back"]), shapes.front_specs, shapes.back_specs,
+                     shapes.kernel_size, source=f"predicted (device table {table.device}, sum of parts - "
+                                                f"{o:.3f} ms overhead per extra program)",
+                     offset=o, stitch_table=stitches)
+
+
+class DeviceLatency:
+    """The device figure for a variant: measured (table has its file) > predicted (table has the
+    blocks) > measured here (host profile) > estimated (profile factor) > none."""
+
+    def __init__(self, req: PackRequest, table: LatencyTable | None, pred: CostModel | None):
+        self.req, self.table, self.pred = req, table, pred
+
+    def __call__(self, b: Built) -> list[dict]:
+        """[host figure] or [host figure, device figure] for the variant's main (first) file."""
+        main = b.files[0]
+        host = {"ms": main["host_ms"], "source": "measured", "where": "host", "threads": main["threads"],
+                "runtime": main["runtime"],
+                "method": f"median of {LATENCY_RUNS} runs after 3 warm-up, batch 1, {main['format']} file"}
+        p, t = self.req.profile, self.table
+        if t is not None and (m := t.measured(main["sha256"])):
+            return [host, {"ms": m["p50_ms"], "source": "measured", "where": t.device,
+                           "threads": t.data.get("threads", p.threads), "runtime": m.get("runtime", "?"),
+                           "method": f"restnet-bench p50 of {m['runs']} runs ({t.path.name})"}]
+        if self.pred is not None:
+            ms = self.pred(b.selection.point) if b.kind == "stitched" else self.pred.anchor_cost(b.role)
+            return [host, {"ms": ms, "source": "predicted", "where": t.device, "threads": t.data.get("threads", 1),
+                           "runtime": t.data.get("runtime", "?"), "method": self.pred.source}]
+        if p.is_host:
+            return [host, {**host, "where": p.name}]
+        if p.latency_estimate:
+            k = p.latency_estimate.host_scale
+            return [host, {"ms": main["host_ms"] * k, "source": "estimated", "where": p.name, "threads": p.threads,
+                           "runtime": main["runtime"],
+                           "method": f"host-measured latency x {k:g} ({p.latency_estimate.source}); "
+                                     "replace with restnet-bench measurements"}]
+        return [host]

@@ -1,0 +1,51 @@
+"""What one `restnet-pack` run is asked to do, checked before any heavy work."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from restnet.export.int8 import routes
+from restnet.profiles import Profile, ProfileError
+
+BACKEND_FORMAT = {"executorch-xnnpack": "pte", "tflite": "tflite"}
+
+
+@dataclass
+class PackRequest:
+    profile: Profile
+    out: Path
+    formats: tuple[str, ...]  # the backend's format first
+    metric: str
+    budgets: tuple[float, ...] = ()  # absolute, in the metric's unit; empty = `between` budgets
+    between: int = 3
+    band: float = 0.0
+    window: float = 0.0
+    threads: int = 1  # host measurement threads
+    include_anchors: bool = True
+    train_overrides: dict = field(default_factory=dict)
+    probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
+    int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
+    latency_table: Path | None = None  # a device table from restnet-bench
+
+    @property
+    def latency_scale(self) -> float | None:
+        """None when latency is measured here; the profile's factor when it is estimated."""
+        p = self.profile
+        if p.is_host or self.latency_table is not None:
+            return None
+        return p.latency_estimate.host_scale if p.latency_estimate else None
+
+    @property
+    def int8_formats(self) -> tuple[str, ...]:
+        """The requested formats that have an int8 route (restnet.export.int8), when int8 is on."""
+        return tuple(f for f in self.formats if f in routes()) if self.int8 else ()
+
+    def check(self) -> None:
+        """Refuse a request that cannot be met, naming the profile and what to change."""
+        p = self.profile
+        if self.int8 and not self.int8_formats:
+            raise ProfileError(f"profile {p.name}: int8 is available for the formats {', '.join(routes())}, "
+                               f"not for {', '.join(self.formats)}; use --no-int8 or another format")
+        if self.metric == "latency" and not p.is_host and p.latency_estimate is None and self.latency_table is None:
+            raise ProfileError(f"profile {p.name}: cost metric 'latency' needs a measured table, 'is_host: true' "
+                               "or 'latency_estimate: {host_scale, source}'; or use --metric params|flops")

@@ -1,0 +1,136 @@
+"""Device latency on the workstation: a restnet-bench table read back, predictions, and which figure wins.
+
+Synthetic tables with round numbers, so every expected figure is worked out by hand here.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from torch import nn
+
+from restnet.cost import CostModel, PartCosts
+from restnet.data import InputSpec
+from restnet.package.latency import DeviceLatency, LatencyTable, LatencyTableError, predicted_cost_model
+from restnet.package.request import PackRequest
+from restnet.package.variants import Built
+from restnet.profiles import LatencyEstimate, load_profile
+from restnet.selection import Selection
+from restnet.stitching import FeatureSpec, StitchPoint
+from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_VERSION, part_name, stitch_name
+
+NAMES = ("big", "small")
+FRONT_SPECS = [FeatureSpec("nchw", (4, 8, 8)), FeatureSpec("nchw", (8, 4, 4))]
+BACK_SPECS = [FeatureSpec("nchw", (6, 8, 8)), FeatureSpec("nchw", (12, 4, 4))]
+FRONT_PARTS = {"stem": 1.0, "block00": 2.0, "block01": 3.0, "head": 0.5}  # sum 6.5, 4 programs
+BACK_PARTS = {"stem": 0.7, "block00": 1.5, "block01": 2.5, "head": 0.3}  # sum 5.0, 4 programs
+OVERHEAD = 0.1  # per extra program: a whole anchor measures its sum of parts - 3 x 0.1
+STITCH_MS = 0.25
+
+
+def _shapes() -> CostModel:
+    """A cost model of the pair in any metric: prediction reads only its block counts and specs."""
+    return CostModel("params", PartCosts(1, [1, 1], 1), PartCosts(1, [1, 1], 1), FRONT_SPECS, BACK_SPECS)
+
+
+def _table(tmp_path, variants: dict | None = None, drop: str | None = None, resolution: int = 32) -> LatencyTable:
+    blocks = {}
+    for role, parts in (("front", FRONT_PARTS), ("back", BACK_PARTS)):
+        for part, ms in parts.items():
+            name = part_name(role, "block", int(part[5:])) if part.startswith("block") else part_name(role, part)
+            blocks[name] = {"p50_ms": ms}
+    for s in FRONT_SPECS:
+        for d in BACK_SPECS:
+            blocks[stitch_name(s, d)] = {"p50_ms": STITCH_MS}
+    blocks.pop(drop, None)
+    if variants is None:
+        variants = {"sha-big": {"kind": "anchor", "anchor": "big", "p50_ms": 6.5 - 3 * OVERHEAD, "runs": 5},
+                    "sha-small": {"kind": "anchor", "anchor": "small", "p50_ms": 5.0 - 3 * OVERHEAD, "runs": 5}}
+    data = {"format": LATENCY_TABLE_FORMAT, "version": LATENCY_TABLE_VERSION, "device": "pi", "threads": 4,
+            "runtime": "rt 1.0", "package": {"resolution": resolution}, "variants": variants, "blocks": blocks}
+    path = tmp_path / "latency-table.json"
+    path.write_text(json.dumps(data))
+    return LatencyTable(path)
+
+
+def test_a_point_is_the_sum_of_its_parts_less_the_overhead_of_the_extra_programs(tmp_path):
+    cm = predicted_cost_model(_table(tmp_path), _shapes(), NAMES, 32)
+    assert cm.metric == "latency" and cm.offset == pytest.approx(OVERHEAD)
+    # front stem + block00, the stitch, back block01 + head: 5 programs fused into one = 4 overheads saved.
+    raw = 1.0 + 2.0 + STITCH_MS + 2.5 + 0.3
+    assert cm(StitchPoint(0, 0)) == pytest.approx(raw - 4 * OVERHEAD)
+    raw = 1.0 + 2.0 + 3.0 + STITCH_MS + 0.3  # front to block01, back after block01 = head only
+    assert cm(StitchPoint(1, 1)) == pytest.approx(raw - 4 * OVERHEAD)
+    # The overhead was fitted on the anchors, so a whole anchor predicts its own measurement.
+    assert cm.anchor_cost("front") == pytest.approx(6.5 - 3 * OVERHEAD)
+    assert cm.anchor_cost("back") == pytest.approx(5.0 - 3 * OVERHEAD)
+    assert "device table pi" in cm.source
+
+
+def test_without_whole_anchors_no_overhead_is_fitted(tmp_path):
+    cm = predicted_cost_model(_table(tmp_path, variants={}), _shapes(), NAMES, 32)
+    assert cm.offset == 0.0 and cm(StitchPoint(0, 0)) == pytest.approx(1.0 + 2.0 + STITCH_MS + 2.5 + 0.3)
+
+
+def test_a_missing_probe_and_another_resolution_are_refused(tmp_path):
+    with pytest.raises(LatencyTableError, match=r"no measurement for probe 'back.block01'.*--blocks"):
+        predicted_cost_model(_table(tmp_path, drop="back.block01"), _shapes(), NAMES, 32)
+    with pytest.raises(LatencyTableError, match="measured at 64 px, this pack runs at 32 px"):
+        predicted_cost_model(_table(tmp_path, resolution=64), _shapes(), NAMES, 32)
+
+
+def test_only_a_restnet_bench_table_of_this_version_is_read(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"format": LATENCY_TABLE_FORMAT, "version": LATENCY_TABLE_VERSION + 1}))
+    with pytest.raises(LatencyTableError, match="not a restnet-bench latency table"):
+        LatencyTable(path)
+    path.write_text("{not json")
+    with pytest.raises(LatencyTableError, match="cannot read"):
+        LatencyTable(path)
+
+
+# ---- which device figure a variant gets ----
+
+def _variant(kind: str = "stitched", sha: str = "sha-v") -> Built:
+    files = [{"host_ms": 2.0, "threads": 2, "runtime": "executorch 1.5", "format": "pte", "sha256": sha}]
+    sel = Selection(1.0, StitchPoint(0, 0), 0.9, 1.0, 0) if kind == "stitched" else None
+    return Built(kind, nn.Identity(), "v", 1.0, 0.5, 1, 1, 0, InputSpec(32, (0.5,) * 3, (0.5,) * 3),
+                 role="back" if kind == "anchor" else None, selection=sel, files=files)
+
+
+def _request(**profile_changes) -> PackRequest:
+    profile = load_profile("rpi4").model_copy(update=profile_changes)
+    return PackRequest(profile=profile, out=None, formats=("pte",), metric="params")
+
+
+def test_device_figure_precedence_measured_predicted_host_estimated_none(tmp_path):
+    table = _table(tmp_path, variants={
+        **_table(tmp_path).data["variants"], "sha-v": {"p50_ms": 7.0, "runs": 9, "runtime": "en 1.0"}})
+    pred = predicted_cost_model(table, _shapes(), NAMES, 32)
+    req = _request()
+    assert req.profile.latency_estimate is not None and not req.profile.is_host
+
+    host, dev = DeviceLatency(req, table, pred)(_variant())  # the table measured this very file
+    assert host["where"] == "host" and host["ms"] == 2.0 and "median of 30 runs" in host["method"]
+    assert (dev["source"], dev["ms"], dev["where"], dev["threads"]) == ("measured", 7.0, "pi", 4)
+
+    _, dev = DeviceLatency(req, table, pred)(_variant(sha="sha-other"))  # not this file: predicted
+    assert (dev["source"], dev["ms"]) == ("predicted", pytest.approx(pred(StitchPoint(0, 0))))
+    _, dev = DeviceLatency(req, table, pred)(_variant("anchor", sha="sha-other"))  # an anchor by its role
+    assert (dev["source"], dev["ms"]) == ("predicted", pytest.approx(pred.anchor_cost("back")))
+
+    k = req.profile.latency_estimate.host_scale  # no table: the profile's estimate
+    _, dev = DeviceLatency(req, None, None)(_variant())
+    assert (dev["source"], dev["ms"], dev["where"]) == ("estimated", 2.0 * k, "rpi4")
+
+    host_req = _request(is_host=True)  # this machine is the device: the host figure is the device's
+    _, dev = DeviceLatency(host_req, None, None)(_variant())
+    assert (dev["source"], dev["ms"], dev["where"]) == ("measured", 2.0, "rpi4")
+
+    assert len(DeviceLatency(_request(latency_estimate=None), None, None)(_variant())) == 1  # nothing to say
+
+
+def test_an_estimate_factor_is_used_as_given(tmp_path):
+    req = _request(latency_estimate=LatencyEstimate(host_scale=3.0, source="test"))
+    _, dev = DeviceLatency(req, None, None)(_variant())
+    assert dev["ms"] == 6.0 and "x 3 (test)" in dev["method"]

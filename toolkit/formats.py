@@ -1,0 +1,41 @@
+"""Names and formats that the workstation writes and the device reads, defined once.
+
+restnet (packing, latency prediction) and the toolkit (restnet-bench, the
+switcher) both import this module, so the two sides cannot drift apart. It
+imports nothing but the standard library: the device side stays torch-free.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+# restnet-bench's output, read back by `restnet-pack --latency-table`.
+LATENCY_TABLE_FORMAT = "restnet-latency-table"
+LATENCY_TABLE_VERSION = 1
+LATENCY_TABLE_NAME = "latency-table.json"  # beside the package, where the switcher looks for it
+
+
+def is_latency_table(data: Any) -> bool:
+    """Whether ``data`` (parsed JSON) is a latency table of the version this code reads."""
+    return isinstance(data, dict) and data.get("format") == LATENCY_TABLE_FORMAT \
+        and data.get("version") == LATENCY_TABLE_VERSION
+
+
+def part_name(role: str, part: str, index: int | None = None) -> str:
+    """A per-block probe's name: ``front.stem``, ``front.block03``, ``back.head``.
+
+    Names depend only on the pair's structure, so a table measured on the device maps back onto
+    the workstation's cost model by name."""
+    return f"{role}.block{index:02d}" if part == "block" else f"{role}.{part}"
+
+
+class Feature(Protocol):
+    """A block output per example, as restnet.stitching.FeatureSpec describes it."""
+
+    layout: str
+    shape: tuple[int, ...]
+
+
+def stitch_name(src: Feature, dst: Feature) -> str:
+    """A stitching-layer probe's name: one per distinct (source, target) feature shape."""
+    shape = lambda s: "x".join(map(str, s.shape))  # noqa: E731
+    return f"stitch.{src.layout}{shape(src)}-{dst.layout}{shape(dst)}"
