@@ -262,6 +262,11 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
                             "< 98 %: flagged[/]")
                     b.files.append({**rec, "path": rel})
                 b.activation_bytes = largest_activation_bytes(b.model, x)
+            # Eager logits on a fixed image set, per shipped file, into the cache (not the package):
+            # what `scripts/aarch64-standin.sh check` compares another machine's outputs with.
+            from restnet.package import reference
+
+            reference.store(runner, [(b.model, _spec_of(runner, b), b.files) for b in built])
             probes = None
             if req.probes:
                 from restnet.package.probes import export_probes
