@@ -201,3 +201,57 @@ def test_the_firmware_readme_names_toolkit_calls_that_exist():
         params = list(inspect.signature(method).parameters.values())[1:]  # without self
         required = [p for p in params if p.default is inspect.Parameter.empty]
         assert len(required) <= len(args.split(",")) <= len(params), f"Package.{name}({args}) does not fit {params}"
+
+
+@pytest.mark.slow
+@needs_device_venv
+def test_crosscheck_against_the_eager_reference_without_torch(host_pkg, tmp_path):
+    """pack stored every file's eager logits in the cache; gathered into one .npz, the torch-free
+    crosscheck (what the aarch64 stand-in runs) passes every fp32 gate on this machine too."""
+    import numpy as np
+
+    from restnet.package import reference
+
+    ref = tmp_path / "reference.npz"
+    meta = reference.gather(host_pkg, ref)
+    m = json.loads((host_pkg / "manifest.json").read_text())
+    assert [mb["path"] for mb in meta["members"]] == [f["path"] for v in m["variants"] for f in v["files"]]
+    assert meta["n"] == 48  # the whole (tiny) split; N_IMAGES in a real pack
+    with np.load(ref) as z:
+        assert z["inputs_0"].shape == (48, 3, 32, 32) and z["logits_0"].shape == (48, m["task"]["num_classes"])
+    res = _device(["-m", "toolkit.crosscheck", str(host_pkg), str(ref), "--json", str(tmp_path / "r.json")])
+    assert "RESULT: PASS" in res.stdout, res.stdout
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["switcher_ok"] and all(r["gate"] for r in out["members"])
+    assert max(out["preprocess_max_abs_diff"]) < 1e-5
+
+
+@pytest.mark.slow
+def test_a_reference_is_refused_for_a_file_without_one(host_pkg, tmp_path):
+    from restnet.package import reference
+
+    pkg, m = _copy(host_pkg, tmp_path)
+    m["variants"][0]["files"][0]["sha256"] = "0" * 64
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(reference.ReferenceMissing, match="no eager reference for .* re-run the same restnet-pack"):
+        reference.gather(pkg, tmp_path / "ref.npz")
+
+
+@pytest.mark.slow
+@needs_device_venv
+def test_emulated_bench_tables_are_marked_and_never_device_latency(host_pkg, tmp_path, monkeypatch):
+    from restnet.package.latency import LatencyTable, LatencyTableError
+
+    table_path = tmp_path / "latency-table.json"
+    env_code = ("import os, sys; os.environ['RESTNET_EMULATED'] = 'aarch64 (qemu-user)'; "
+                "from toolkit.bench import main; sys.exit(main(sys.argv[1:]))")
+    res = _device(["-c", env_code, str(host_pkg), "--runs", "2", "--warmup", "0", "--out", str(table_path)])
+    assert "EMULATED (aarch64 (qemu-user))" in res.stdout
+    table = json.loads(table_path.read_text())
+    assert table["emulated"] is True and table["machine"] == "aarch64 (qemu-user)"
+    with pytest.raises(LatencyTableError, match="measured under emulation .* not device latency"):
+        LatencyTable(table_path)
+    res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(tmp_path / "p"),
+                                    "--latency-table", str(table_path), *TINY_PACK])
+    assert res.exit_code != 0 and "measured under emulation" in res.output, res.output
+    assert Package(host_pkg, table=table_path).table is None  # the switcher does not decide by it either

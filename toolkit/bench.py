@@ -27,6 +27,10 @@ import numpy as np
 from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION
 from toolkit.runtime import Loader
 
+# Set (e.g. to "aarch64 (qemu-user)") by scripts/aarch64-standin.sh: the table is then marked
+# emulated, and restnet refuses it as device latency.
+EMULATED_ENV = "RESTNET_EMULATED"
+
 
 def _rss_mb() -> float:
     with open("/proc/self/status") as f:
@@ -104,8 +108,10 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
     m = pkg.manifest
     threads = threads or m["profile"]["threads"]
     jobs = _jobs(pkg, args)
+    emulated = os.environ.get(EMULATED_ENV, "")
     table = {"format": LATENCY_TABLE_FORMAT, "version": LATENCY_TABLE_VERSION, "device": device or platform.node(),
-             "machine": platform.machine(), "cpu_count": os.cpu_count(), "threads": threads,
+             "machine": emulated or platform.machine(), "emulated": bool(emulated),
+             "cpu_count": os.cpu_count(), "threads": threads,
              "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
              "package": {"profile": m["profile"]["name"], "created": m["created"],
                          "resolution": m["input"]["shape"][-1]},
@@ -147,6 +153,9 @@ def _print_table(table: dict) -> None:
         print(f"{kind:8} {name:{w}} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['p99_ms']:9.3f} "
               f"{r['peak_rss_mb']:7.0f}MB")
     print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
+    if table.get("emulated"):
+        print(f"EMULATED ({table['machine']}): these timings say nothing about a device's latency; "
+              "the table is marked so and restnet-pack refuses it")
 
 
 def main(argv: list[str] | None = None, pte_fallback: Loader | None = None) -> int:

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+# The fp32 gates every exported file must pass (restnet.export.export_verified) and a device's
+# outputs are checked against (toolkit.crosscheck): max |logit Δ| <= TOLERANCE x max(1, max |logit|),
+# and top-1 agreement with eager >= AGREEMENT_FLOOR.
+TOLERANCE = 1e-4
+AGREEMENT_FLOOR = 0.999
+# int8 files are not gated: below this top-1 agreement with the fp32 model they are flagged.
+AGREEMENT_FLAG = 0.98
+
 # restnet-bench's output, read back by `restnet-pack --latency-table`.
 LATENCY_TABLE_FORMAT = "restnet-latency-table"
 LATENCY_TABLE_VERSION = 1

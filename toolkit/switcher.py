@@ -38,6 +38,8 @@ class Package:
         self.loads = 0  # how many programs were actually loaded (switching must not add to it)
         path = Path(table) if table else self.root / LATENCY_TABLE_NAME
         self.table = json.loads(path.read_text()) if path.is_file() else None
+        if self.table and self.table.get("emulated"):  # an emulator's timings are no device's latency
+            self.table = None
 
     @property
     def variants(self) -> list[dict]:

@@ -14,14 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+# The gates are defined in toolkit.formats: the device-side crosscheck applies the same ones.
+from toolkit.formats import AGREEMENT_FLAG, AGREEMENT_FLOOR, TOLERANCE  # noqa: F401
 from toolkit.runtime import Infer  # one callable type for every runtime, both sides
-
-# The fp32 gates every exported file must pass (restnet.export.export_verified): max |logit Δ| <=
-# TOLERANCE x max(1, max |logit|), and top-1 agreement with eager >= AGREEMENT_FLOOR.
-TOLERANCE = 1e-4
-AGREEMENT_FLOOR = 0.999
-# int8 files are not gated: below this top-1 agreement with the fp32 model they are flagged.
-AGREEMENT_FLAG = 0.98
 
 
 def percent(share: float) -> str:

@@ -26,7 +26,7 @@ from restnet.package.exports import CheckData, export_variant
 from restnet.package.latency import DeviceLatency, LatencyTable, predicted_cost_model
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
-from restnet.package import family
+from restnet.package import family, reference
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import staged_dir, write_package_files
 from restnet.pipeline import Runner
@@ -116,6 +116,9 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
     (root / "variants").mkdir()
     for b, vid in zip(built, ids):
         export_variant(b, vid, req, data, x, root, log)
+    # Eager logits on a fixed image set, per shipped file, into the cache (not the package):
+    # what `scripts/aarch64-standin.sh check` compares another machine's outputs with.
+    reference.store(runner, [(b.model, b.spec, b.files) for b in built])
     if not req.probes:
         return None
     return export_probes(runner.front_arch, runner.back_arch, runner.cost_model("params"), res, req.formats[0],

@@ -41,6 +41,10 @@ class LatencyTable:
             raise LatencyTableError(f"{self.path}: cannot read a latency table: {err}") from None
         if not is_latency_table(self.data):
             raise LatencyTableError(f"{self.path}: not a restnet-bench latency table (format/version)")
+        if self.data.get("emulated"):
+            raise LatencyTableError(f"{self.path}: measured under emulation ({self.data.get('machine', '?')}, e.g. "
+                                    "scripts/aarch64-standin.sh); emulated timings are not device latency. "
+                                    "Run restnet-bench on the device itself and pass that table")
 
     @property
     def device(self) -> str:
