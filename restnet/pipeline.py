@@ -49,7 +49,7 @@ class CKAConfig:
 class Experiment:
     """Defaults: the default pair on CIFAR-10, sized for a 2-core CPU (see README).
 
-    ``train_size`` images adapt the anchors; stitches train on the first
+    ``train_size`` images adapt the anchors; stitches train on a seeded subset of
     ``stitch_train_size`` of them (a stitch has thousands of parameters, an
     anchor millions). ``val_size`` images are carved from the training split
     for every decision; accuracies are reported on ``test_size`` images of the
