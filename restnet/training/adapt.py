@@ -127,10 +127,8 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
         load_state(net, load_weights_file(Path(weights)), f"{name} from {weights}")
         source = f"file:{Path(weights).name}"
     else:
-        # Seed here: the new classifier's random init must not depend on what ran earlier in the process
-        # (a pack's budget check builds random models first; a benchmark does not). Unseeded, the same
-        # command gave lite2 79.26-79.98 % test top-1 across runs while lite0, adapted after lite2's
-        # seeded training, came out identical every time.
+        # Seeded: the new head's init must not depend on what ran earlier in the process (unseeded, the
+        # same pack gave lite2 79.26-79.98 % across runs; see tests/test_adapt_seed.py).
         torch.manual_seed(cfg.seed)
         net = timm_for_task(name, num_classes or 1000, resolution)
         source = load_pretrained(get_anchor(name), net, weights) if pretrained or weights else "random"
