@@ -32,6 +32,7 @@ from PIL import Image
 
 from restnet.data.errors import DataUnavailable
 from restnet.paths import cache_dir
+from toolkit.package import sha256_of
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 JPG_ARCHIVE = "cifar10-jpg.tar.xz"
@@ -46,14 +47,6 @@ OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / JPG_ARCHIVE
 DECODE_VERSION = "1"
 SPLIT_SIZES = {"train": 50000, "test": 10000}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def candidates() -> list[Path]:
@@ -104,7 +97,7 @@ def _download(dest: Path, timeout: float = 20.0) -> Path:
 
 
 def verify(path: Path, expected: str, what: str | None = None) -> str:
-    got = sha256_file(path)
+    got = sha256_of(path)
     if got != expected:
         raise DataUnavailable(f"{what or path}: sha256 {got} does not match the expected {expected}; the file is "
                               "corrupt or not the CIFAR-10 archive restnet knows. Replace it with an intact copy.")
