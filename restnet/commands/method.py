@@ -14,7 +14,7 @@ from rich.table import Table
 
 from restnet.cost import METRICS
 from restnet.selection import InfeasibleBudget, budgets_between, window_floors
-from restnet.training.stitch import STRATEGIES
+from restnet.training.stitch import STRATEGIES, TrainConfig
 
 
 def _stack(*options):
@@ -99,7 +99,8 @@ budget_options = _stack(
 training_options = _stack(  # they define a trained variant: train and evaluate must agree
     click.option("--strategy", type=click.Choice(STRATEGIES), default="stitch", show_default=True,
                  help="What to train (Algorithm 2 = stitch)."),
-    click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True),
+    click.option("--epochs", type=click.IntRange(min=0), default=TrainConfig().epochs, show_default=True,
+                 help="Stitch-training epochs over the stitch images."),
     click.option("--lr", type=float, default=None, help="Default: the paper's (0.01 CNN pairs, 0.00375 ViT)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None),
     click.option("--no-ls-init", is_flag=True, help="Start from random stitch weights."),
