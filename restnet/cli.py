@@ -93,8 +93,10 @@ def profiles() -> None:
             t.add_row(name, f"[red]{err}[/]", "", "", "", "", "", "")
             continue
         b = p.budgets
-        budgets = f"{b.metric}: " + (f"{b.between} between anchors" if b.between else
-                                     ", ".join(f"{v:g}" for v in b.values)) + (f", band {b.band:g}" if b.band else "")
+        how = (f"{b.ladder} up to the device's limits" if b.ladder else f"{b.between} between anchors" if b.between
+               else ", ".join(f"{v:g}" for v in b.values))
+        budgets = f"{b.metric}: {how}" + (f", band {b.band:g}" if b.band else "") + \
+            (f", window {b.window:g}" if b.window else "")
         t.add_row(p.name, f"{p.hardware.soc}\n{p.hardware.cpu}", f"{p.model_ram_mb:.0f} MB", p.backend,
                   str(p.threads), p.dtype, str(p.resolution), budgets)
     console.print(t)

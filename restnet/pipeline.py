@@ -195,8 +195,11 @@ class Runner:
     def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
         return cm.anchor_cost("front"), cm.anchor_cost("back")
 
-    def select(self, budgets: list[float], cm: CostModel, band: float = 0.0, window: float = 0.0) -> list[Selection]:
-        return select_family(self.cka_matrix(), cm, budgets, cm.unit, (self.exp.front, self.exp.back), band,
+    def select(self, budgets: list[float], cm: CostModel, band: float = 0.0, window: float = 0.0,
+               mask=None) -> list[Selection]:
+        """``mask``: a function that returns the CKA matrix with the points to skip set to NaN."""
+        m = self.cka_matrix() if mask is None else mask(self.cka_matrix())
+        return select_family(m, cm, budgets, cm.unit, (self.exp.front, self.exp.back), band,
                              window, min(self.anchor_costs(cm)))
 
     def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500,

@@ -50,6 +50,11 @@ class Budgets(_Strict):
         default=None, description="Absolute budgets in the metric's unit (params, MACs, ms).")
     between: PositiveInt | None = Field(
         default=None, description="Or: this many budgets evenly spaced between the two anchors' costs.")
+    ladder: PositiveInt | None = Field(
+        default=None, description=(
+            "Or: this many budgets from the small anchor's cost up to the device's binding limit (latency "
+            "target, compute, RAM share, storage; the large anchor's cost when it fits). Points and anchors "
+            "that break a limit are left out."))
     band: float = Field(default=0.0, ge=0, lt=1, description=(
         "Beyond the paper: a budget only accepts points costing >= band x budget (0 = Algorithm 1 as "
         "written). Keeps a family from collapsing onto one cheap high-CKA point."))
@@ -59,8 +64,9 @@ class Budgets(_Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> "Budgets":
-        if (self.values is None) == (self.between is None):
-            raise ValueError("give exactly one of 'values' (a list of budgets) or 'between' (a count)")
+        if sum(x is not None for x in (self.values, self.between, self.ladder)) != 1:
+            raise ValueError("give exactly one of 'ladder' (a count, up to the device's limits), 'between' "
+                             "(a count, between the anchors) or 'values' (a list of budgets)")
         if self.values is not None and not self.values:
             raise ValueError("'values' must list at least one budget")
         return self

@@ -40,7 +40,7 @@ def _edit(field: str, new: str) -> str:
     (_edit("threads:", "threads: four"), "field 'threads'"),
     (_edit("compute_gmacs:", "compute_gmacs: -1"), "field 'compute_gmacs'"),
     (_edit("compute_gmacs:", "compute_gflops: -1"), "field 'compute_gflops'"),  # the old name, still read
-    (GOOD.read_text().replace("  between: 3", "  values: [-5]"), "field 'budgets.values.0'"),
+    (_edit("  ladder:", "  values: [-5]"), "field 'budgets.values.0'"),
 ])
 def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):
     path = _profile(tmp_path, text)

@@ -109,13 +109,22 @@ class Package:
         return lat["ms"], f"{lat['source']} ({lat['where']})"
 
 
-class Switcher:
-    """Holds an active variant: the most accurate one that meets the latency and RAM budgets."""
+PROFILE = "profile"  # a budget taken from the package's device profile
 
-    def __init__(self, package: Package, latency_ms: float | None = None, ram_mb: float | None = None):
+
+class Switcher:
+    """Holds an active variant: the most accurate one that meets the latency and RAM budgets.
+
+    By default the latency budget is the profile's ``latency_target_ms`` (the limit the package's ladder
+    was planned on); pass a number to walk down the ladder (throttling, battery saver, a busy CPU), or
+    None for no latency limit."""
+
+    def __init__(self, package: Package, latency_ms: float | None | str = PROFILE, ram_mb: float | None = None):
         self.package = package
         self.active: str | None = None
         self.within_budget = True
+        if latency_ms == PROFILE:
+            latency_ms = package.manifest["profile"].get("latency_target_ms")
         self.set_budget(latency_ms, ram_mb)
 
     def candidates(self, latency_ms: float | None, ram_mb: float | None) -> list[dict]:

@@ -28,6 +28,9 @@ pack_options = _stack(
                  help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
     click.option("--budgets-between", type=click.IntRange(min=1), default=None,
                  help="This many budgets evenly spaced between the anchors' costs [default: the profile's]."),
+    click.option("--ladder", type=click.IntRange(min=1), default=None,
+                 help="This many budgets from the small anchor up to the device's binding limit (latency target, "
+                      "compute, RAM share, storage) [default: the profile's]."),
     click.option("--window", type=click.FloatRange(0.0, 1.0), default=None,
                  help="Beyond the paper: each budget only takes points costing >= budget - WINDOW x the distance "
                       "to the next lower budget (0 = off) [default: the profile's]."),
@@ -69,7 +72,7 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
-                 int8=None, window=None):
+                 int8=None, window=None, ladder=None):
     """Everything resolved and validated before any heavy work."""
     from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
@@ -89,12 +92,16 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
         vals = tuple(b.values)
     else:
         vals = ()
+    if not vals and budgets_between is None:
+        ladder = ladder or b.ladder or 0
+    else:
+        ladder = 0  # budgets given on the command line win over the profile's ladder
     for v in vals:
         if v <= 0:
             raise click.BadParameter(f"budgets must be positive, got {v:g}", param_hint="--budget")
     req = PackRequest(profile=prof, out=out or Path("artifacts") / prof.name,
                       formats=_formats(backend_fmt, extra_formats), metric=metric, budgets=vals,
-                      between=budgets_between or b.between or 3, band=b.band if band is None else band,
+                      between=budgets_between or b.between or 3, ladder=ladder, band=b.band if band is None else band,
                       window=b.window if window is None else window,
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
                       train_overrides=train_overrides, probes=probes,
@@ -163,15 +170,15 @@ def pack_command(console, log_console):
     @experiment_options
     @training_options
     @friendly_errors
-    def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, window, band,
-             threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+    def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
+             band, threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                           include_anchors, over, tflite_converter, probes, latency_table, int8, window)
+                           include_anchors, over, tflite_converter, probes, latency_table, int8, window, ladder)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

@@ -16,6 +16,7 @@ from restnet.data import InputSpec, Task
 from restnet.package import family
 from restnet.package import manifest as mf
 from restnet.package.latency import DeviceLatency
+from restnet.package.limits import Ladder, headroom
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 
@@ -35,16 +36,16 @@ class AnchorFacts:
 
 def build_manifest(req: PackRequest, budgets: list[float], built: list[Built], ids: list[str],
                    device: DeviceLatency, anchors: dict[str, AnchorFacts], task: Task, resolution: int,
-                   probes: list[dict] | None = None) -> dict:
+                   probes: list[dict] | None = None, ladder: Ladder | None = None) -> dict:
     """The manifest as JSON-ready data (validated on the way: every part is a model)."""
-    variants = [_variant(b, vid, device, req, anchors, resolution) for b, vid in zip(built, ids)]
+    variants = [_variant(b, vid, device, req, anchors, resolution, ladder) for b, vid in zip(built, ids)]
     extra = {"probes": [mf.Probe(**p) for p in probes]} if probes else {}
     stats = family.family_stats([v.model_dump() for v in variants])
     if stats is not None:
         extra["family"] = mf.FamilyInfo(**stats)
     m = mf.Manifest(
         schema_version=mf.SCHEMA_VERSION, created=_now(), restnet_version=__version__,
-        profile=_profile_info(req, budgets), task=_task_info(task),
+        profile=_profile_info(req, budgets, ladder), task=_task_info(task),
         anchors={role: mf.AnchorInfo(name=a.name, weights=a.weights, accuracy=a.accuracy, params=a.params,
                                      flops=a.flops, blocks=a.blocks) for role, a in anchors.items()},
         input=input_info(anchors["front"].spec, resolution),
@@ -59,12 +60,14 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _profile_info(req: PackRequest, budgets: list[float]) -> mf.ProfileInfo:
+def _profile_info(req: PackRequest, budgets: list[float], ladder: Ladder | None) -> mf.ProfileInfo:
     p = req.profile
+    mode = "ladder" if ladder is not None else "values" if req.budgets else "between"
+    extra = {"limits": ladder.limits, "binding_limit": ladder.binding} if ladder is not None else {}
     return mf.ProfileInfo(name=p.name, description=p.description, backend=p.backend, threads=p.threads, dtype=p.dtype,
                           metric=req.metric, unit=UNITS[req.metric], budgets=budgets, band=req.band, window=req.window,
                           ram_budget_mb=p.model_ram_mb, storage_mb=p.storage_mb, compute_gmacs=p.compute_gmacs,
-                          latency_target_ms=p.latency_target_ms)
+                          latency_target_ms=p.latency_target_ms, budget_mode=mode, **extra)
 
 
 def _task_info(task: Task) -> mf.TaskInfo:
@@ -82,7 +85,7 @@ def input_info(spec: InputSpec, resolution: int) -> mf.InputInfo:
 
 
 def _variant(b: Built, vid: str, device: DeviceLatency, req: PackRequest, anchors: dict[str, AnchorFacts],
-             resolution: int) -> mf.Variant:
+             resolution: int, ladder: Ladder | None = None) -> mf.Variant:
     main, prof = b.files[0], req.profile
     peak = (main["size"] + 2 * b.activation_bytes) / 2**20 + mf.RUNTIME_OVERHEAD_MB
     lat = device(b)
@@ -92,6 +95,11 @@ def _variant(b: Built, vid: str, device: DeviceLatency, req: PackRequest, anchor
                    latency=None if prof.latency_target_ms is None or device_ms is None
                    else device_ms <= prof.latency_target_ms)
     parts = _stitched_parts(b, anchors) if b.kind == "stitched" else _anchor_parts(b, anchors, resolution)
+    if ladder is not None:
+        figures = {"latency": device_ms, "compute": b.flops, "ram": peak,
+                   "storage": sum(f["size"] for f in b.files) / 2**20}
+        parts["limits"] = mf.VariantLimits(binding=ladder.binding if b.kind == "stitched" else None,
+                                           headroom=headroom(figures, ladder.limits))
     return mf.Variant(id=vid, kind=b.kind, cost=b.cost, params=b.params, flops=b.flops,
                       trainable_params=b.trainable, accuracy=b.accuracy, latency=[mf.Latency(**x) for x in lat],
                       peak_ram_mb=round(peak, 2), fits=fits,

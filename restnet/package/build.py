@@ -20,10 +20,11 @@ import torch
 from restnet.anchors.stats import count_flops, count_params
 from restnet.cost import CostModel
 from restnet.package.assemble import AnchorFacts, build_manifest
-from restnet.package.budgets import plan_budgets
+from restnet.package.budgets import BudgetPlan, plan_budgets
+from restnet.package.limits import Figures, activation_peaks, check_storage, describe_ladder, latency_figures
 from restnet.package.eta import StageClock
 from restnet.package.exports import CheckData, export_variant
-from restnet.package.latency import DeviceLatency, LatencyTable, predicted_cost_model
+from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
 from restnet.package import family, reference
@@ -41,13 +42,14 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
     table = LatencyTable(req.latency_table) if req.latency_table else None
     clock = StageClock(log)
     with clock("check budgets"):
-        cm, pred, budgets = _check_budgets(runner, req, table, log)
+        cm, pred, plan = _check_budgets(runner, req, table, log)
+        budgets = plan.budgets
     with clock("adapt anchors"):
         _anchors = (runner.front, runner.back)  # reading them adapts (or loads from the cache) both anchors
     with clock("CKA"):
         runner.cka()
     with clock("select"):
-        sels = runner.select(budgets, cm, req.band, req.window)
+        sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
         for s in sels:
             log(f"budget {s.budget:.4g} {cm.unit}: {s.point.label(runner.exp.front, runner.exp.back)} "
                 f"CKA {s.cka:.4f}, cost {s.cost:.4g}")
@@ -55,14 +57,15 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
     with clock("train stitches"):
         trained = [(s, runner.train(s.point, cfg).model.eval()) for s in sels]
     with clock("evaluate"):
-        built = _evaluate(runner, req, cm, trained, cfg)
+        built = _evaluate(runner, req, cm, trained, cfg, plan.ships)
     ids = variant_ids(req.profile.name, req.metric, built)
     with staged_dir(req.out) as tmp:
         with clock("export + verify"):
             probes = _export(runner, req, built, ids, tmp, log)
         with clock("write package"):
             manifest = build_manifest(req, budgets, built, ids, DeviceLatency(req, table, pred), _anchor_facts(runner),
-                                      runner.task, runner.exp.resolution, probes)
+                                      runner.task, runner.exp.resolution, probes, plan.ladder)
+            check_storage(req.profile, tmp)
             log(family.describe(manifest.get("family")))
             if table is not None:
                 shutil.copyfile(table.path, tmp / LATENCY_TABLE_NAME)
@@ -73,22 +76,37 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
 
 
 def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
-                   log: Callable[[str], None]) -> tuple[CostModel, CostModel | None, list[float]]:
-    """(cost model, device-predicted latency model if the table allows one, budgets)."""
+                   log: Callable[[str], None]) -> tuple[CostModel, CostModel | None, BudgetPlan]:
+    """(cost model, device-predicted latency model if the table allows one, budget plan)."""
     names = (runner.exp.front, runner.exp.back)
     pred = None
     if table is not None and table.has_blocks:
         pred = predicted_cost_model(table, runner.cost_model("params"), names, runner.exp.resolution)
     cm = pred if req.metric == "latency" and pred is not None else \
         runner.cost_model(req.metric, req.threads, req.latency_scale)
-    budgets = plan_budgets(cm, req, names)
-    log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in budgets)
+    plan = plan_budgets(cm, req, names, _figures(runner, req, pred) if req.ladder else None)
+    log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in plan.budgets)
         + (f"; band {req.band:g}" if req.band else "") + (f"; window {req.window:g}" if req.window else ""))
-    return cm, pred, budgets
+    if plan.ladder is not None:
+        log(describe_ladder(plan.ladder, names))
+    return cm, pred, plan
+
+
+def _figures(runner: Runner, req: PackRequest, pred: CostModel | None) -> Figures:
+    """Every stitch point's device figures, from the architectures (what a ladder is planned on)."""
+    res, p = runner.exp.resolution, req.profile
+    latency = pred
+    scale = 1.0 if p.is_host else (p.latency_estimate.host_scale if p.latency_estimate else None)
+    if latency is None and scale is not None:
+        arch = {"front": runner.front_arch, "back": runner.back_arch}
+        latency = latency_figures(runner.cost_model("latency", req.threads),
+                                  lambda role: host_pte_ms(arch[role], res, req.threads), scale)
+    return Figures(latency, runner.cost_model("flops"), runner.cost_model("params"),
+                   activation_peaks(runner.front_arch, res), activation_peaks(runner.back_arch, res))
 
 
 def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tuple[Selection, torch.nn.Module]],
-              cfg: TrainConfig) -> list[Built]:
+              cfg: TrainConfig, ships: dict[str, bool]) -> list[Built]:
     """Every variant with its accuracy and static costs, cheapest first (anchors after a tie)."""
     res = runner.exp.resolution
     x = torch.zeros(1, 3, res, res)
@@ -101,6 +119,8 @@ def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tup
                            selection=s))
     if req.include_anchors:
         for role, a, stats in (("front", front, runner.front_stats), ("back", back, runner.back_stats)):
+            if not ships[role]:  # breaks a device limit
+                continue
             built.append(Built("anchor", a.model, a.model.name, cm.anchor_cost(role),
                                runner.report_accuracy(a.model, a.spec), stats.params, stats.flops, 0, a.spec, role=role))
     built.sort(key=lambda b: (b.cost, b.kind))

@@ -135,3 +135,29 @@ class DeviceLatency:
                            "method": f"host-measured latency x {k:g} ({p.latency_estimate.source}); "
                                      "replace with restnet-bench measurements"}]
         return [host]
+
+
+def host_pte_ms(model, resolution: int, threads: int) -> float:
+    """This host's latency of ``model`` as an XNNPACK .pte (batch 1, median of LATENCY_RUNS); weights do not
+    matter, so the architecture is timed before any training. Cached per architecture, resolution, threads."""
+    import hashlib
+    import tempfile
+
+    import torch
+
+    from restnet.export import pte
+    from restnet.paths import cache_dir
+    from restnet.training import checkpoint
+    from restnet.timing import measure_callable_ms
+
+    key = hashlib.sha256(f"{model.name}:{resolution}:{threads}:{pte.runtime_version()}".encode()).hexdigest()[:16]
+    path = cache_dir("anchor-pte-ms") / f"{model.name}-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["ms"]
+    x = torch.zeros(1, 3, resolution, resolution)
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "m.pte"
+        pte.export(model.eval(), x, f)
+        ms = measure_callable_ms(pte.load(f, threads), x.numpy(), runs=LATENCY_RUNS)
+    checkpoint.atomic_write_json({"ms": ms, "model": model.name, "resolution": resolution, "threads": threads}, path)
+    return ms

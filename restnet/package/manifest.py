@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -49,6 +49,14 @@ class ProfileInfo(_Model):
     storage_mb: Number
     compute_gmacs: float | None = None
     latency_target_ms: float | None = None
+    budget_mode: Literal["ladder", "between", "values"] | None = Field(
+        default=None, description="1.2: how the budgets were made; 'ladder' = from the small anchor up to the "
+                                  "device's binding limit.")
+    limits: dict[str, float] | None = Field(
+        default=None, description="1.2: the device limits the ladder was planned on: latency (ms), compute "
+                                  "(MACs), ram (MB, the model's share), storage (MB).")
+    binding_limit: Literal["latency", "compute", "ram", "storage", "anchor"] | None = Field(
+        default=None, description="1.2: the limit that ends the ladder ('anchor': the large anchor fits them all).")
 
 
 class AnchorInfo(_Model):
@@ -146,6 +154,16 @@ class Fits(_Model):
     latency: bool | None = None
 
 
+class VariantLimits(_Model):
+    """1.2: where a variant stands against the device's limits."""
+
+    binding: Literal["latency", "compute", "ram", "storage", "anchor"] | None = Field(
+        description="The limit that bound this member's budget (null for an anchor: it has no budget).")
+    headroom: dict[str, float | None] = Field(
+        description="Per limit (latency, compute, ram, storage): 1 - figure / limit; negative = over, null = "
+                    "no figure (e.g. no device latency source) or no limit.")
+
+
 class Variant(_Model):
     id: str = Field(description="Self-describing and unique: <profile>_<metric>@<cost>_top1@<accuracy>.")
     kind: Literal["stitched", "anchor"]
@@ -163,6 +181,7 @@ class Variant(_Model):
     fits: Fits
     files: list[FileEntry]
     input: InputInfo | None = Field(default=None, description="Set only when it differs from the package input.")
+    limits: VariantLimits | None = Field(default=None, description="1.2: set when the budgets are a ladder.")
 
 
 class Probe(_Model):

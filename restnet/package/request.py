@@ -18,6 +18,7 @@ class PackRequest:
     metric: str
     budgets: tuple[float, ...] = ()  # absolute, in the metric's unit; empty = `between` budgets
     between: int = 3
+    ladder: int = 0  # > 0: this many budgets up to the device's binding limit (restnet.package.limits)
     band: float = 0.0
     window: float = 0.0
     threads: int = 1  # host measurement threads
