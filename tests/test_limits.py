@@ -136,3 +136,25 @@ def test_package_larger_than_storage_is_refused(tmp_path):
 def test_every_shipped_profile_uses_the_ladder():
     for path in Path(PROFILE_DIR).glob("*.yaml"):
         assert yaml.safe_load(path.read_text())["budgets"].get("ladder"), path.name
+
+
+@pytest.mark.slow
+def test_weak_board_package_leaves_the_large_anchor_home_and_names_the_binding_limit(tmp_path, cache):
+    """rpi-zero-2w end to end (tiny sizes): its RAM share keeps lite2 out; the manifest says so per member."""
+    from toolkit.package import open_verified
+
+    out = tmp_path / "pkg"
+    res = CliRunner().invoke(main, ["pack", "--profile", "rpi-zero-2w", "--out", str(out), *TINY_PACK],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "binding: ram" in res.output and "not shipped (over a limit): tf_efficientnet_lite2" in res.output
+    _, m = open_verified(out)
+    prof = m["profile"]
+    assert prof["budget_mode"] == "ladder" and prof["binding_limit"] == "ram"
+    assert {v["front"]["anchor"] for v in m["variants"] if v["kind"] == "anchor"} == {"tf_efficientnet_lite0"}
+    for v in m["variants"]:
+        room = v["limits"]["headroom"]
+        assert set(room) == set(LIMITS) and room["latency"] is None  # no latency source for this board
+        assert room["ram"] >= 0 and room["compute"] >= 0 and room["storage"] >= 0, (v["id"], room)
+        assert v["limits"]["binding"] == ("ram" if v["kind"] == "stitched" else None)
+    assert "the **ram** limit ends the family" in (out / "README.md").read_text()

@@ -44,6 +44,19 @@ def _split(m: dict) -> str:
     return f"the {t['val_size']} validation images"
 
 
+def _limits(prof: dict) -> str:
+    """Where the family stops and why (ladder packages, manifest 1.2)."""
+    if prof.get("budget_mode") != "ladder":
+        return ""
+    lim = prof["limits"]
+    text = ", ".join(f"{k} {v / 1e6:.0f} M MACs" if k == "compute" else f"{k} {v:g} {'ms' if k == 'latency' else 'MB'}"
+                     for k, v in lim.items())
+    why = ("every limit admits the large anchor, so the family ends there" if prof["binding_limit"] == "anchor"
+           else f"the **{prof['binding_limit']}** limit ends the family below the large anchor, which does not ship")
+    return (f"\nThe members were chosen for this device's limits ({text}): {why}. Each variant's `limits.headroom` "
+            "in the manifest says how much of every limit it leaves.\n")
+
+
 def readme(m: dict) -> str:
     inp, prof = m["input"], m["profile"]
     formats = sorted({f["format"] for v in m["variants"] for f in v["files"]})
@@ -70,6 +83,7 @@ agreement ≥ {percent(AGREEMENT_FLOOR)}; the manifest gives the figures per fil
 **{m['latency_source']}**{' (estimated figures are host measurements scaled by a documented factor: measure on the device with `restnet-bench`)' if m['latency_source'] == 'estimated' else ''}.
 
 Top-1 is on {_split(m)}.
+{_limits(prof)}
 
 | id | kind | top-1 | params | MACs | latency | peak RAM (est.) | files |
 |---|---|---|---|---|---|---|---|
@@ -91,8 +105,10 @@ Output: {m['output']['shape']} {m['output']['kind']} ({m['output']['note']}).
 
 All variants share the input and output above, so switching is swapping which loaded program is called.
 Pick the most accurate variant whose latency (device-measured if you have it, else the manifest's figure)
-and peak RAM fit the moment's budget; keep already-loaded variants resident if RAM allows. Python reference:
-`toolkit` in the restnet repository (`Switcher(package).set_budget(latency_ms=...)`).
+and peak RAM fit the moment's budget; keep already-loaded variants resident if RAM allows. When the board
+throttles, a battery saver starts or another task takes the CPU, lower the budget and walk down the ladder.
+Python reference: `toolkit` in the restnet repository (`Switcher(package)` starts at the profile's latency
+target; `.set_budget(latency_ms=...)` moves it).
 
 ## Integrity
 
