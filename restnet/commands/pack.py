@@ -171,7 +171,8 @@ def pack_command(console, log_console):
     @training_options
     @friendly_errors
     def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
-             band, threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+             band, threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size,
+             no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""

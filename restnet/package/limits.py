@@ -148,7 +148,7 @@ def plan_ladder(p: Profile, n: int, cm: CostModel, fig: Figures, names: tuple[st
     small, large = sorted(("front", "back"), key=cm.anchor_cost)
     ok_costs = [cm(q) for q in pts if fits[q]] + [cm.anchor_cost(r) for r in anchors if anchors[r]]
     if not ok_costs:
-        raise ProfileError(_nothing_fits(p, limits, fig, pts, cm, names, small))
+        raise ProfileError(_nothing_fits(p, limits, fig, pts, names, small))
     low = cm.anchor_cost(small) if anchors[small] else min(ok_costs)
     if anchors[large]:
         top, binding = cm.anchor_cost(large), "anchor"
@@ -164,12 +164,12 @@ def plan_ladder(p: Profile, n: int, cm: CostModel, fig: Figures, names: tuple[st
     return Ladder(budgets, mask, binding, anchors, limits, unchecked)
 
 
-def _nothing_fits(p: Profile, limits: dict[str, float], fig: Figures, pts: list[StitchPoint], cm: CostModel,
+def _nothing_fits(p: Profile, limits: dict[str, float], fig: Figures, pts: list[StitchPoint],
                   names: tuple[str, str], small: str) -> str:
     figs = fig.anchor(small)
     over = broken(figs, limits)
-    lines = [f"profile {p.name}: no variant fits the device's limits; the small anchor {dict(zip(('front', 'back'), names))[small]} "
-             f"breaks {', '.join(over)}:"]
+    name = dict(zip(("front", "back"), names))[small]
+    lines = [f"profile {p.name}: no variant fits the device's limits; the small anchor {name} breaks {', '.join(over)}:"]
     for k in over:
         cheapest = min((fig.point(q)[k] for q in pts), default=figs[k])
         lines.append(f"  {k} ({FIELD[k]}): limit {_fmt(limits[k], k)}, small anchor {_fmt(figs[k], k)}, cheapest "
