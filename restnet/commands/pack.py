@@ -156,7 +156,7 @@ def markdown_table(m: dict) -> str:
         device = f"{lat[-1]['ms']:.1f} ms ({source})" if len(lat) > 1 else "–"
         rows.append(f"| `{v['id']}` | {point} | {cka} | {v['params'] / 1e6:.2f} M | {v['flops'] / 1e6:.1f} M | "
                     f"{trainable} | {v['accuracy']:.2%} | {lat[0]['ms']:.2f} ms | {device} | "
-                    f"{f['size'] / 1e6:.1f} MB | {f['max_abs_diff']:.1e} / {f['top1_agreement']:.2%} |")
+                    f"{f['size'] / 2**20:.1f} MB | {f['max_abs_diff']:.1e} / {f['top1_agreement']:.2%} |")
     return "\n".join(rows)
 
 
