@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from restnet.cost import CostModel
+from restnet.cost import CostModel, PartCosts
 from restnet.package.manifest import RUNTIME_OVERHEAD_MB
 from restnet.profiles import Profile, ProfileError
 from restnet.stitching import StitchPoint
@@ -154,7 +155,7 @@ def plan_ladder(p: Profile, n: int, cm: CostModel, fig: Figures, names: tuple[st
         top, binding = cm.anchor_cost(large), "anchor"
         budgets = [low + (top - low) * (k + 1) / (n + 1) for k in range(n)]
     else:
-        top = max(c for c in ok_costs if c <= cm.anchor_cost(large))
+        top = max((c for c in ok_costs if c <= cm.anchor_cost(large)), default=min(ok_costs))
         above = sorted((q for q in pts if not fits[q] and cm(q) > top), key=cm)
         figs = fig.point(above[0]) if above else fig.anchor(large)
         binding = max(broken(figs, limits), key=lambda k: figs[k] / limits[k])  # the most exceeded
@@ -185,8 +186,6 @@ def _fmt(v: float, k: str) -> str:
 def latency_figures(part_ms: CostModel, anchor_pte_ms: Callable[[str], float], scale: float) -> CostModel:
     """Device-ms per point from the host: each anchor's .pte latency x ``scale``, spread over its blocks in
     proportion to their eager latency (``part_ms``); stitches at the anchors' mean .pte/eager ratio."""
-    from restnet.cost import PartCosts
-
     ratios = {r: anchor_pte_ms(r) / part_ms.anchor_cost(r) for r in ("front", "back")}
     sc = lambda pc, k: PartCosts(pc.stem * k, [b * k for b in pc.blocks], pc.head * k)  # noqa: E731
     return CostModel("latency", sc(part_ms.front, ratios["front"] * scale), sc(part_ms.back, ratios["back"] * scale),
@@ -206,10 +205,8 @@ def describe_ladder(lad: Ladder, names: tuple[str, str]) -> str:
                                                           if left else "") + note)
 
 
-def check_storage(p: Profile, folder) -> float:
+def check_storage(p: Profile, folder: Path) -> float:
     """The package's size in MB; refuses one larger than the profile's storage_mb (before it replaces anything)."""
-    from pathlib import Path
-
     total = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2**20
     if total > p.storage_mb:
         raise ProfileError(f"profile {p.name}: the package is {total:.1f} MB, over storage_mb {p.storage_mb}; "
