@@ -19,12 +19,19 @@ which, in that order of precedence.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+import torch
+
 from restnet.cost import CostModel, PartCosts
+from restnet.export import pte
 from restnet.package.exports import LATENCY_RUNS
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
+from restnet.paths import cache_dir
+from restnet.timing import measure_callable_ms
+from restnet.training import checkpoint
 from toolkit.formats import is_latency_table, part_name, stitch_name
 
 
@@ -140,17 +147,7 @@ class DeviceLatency:
 def host_pte_ms(model, resolution: int, threads: int) -> float:
     """This host's latency of ``model`` as an XNNPACK .pte (batch 1, median of LATENCY_RUNS); weights do not
     matter, so the architecture is timed before any training. Cached per architecture, resolution, threads."""
-    import hashlib
-    import tempfile
-
-    import torch
-
-    from restnet.export import pte
-    from restnet.paths import cache_dir
-    from restnet.training import checkpoint
-    from restnet.timing import measure_callable_ms
-
-    key = hashlib.sha256(f"{model.name}:{resolution}:{threads}:{pte.runtime_version()}".encode()).hexdigest()[:16]
+    key = checkpoint.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version())
     path = cache_dir("anchor-pte-ms") / f"{model.name}-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())["ms"]

@@ -25,6 +25,7 @@ by the cheapest point above its top.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from torch import nn
 
 from restnet.cost import CostModel, PartCosts
 from restnet.package.manifest import RUNTIME_OVERHEAD_MB
+from restnet.package.variants import output_bytes
 from restnet.profiles import Profile, ProfileError
 from restnet.stitching import StitchPoint
 
@@ -60,10 +62,7 @@ def limit_values(p: Profile) -> dict[str, float]:
 def activation_peaks(model: nn.Module, resolution: int) -> tuple[int, list[int], int]:
     """(stem, per block, head): the most float32 bytes any submodule of that part outputs (batch 1)."""
     x = torch.zeros(1, 3, resolution, resolution)
-    sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() * 4) if isinstance(o, torch.Tensor)
-                                     else None) for m in model.modules()]
-    try:
+    with output_bytes(model) as sizes:
         parts = []
         sizes.append(x.numel() * 4)
         h = model.stem(x)
@@ -75,9 +74,6 @@ def activation_peaks(model: nn.Module, resolution: int) -> tuple[int, list[int],
         sizes.clear()
         model.head(h)
         parts.append(max(sizes))
-    finally:
-        for hk in hooks:
-            hk.remove()
     return parts[0], parts[1:-1], parts[-1]
 
 
@@ -98,7 +94,7 @@ class Figures:
     def point(self, p: StitchPoint) -> dict[str, float | None]:
         (fs, fb, _), (_, bb, bh) = self.front_act, self.back_act
         stitch = self.params.back_specs[p.j]
-        act = max(fs, *fb[: p.i + 1], 4 * _numel(stitch.shape), *bb[p.j + 1:], bh)
+        act = max(fs, *fb[: p.i + 1], 4 * math.prod(stitch.shape), *bb[p.j + 1:], bh)
         return self._figures(self.latency(p) if self.latency else None, self.flops(p), self.params(p), act)
 
     def anchor(self, role: str) -> dict[str, float | None]:
@@ -109,13 +105,6 @@ class Figures:
     def _figures(self, ms: float | None, macs: float, params: float, act: int) -> dict[str, float | None]:
         file = self._file_mb(params)
         return {"latency": ms, "compute": macs, "ram": file + 2 * act / 2**20 + RUNTIME_OVERHEAD_MB, "storage": file}
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def broken(figures: dict[str, float | None], limits: dict[str, float]) -> list[str]:
@@ -144,12 +133,14 @@ def plan_ladder(p: Profile, n: int, cm: CostModel, fig: Figures, names: tuple[st
     limits = limit_values(p)
     la, lb = len(cm.front.blocks), len(cm.back.blocks)
     pts = [StitchPoint(i, j) for i in range(la) for j in range(lb)]
-    fits = {q: not broken(fig.point(q), limits) for q in pts}
+    figures = {q: fig.point(q) for q in pts}
+    fits = {q: not broken(figures[q], limits) for q in pts}
     anchors = {r: not broken(fig.anchor(r), limits) for r in ("front", "back")}
     small, large = sorted(("front", "back"), key=cm.anchor_cost)
     ok_costs = [cm(q) for q in pts if fits[q]] + [cm.anchor_cost(r) for r in anchors if anchors[r]]
     if not ok_costs:
-        raise ProfileError(_nothing_fits(p, limits, fig, pts, names, small))
+        name = names[("front", "back").index(small)]
+        raise ProfileError(_nothing_fits(p, limits, fig.anchor(small), figures, name))
     low = cm.anchor_cost(small) if anchors[small] else min(ok_costs)
     if anchors[large]:
         top, binding = cm.anchor_cost(large), "anchor"
@@ -157,7 +148,7 @@ def plan_ladder(p: Profile, n: int, cm: CostModel, fig: Figures, names: tuple[st
     else:
         top = max((c for c in ok_costs if c <= cm.anchor_cost(large)), default=min(ok_costs))
         above = sorted((q for q in pts if not fits[q] and cm(q) > top), key=cm)
-        figs = fig.point(above[0]) if above else fig.anchor(large)
+        figs = figures[above[0]] if above else fig.anchor(large)
         binding = max(broken(figs, limits), key=lambda k: figs[k] / limits[k])  # the most exceeded
         budgets = [low + (top - low) * (k + 1) / n for k in range(n)]
     mask = torch.tensor([[fits[StitchPoint(i, j)] for j in range(lb)] for i in range(la)])
@@ -165,15 +156,15 @@ def plan_ladder(p: Profile, n: int, cm: CostModel, fig: Figures, names: tuple[st
     return Ladder(budgets, mask, binding, anchors, limits, unchecked)
 
 
-def _nothing_fits(p: Profile, limits: dict[str, float], fig: Figures, pts: list[StitchPoint],
-                  names: tuple[str, str], small: str) -> str:
-    figs = fig.anchor(small)
-    over = broken(figs, limits)
-    name = dict(zip(("front", "back"), names))[small]
-    lines = [f"profile {p.name}: no variant fits the device's limits; the small anchor {name} breaks {', '.join(over)}:"]
+def _nothing_fits(p: Profile, limits: dict[str, float], small: dict[str, float | None],
+                  points: dict[StitchPoint, dict[str, float | None]], name: str) -> str:
+    """The message when no variant fits: per broken limit, the small anchor's figure and the cheapest point's."""
+    over = broken(small, limits)
+    lines = [f"profile {p.name}: no variant fits the device's limits; the small anchor {name} breaks "
+             f"{', '.join(over)}:"]
     for k in over:
-        cheapest = min((fig.point(q)[k] for q in pts), default=figs[k])
-        lines.append(f"  {k} ({FIELD[k]}): limit {_fmt(limits[k], k)}, small anchor {_fmt(figs[k], k)}, cheapest "
+        cheapest = min((f[k] for f in points.values()), default=small[k])
+        lines.append(f"  {k} ({FIELD[k]}): limit {_fmt(limits[k], k)}, small anchor {_fmt(small[k], k)}, cheapest "
                      f"stitch point {_fmt(cheapest, k)}")
     lines.append("raise the limit in the profile, lower its resolution, or pick smaller anchors (--back)")
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """The variants a package ships: stitched models and both anchors, evaluated, sorted and named."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -29,9 +31,10 @@ class Built:
     activation_bytes: int = 0
 
 
-def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """The largest tensor any submodule outputs for ``x`` (float32): the peak-RAM estimate's core."""
-    sizes = [x.numel() * 4]
+@contextlib.contextmanager
+def output_bytes(model: nn.Module) -> Iterator[list[int]]:
+    """While open, the size in bytes of every tensor any submodule of ``model`` outputs, in order."""
+    sizes: list[int] = []
 
     def hook(_m, _i, out):
         if isinstance(out, torch.Tensor):
@@ -39,12 +42,17 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad():
-            model(x)
+        yield sizes
     finally:
         for h in handles:
             h.remove()
-    return max(sizes)
+
+
+def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """The largest tensor any submodule outputs for ``x`` (float32): the peak-RAM estimate's core."""
+    with output_bytes(model) as sizes, torch.no_grad():
+        model(x)
+    return max([x.numel() * 4, *sizes])
 
 
 def variant_ids(profile: str, metric: str, built: list[Built]) -> list[str]:
