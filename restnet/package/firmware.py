@@ -6,6 +6,7 @@ a check the code no longer makes.
 from __future__ import annotations
 
 from restnet.export.base import AGREEMENT_FLAG, AGREEMENT_FLOOR, TOLERANCE, percent, scientific
+from restnet.package.limits import format_limit
 
 LOADERS = {
     "pte": """**ExecuTorch (`.pte`, XNNPACK delegate).** C++: `executorch::extension::Module m("variants/ID.pte");
@@ -49,8 +50,7 @@ def _limits(prof: dict) -> str:
     if prof.get("budget_mode") != "ladder":
         return ""
     lim = prof["limits"]
-    text = ", ".join(f"{k} {v / 1e6:.0f} M MACs" if k == "compute" else f"{k} {v:g} {'ms' if k == 'latency' else 'MB'}"
-                     for k, v in lim.items())
+    text = ", ".join(f"{k} {format_limit(v, k)}" for k, v in lim.items())
     why = ("every limit admits the large anchor, so the family ends there" if prof["binding_limit"] == "anchor"
            else f"the **{prof['binding_limit']}** limit ends the family below the large anchor, which does not ship")
     return (f"\nThe members were chosen for this device's limits ({text}): {why}. Each variant's `limits.headroom` "

@@ -164,13 +164,14 @@ def _nothing_fits(p: Profile, limits: dict[str, float], small: dict[str, float |
              f"{', '.join(over)}:"]
     for k in over:
         cheapest = min((f[k] for f in points.values()), default=small[k])
-        lines.append(f"  {k} ({FIELD[k]}): limit {_fmt(limits[k], k)}, small anchor {_fmt(small[k], k)}, cheapest "
-                     f"stitch point {_fmt(cheapest, k)}")
+        lines.append(f"  {k} ({FIELD[k]}): limit {format_limit(limits[k], k)}, small anchor "
+                     f"{format_limit(small[k], k)}, cheapest stitch point {format_limit(cheapest, k)}")
     lines.append("raise the limit in the profile, lower its resolution, or pick smaller anchors (--back)")
     return "\n".join(lines)
 
 
-def _fmt(v: float, k: str) -> str:
+def format_limit(v: float, k: str) -> str:
+    """A limit's value or a figure in its unit, as the log, errors and the package README print it."""
     return f"{v / 1e6:.1f} M MACs" if k == "compute" else f"{v:.3g} {UNIT[k]}"
 
 
@@ -187,7 +188,7 @@ def latency_figures(part_ms: CostModel, anchor_pte_ms: Callable[[str], float], s
 
 def describe_ladder(lad: Ladder, names: tuple[str, str]) -> str:
     """One line for the log: the limits, which one binds, which anchors ship."""
-    lims = ", ".join(f"{k} {_fmt(v, k)}" for k, v in lad.limits.items())
+    lims = ", ".join(f"{k} {format_limit(v, k)}" for k, v in lad.limits.items())
     bind = ("none: the large anchor fits every limit" if lad.binding == "anchor"
             else f"{lad.binding} ({FIELD[lad.binding]})")
     left = [n for r, n in zip(("front", "back"), names) if not lad.anchors[r]]
