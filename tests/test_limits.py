@@ -123,6 +123,7 @@ def test_pack_stops_in_seconds_when_no_variant_fits(tmp_path, cache):
     assert res.exit_code == 1, res.output
     assert "no variant fits" in res.output and "compute (compute_gmacs): limit 0.1 M MACs" in res.output
     assert not (cache / "task-anchors").exists(), "anchors were adapted before the limits were checked"
+    assert not (cache / "anchor-pte-ms").exists(), "the anchors were timed though compute alone rules the device out"
 
 
 def test_package_larger_than_storage_is_refused(tmp_path):

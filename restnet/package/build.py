@@ -21,7 +21,8 @@ from restnet.anchors.stats import count_flops, count_params
 from restnet.cost import CostModel
 from restnet.package.assemble import AnchorFacts, build_manifest
 from restnet.package.budgets import BudgetPlan, plan_budgets
-from restnet.package.limits import Figures, activation_peaks, check_storage, describe_ladder, latency_figures
+from restnet.package.limits import Figures, activation_peaks, check_storage, describe_ladder, latency_figures, \
+    plan_ladder
 from restnet.package.eta import StageClock
 from restnet.package.exports import CheckData, export_variant
 from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
@@ -84,7 +85,7 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
         pred = predicted_cost_model(table, runner.cost_model("params"), names, runner.exp.resolution)
     cm = pred if req.metric == "latency" and pred is not None else \
         runner.cost_model(req.metric, req.threads, req.latency_scale)
-    plan = plan_budgets(cm, req, names, _figures(runner, req, pred) if req.ladder else None)
+    plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm) if req.ladder else None)
     log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in plan.budgets)
         + (f"; band {req.band:g}" if req.band else "") + (f"; window {req.window:g}" if req.window else ""))
     if plan.ladder is not None:
@@ -92,17 +93,20 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
     return cm, pred, plan
 
 
-def _figures(runner: Runner, req: PackRequest, pred: CostModel | None) -> Figures:
+def _figures(runner: Runner, req: PackRequest, pred: CostModel | None, cm: CostModel) -> Figures:
     """Every stitch point's device figures, from the architectures (what a ladder is planned on)."""
     res, p = runner.exp.resolution, req.profile
-    latency = pred
+    static = Figures(pred, runner.cost_model("flops"), runner.cost_model("params"),
+                     activation_peaks(runner.front_arch, res), activation_peaks(runner.back_arch, res))
     scale = 1.0 if p.is_host else (p.latency_estimate.host_scale if p.latency_estimate else None)
-    if latency is None and scale is not None:
+    if pred is None and scale is not None:
+        # Timing the anchors' .pte takes a minute; a device that the static limits alone rule out
+        # (an unknown figure breaks nothing, so the latency limit can only remove more) stops first.
+        plan_ladder(p, req.ladder, cm, static, (runner.exp.front, runner.exp.back))
         arch = {"front": runner.front_arch, "back": runner.back_arch}
-        latency = latency_figures(runner.cost_model("latency", req.threads),
-                                  lambda role: host_pte_ms(arch[role], res, req.threads), scale)
-    return Figures(latency, runner.cost_model("flops"), runner.cost_model("params"),
-                   activation_peaks(runner.front_arch, res), activation_peaks(runner.back_arch, res))
+        static.latency = latency_figures(runner.cost_model("latency", req.threads),
+                                         lambda role: host_pte_ms(arch[role], res, req.threads), scale)
+    return static
 
 
 def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tuple[Selection, torch.nn.Module]],
