@@ -3,13 +3,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
+from helpers import restnet_cache
 
 from restnet.anchors import ANCHORS
 from restnet.cli import main
 
 
-def test_anchors_lists_every_registered_anchor(cache):
+@pytest.fixture(scope="module")
+def anchors_cache(tmp_path_factory):
+    """One cache for this module: the table reads what the JSON listing computed (fvcore over every anchor)."""
+    with restnet_cache(tmp_path_factory.mktemp("cache")) as path:
+        yield path
+
+
+def test_anchors_lists_every_registered_anchor(anchors_cache):
     res = CliRunner().invoke(main, ["anchors", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
@@ -23,7 +32,7 @@ def test_anchors_lists_every_registered_anchor(cache):
     assert json.loads(again.output) == json.loads(res.output)
 
 
-def test_anchors_table(cache):
+def test_anchors_table(anchors_cache):
     res = CliRunner().invoke(main, ["anchors"])
     assert res.exit_code == 0
     for name in ANCHORS:
