@@ -7,8 +7,9 @@
 #   bash scripts/aarch64-standin.sh run [--package DIR] CMD...   any command inside (project at /restnet)
 #   bash scripts/aarch64-standin.sh status             is it built, is emulation registered (exit 0 = ready)
 #
-# Needs root (or passwordless sudo): apt-get for qemu-user-static and mmdebstrap,
-# the binfmt_misc registration, and chroot. Timings measured in here are
+# Needs root (or passwordless sudo): apt-get for mmdebstrap (qemu-user comes from the
+# rootfs's Debian release, fetched with a private apt configuration), the binfmt_misc
+# registration, and chroot. Timings measured in here are
 # emulated: restnet-bench marks them so and restnet refuses them as device latency.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +20,9 @@ ROOTFS=$STANDIN/rootfs
 LOG=$STANDIN/build.log
 VENV=/opt/restnet-venv                   # inside the rootfs
 RECIPE=1                                 # bump when the build steps below change
-QEMU=/usr/bin/qemu-aarch64-static
+# QEMU from the rootfs's own Debian release (10.0 in trixie; static, runs on any x86_64 host): bookworm's
+# qemu-user-static 7.2 dies with SIGSEGV as soon as LiteRT's XNNPACK delegate prepares a .tflite.
+QEMU=$STANDIN/qemu-aarch64
 BINFMT=/proc/sys/fs/binfmt_misc
 
 say() { echo "[standin] $*" >&2; }
@@ -36,14 +39,29 @@ want_stamp() { { echo "recipe $RECIPE $SUITE"; cat "$root/requirements/device.tx
 built() { [ -f "$ROOTFS/.restnet-standin-stamp" ] && [ "$(cat "$ROOTFS/.restnet-standin-stamp")" = "$(want_stamp)" ]; }
 
 host_tools() {
-  local missing=()
-  [ -x "$QEMU" ] || missing+=(qemu-user-static)
-  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-  say "installing ${missing[*]} (apt-get; log: $LOG)"
-  { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"; } >>"$LOG" 2>&1 \
-    || die "apt-get install ${missing[*]} failed; see $LOG"
+  command -v mmdebstrap >/dev/null 2>&1 && return 0
+  command -v apt-get >/dev/null 2>&1 || die "missing mmdebstrap and no apt-get to install it"
+  say "installing mmdebstrap (apt-get; log: $LOG)"
+  { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q mmdebstrap; } >>"$LOG" 2>&1 \
+    || die "apt-get install mmdebstrap failed; see $LOG"
+}
+
+# $SUITE's qemu-user for this host, through a private apt configuration (the system's sources stay as they are).
+fetch_qemu() {
+  [ -x "$QEMU" ] && return 0
+  local d=$STANDIN/qemu-apt arch
+  arch=$(dpkg --print-architecture)
+  [ "$arch" = amd64 ] || [ "$arch" = arm64 ] || die "no QEMU fetch recipe for a $arch host"
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+  echo "deb [arch=$arch] $MIRROR $SUITE main" >"$d/sources.list"
+  local o=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+           -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o Debug::NoLocking=1)
+  say "fetching qemu-user from Debian $SUITE (log: $LOG)"
+  { apt-get "${o[@]}" update -q && (cd "$d" && rm -f qemu-user_*.deb && apt-get "${o[@]}" download qemu-user); } \
+    >>"$LOG" 2>&1 || die "could not download qemu-user from $MIRROR $SUITE; see $LOG"
+  rm -rf "$d/x" && dpkg-deb -x "$d"/qemu-user_*.deb "$d/x" && cp "$d/x/usr/bin/qemu-aarch64" "$QEMU.tmp" \
+    && mv "$QEMU.tmp" "$QEMU" && rm -rf "$d/x" || die "qemu-user's .deb has no usr/bin/qemu-aarch64"
+  say "QEMU: $("$QEMU" --version | head -n1)"
 }
 
 # Register qemu-aarch64 with binfmt_misc (flag F: the kernel holds the interpreter open, so it
@@ -55,7 +73,9 @@ register_qemu() {
   fi
   if [ -e "$BINFMT/qemu-aarch64" ]; then
     grep -q '^enabled' "$BINFMT/qemu-aarch64" || die "$BINFMT/qemu-aarch64 is registered but disabled"
-    return 0
+    grep -qx "interpreter $QEMU" "$BINFMT/qemu-aarch64" && return 0
+    say "replacing the aarch64 binfmt_misc entry ($(sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64")) by $QEMU"
+    echo -1 | $SUDO tee "$BINFMT/qemu-aarch64" >/dev/null || die "cannot remove the old qemu-aarch64 entry"
   fi
   say "registering $QEMU for aarch64 binaries (binfmt_misc, flag F)"
   local magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
@@ -84,8 +104,8 @@ in_rootfs() {
 
 build() {
   mkdir -p "$STANDIN"
+  fetch_qemu   # also for a stand-in built before QEMU came from $SUITE
   if built; then return 0; fi
-  : >"$LOG"
   local t0=$SECONDS
   host_tools
   register_qemu
@@ -96,7 +116,7 @@ build() {
     $SUDO mmdebstrap --architectures=arm64 --variant=minbase --mode=root \
       --include=python3,python3-venv,ca-certificates "$SUITE" "$tmp" "$MIRROR" >>"$LOG" 2>&1 \
       || die "mmdebstrap failed; see $LOG"
-    $SUDO cp "$QEMU" "$tmp/usr/bin/"   # lets the chroot run even where binfmt is registered without F
+    $SUDO cp "$QEMU" "$tmp/usr/bin/qemu-aarch64-static"   # lets the chroot run where binfmt lacks flag F
     echo "$RECIPE $SUITE" | $SUDO tee "$tmp/.restnet-rootfs-stamp" >/dev/null
     $SUDO mv "$tmp" "$ROOTFS"
     say "rootfs done after $((SECONDS - t0)) s"
@@ -136,7 +156,7 @@ case "$cmd" in
     build ;;
   status)   # no side effects: built (for these requirements) and qemu present; `run`/`check` register it
     built || { echo "not built (no up-to-date $ROOTFS)"; exit 1; }
-    [ -x "$QEMU" ] || { echo "built, but $QEMU is missing (apt-get install qemu-user-static)"; exit 1; }
+    [ -x "$QEMU" ] || { echo "built, but $QEMU is missing (run build again)"; exit 1; }
     echo "ready: $ROOTFS (emulation $( [ -e "$BINFMT/qemu-aarch64" ] && echo registered || echo 'registered on first run'))" ;;
   run)
     PKG=""
