@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -164,9 +165,12 @@ def _read_yaml(path: Path) -> tuple[dict, yaml.Node]:
     except UnicodeDecodeError as err:
         raise ProfileError(f"{path}: not UTF-8 text (byte {err.start}); save the profile as UTF-8 YAML") from None
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
+        mark, start = err.problem_mark or err.context_mark, err.context_mark
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = " ".join(x for x in (err.context, err.problem) if x)
+        what = err.problem or err.context or "syntax error"
+        if start is not None and start is not mark and err.context:  # where the unfinished construct began
+            construct = re.sub(r"^while (parsing|scanning) (an? )?", "", err.context)
+            what += f" (the {construct} started at line {start.line + 1}, column {start.column + 1})"
         raise ProfileError(f"{path}{where}: not valid YAML: {what}; fix the syntax there "
                            "(compare with a shipped profile: `restnet profiles`)") from None
     except (yaml.YAMLError, RecursionError, ValueError) as err:
