@@ -89,7 +89,7 @@ def _read_spec(spec: dict) -> tuple[int, int, int, np.float32, np.ndarray, np.nd
         layout = spec["layout"]
         h, w = (int(v) for v in spec["resize"]["size"])
         filt = _FILTERS[spec["resize"]["interpolation"]]
-        scale = np.float32(spec["scale"])
+        scale = np.float32(float(spec["scale"]))  # a number: float([]) fails here, np.float32([]) would not
         mean = np.asarray(spec["mean"], np.float32).reshape(3, 1, 1)
         std = np.asarray(spec["std"], np.float32).reshape(3, 1, 1)
     except (KeyError, TypeError, ValueError, OverflowError) as err:
