@@ -9,6 +9,7 @@ from rich.table import Table
 
 from restnet import __version__
 from restnet._compat import quiet_third_party
+from restnet.commands.handler import HandledGroup, debug_option
 
 # Pipes and CI logs get a wide table instead of rich's 80-column default.
 console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
@@ -16,8 +17,9 @@ console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
 log_console = Console(stderr=True, width=console.width)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HandledGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="restnet")
+@debug_option
 def main() -> None:
     """restnet: stitch a large and a small pretrained image model into a family of edge models."""
     quiet_third_party()
@@ -58,13 +60,14 @@ def data(data_name: str, train_size: int | None, val_size: int | None, seed: int
     """Show where the task data comes from, its classes and split sizes."""
     import numpy as np
 
-    from restnet.data import DataUnavailable, cifar10, load_task
+    from restnet.data import cifar10, load_task
     from restnet.data.fashion_mnist import find_fashion_mnist
 
-    try:
-        task = load_task(data_name, train_size, val_size, seed)
-    except (DataUnavailable, ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
+    task = load_task(data_name, train_size, val_size, seed)
+    if task.skipped:
+        from restnet.data.image_folder import describe_skipped
+
+        log_console.print(f"[yellow]{describe_skipped(task.skipped)}[/]")
     where = {"fashion-mnist": find_fashion_mnist, "cifar10": cifar10.find_source}.get(task.name, lambda: data_name)()
     t = Table(title=f"{task.name} ({where})")
     t.add_column("class", no_wrap=True)
@@ -115,7 +118,7 @@ def bench_main() -> None:
     from restnet.export.pte import device_loader
     from toolkit.bench import main as bench
 
-    raise SystemExit(bench(pte_fallback=device_loader))
+    raise SystemExit(bench(pte_fallback=device_loader))  # bench's main runs under toolkit.errors.run_main
 
 
 def pack_main() -> None:

@@ -8,7 +8,6 @@ what exists, and a second run of anything is cheap.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -22,6 +21,7 @@ from restnet.anchors.stats import ModelStats, count_params, describe
 from restnet.cka import cka_matrix
 from restnet.cost import CostModel, build_cost_model
 from restnet.data import Task, load_task, to_model_input
+from restnet.data.image_folder import describe_skipped
 from restnet.paths import cache_dir
 from restnet.selection import Selection, select_family
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
@@ -91,7 +91,10 @@ class Runner:
     @cached_property
     def task(self) -> Task:
         e = self.exp
-        return load_task(e.data, e.train_size, e.val_size, e.seed, e.resolution, test_size=e.test_size)
+        task = load_task(e.data, e.train_size, e.val_size, e.seed, e.resolution, test_size=e.test_size)
+        if task.skipped:
+            self.log(describe_skipped(task.skipped))
+        return task
 
     @cached_property
     def stitch_task(self) -> Task:
@@ -104,8 +107,8 @@ class Runner:
         split = self.task.report
         digest = digest or checkpoint.state_digest(model)
         path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}.json"
-        if path.is_file():
-            return json.loads(path.read_text())["accuracy"]
+        if (hit := checkpoint.cached(path)) is not None:
+            return hit["accuracy"]
         acc = accuracy(model, self.task.loader(split, spec, 128), desc=f"{self.task.report_name} accuracy")
         checkpoint.atomic_write_json({"accuracy": acc}, path)
         return acc
@@ -159,8 +162,8 @@ class Runner:
     def cka(self) -> dict:
         """The CKA matrix with block names and shapes; computed once per inputs."""
         path = cache_dir("cka") / f"{self.exp.front}--{self.exp.back}-{self.cka_key()}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
+        if (hit := checkpoint.cached(path)) is not None:
+            return hit
         c = self.exp.cka
         n = min(c.batch_size * c.repeats, len(self.task.train))
         sample = self.task.train.subset(n, self.exp.seed + 11)

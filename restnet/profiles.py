@@ -4,11 +4,14 @@ A profile says what a device can afford (RAM share, storage, compute,
 latency) and how models must be delivered to it (runtime backend, threads,
 dtype, input resolution), plus the budgets that define its family of
 variants in one cost metric. Every mistake in a file is reported with the
-file and the field, before any heavy work starts.
+file, the line and the field (and, for a misspelt field, the closest
+names), before any heavy work starts.
 """
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -24,12 +27,14 @@ from pydantic import (
     model_validator,
 )
 
+from toolkit.errors import ProfileInvalid
+
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "device_profiles"  # the shipped ones
 PROFILES_ENV = "RESTNET_PROFILES"
 BACKENDS = ("executorch-xnnpack", "tflite")
 
 
-class ProfileError(ValueError):
+class ProfileError(ProfileInvalid, ValueError):
     """A profile that cannot be used; the message names the file and the field."""
 
 
@@ -136,26 +141,89 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if path.suffix not in (".yaml", ".yml"):
         found = find_profile(str(name_or_path))
         if found is None:
+            close = difflib.get_close_matches(str(name_or_path), available(), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
             raise ProfileError(f"no profile named {name_or_path!r} in {', '.join(map(str, profile_dirs()))}; "
-                               f"available: {', '.join(available())} (or give a path to a .yaml file, or add a "
-                               f"folder to ${PROFILES_ENV})")
+                               f"{hint}available: {', '.join(available())} (or give a path to a .yaml file, or "
+                               f"add a folder to ${PROFILES_ENV})")
         path = found
     if not path.is_file():
         raise ProfileError(f"{path}: no such profile file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ProfileError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+    raw, root = _read_yaml(path)
     try:
         return Profile.model_validate(raw)
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            msg = "unknown field (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
-            lines.append(f"{path}: field '{_where(e['loc'])}': {msg}")
-        raise ProfileError("\n".join(lines)) from None
+        raise ProfileError("\n".join(_field_error(path, root, e) for e in err.errors())) from None
+
+
+def _read_yaml(path: Path) -> tuple[dict, yaml.Node]:
+    """(parsed mapping, its node tree for line numbers); a syntax error names the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except UnicodeDecodeError as err:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {err.start}); save the profile as UTF-8 YAML") from None
+    except yaml.MarkedYAMLError as err:
+        mark, start = err.problem_mark or err.context_mark, err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = err.problem or err.context or "syntax error"
+        if start is not None and start is not mark and err.context:  # where the unfinished construct began
+            construct = re.sub(r"^while (parsing|scanning) (an? )?", "", err.context)
+            what += f" (the {construct} started at line {start.line + 1}, column {start.column + 1})"
+        raise ProfileError(f"{path}{where}: not valid YAML: {what}; fix the syntax there "
+                           "(compare with a shipped profile: `restnet profiles`)") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as err:
+        raise ProfileError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}; "
+                           "a profile is `field: value` lines (compare with a shipped profile)")
+    return raw, root
+
+
+def _field_error(path: Path, root: yaml.Node, e: dict) -> str:
+    """One line per invalid field: file, line, field, what is wrong and, for a typo, the closest names."""
+    loc = e["loc"]
+    if e["type"] == "missing":  # no line of its own: the line of the mapping it belongs in, if nested
+        line = _line_of(root, loc[:-1]) if len(loc) > 1 else None
+    else:
+        line = _line_of(root, loc)
+    at = f"{path}, line {line}" if line else str(path)
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        known = _known_fields(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=2, cutoff=0.6)
+        msg = ("unknown field (not allowed)" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+               + (f" Known fields here: {', '.join(known)}" if known else ""))
+    elif e["type"] == "missing":
+        msg = "missing: this field is required"
+    return f"{at}: field '{_where(loc)}': {msg}"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """The 1-based line of the deepest key on ``loc`` (the parent's line for a missing field)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    line, child = k.start_mark.line + 1, v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            return line
+        node = child
+    return line
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    """The field names a mapping at ``loc`` may hold (what a typo is matched against)."""
+    model = {(): Profile, ("hardware",): Hardware, ("budgets",): Budgets,
+             ("latency_estimate",): LatencyEstimate}.get(tuple(loc))
+    return list(model.model_fields) if model else []
 
 
 def available() -> list[str]:

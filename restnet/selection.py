@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 
 from restnet.stitching import StitchPoint
+from toolkit.errors import ProfileInvalid
 
 
-class InfeasibleBudget(ValueError):
+class InfeasibleBudget(ProfileInvalid, ValueError):
     """No stitch point fits the budget; the message names the cheapest one."""
 
 

@@ -112,5 +112,5 @@ def test_bad_data_names_are_explained(tmp_path):
     with pytest.raises(DataUnavailable, match="neither a built-in"):
         load_task(str(tmp_path / "missing"))
     (tmp_path / "one" / "only").mkdir(parents=True)
-    with pytest.raises(ValueError, match="at least 2 class"):
+    with pytest.raises(DataUnavailable, match="at least 2 class"):
         load_task(str(tmp_path / "one"))

@@ -44,7 +44,7 @@ def _edit(field: str, new: str) -> str:
 ])
 def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):
     path = _profile(tmp_path, text)
-    out = _pack(["--profile", path, "--out", str(tmp_path / "pkg"), *TINY_PACK], expect=1)
+    out = _pack(["--profile", path, "--out", str(tmp_path / "pkg"), *TINY_PACK], expect=3)
     assert path in out and needle in out
     assert not cache.exists() or not any(cache.iterdir()), "heavy work started for a bad profile"
     assert not (tmp_path / "pkg").exists()
@@ -52,13 +52,13 @@ def test_malformed_profile_stops_before_any_work(text, needle, tmp_path, cache):
 
 def test_infeasible_budget_names_the_cheapest_variant_before_adaptation(tmp_path, cache):
     out = _pack(["--profile", "rpi4", "--metric", "params", "--budget", "1000", "--out", str(tmp_path / "pkg"),
-                 *TINY_PACK], expect=1)
+                 *TINY_PACK], expect=3)
     assert "no stitch point fits the budget 1000 params" in out and "cheapest possible variant is" in out
     assert not (cache / "task-anchors").exists(), "anchors were adapted before the budget was checked"
 
 
 def test_unknown_profile_and_format(tmp_path):
-    assert "no profile named 'rpi9'" in _pack(["--profile", "rpi9"], expect=1)
+    assert "no profile named 'rpi9'" in _pack(["--profile", "rpi9"], expect=3)
     assert "unknown format 'coreml'" in _pack(["--profile", "rpi4", "--format", "coreml"], expect=2)
 
 
@@ -175,7 +175,7 @@ def test_inspect_verifies_and_catches_one_tampered_byte(packed, tmp_path):
     bad = [c for c in check_files(copy, m) if not c.ok]
     assert len(bad) == 1 and "sha256" in bad[0].detail
     res = CliRunner().invoke(main, ["inspect", str(copy)])
-    assert res.exit_code == 1 and "1 of" in res.output
+    assert res.exit_code == 6 and "1 of" in res.output
     with pytest.raises(PackageError, match="refusing to load"):
         open_verified(copy)
 
@@ -265,6 +265,6 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
 
 def test_int8_without_an_int8_route_stops_before_any_work(tmp_path, cache):
     out = _pack(["--profile", "pixel-7", "--tflite-converter", "onnx2tf", "--int8", "--out", str(tmp_path / "p"),
-                 *TINY_PACK], expect=1)
+                 *TINY_PACK], expect=3)
     assert "int8 is available for the formats pte, tflite, not for tflite-onnx2tf" in out and "--no-int8" in out
     assert not cache.exists() or not any(cache.iterdir()), "heavy work started for an impossible request"

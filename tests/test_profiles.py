@@ -59,7 +59,7 @@ def test_bad_fields_are_named(tmp_path, mutate, field, words):
 def test_bad_yaml_and_unknown_name(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n")
-    with pytest.raises(ProfileError, match=f"{path}: not valid YAML"):
+    with pytest.raises(ProfileError, match=f"{path}, line 2, column 1: not valid YAML"):  # the file, not <unicode string>
         load_profile(path)
     with pytest.raises(ProfileError, match="no profile named 'toaster' in .*; available: .*rpi4"):
         load_profile("toaster")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.errors import DEBUG_ENV, UsageError, run_main
 from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION
 from toolkit.runtime import Loader
 
@@ -74,7 +75,8 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
     wanted = set(args.variant or [])
     unknown = wanted - {v["id"] for v in m["variants"]}
     if unknown:
-        raise SystemExit(f"restnet-bench: no variant {', '.join(sorted(unknown))} in {pkg.root}")
+        raise UsageError(f"--variant: no variant {', '.join(sorted(unknown))} in {pkg.root}; its variants: "
+                         f"{', '.join(v['id'] for v in m['variants'])}")
     for v in m["variants"]:
         if wanted and v["id"] not in wanted:
             continue
@@ -88,8 +90,8 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
     if args.blocks:
         probes = m.get("probes") or []
         if not probes:
-            raise SystemExit(f"restnet-bench: {pkg.root} carries no per-block probes "
-                             "(pack it with `restnet-pack --probes`)")
+            raise UsageError(f"--blocks: {pkg.root} carries no per-block probes; pack it with "
+                             "`restnet-pack --probes`, or drop --blocks")
         for p in probes:
             jobs.append(("block", p["name"], {"id": p["name"], "format": p["format"], "shape": p["in_shape"],
                                               "path": str(safe_path(pkg.root, p["path"])), "layout": "NCHW",
@@ -159,7 +161,17 @@ def _print_table(table: dict) -> None:
 
 
 def main(argv: list[str] | None = None, pte_fallback: Loader | None = None) -> int:
-    """``python -m toolkit.bench`` on a device; restnet's ``restnet-bench`` passes its .pte loader."""
+    """``python -m toolkit.bench`` on a device; restnet's ``restnet-bench`` passes its .pte loader.
+    Failures: one message and the exit code of their class (toolkit.errors), no traceback without --debug."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
+    return run_main(lambda: _main(argv, pte_fallback), "restnet-bench")
+
+
+def _main(argv: list[str], pte_fallback: Loader | None) -> int:
     ap = argparse.ArgumentParser(prog="restnet-bench", description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", help="Package folder (artifacts/<profile>).")
     ap.add_argument("--file", default=None, help="Instead of a package: time this one file (prints JSON).")
@@ -185,15 +197,8 @@ def main(argv: list[str] | None = None, pte_fallback: Loader | None = None) -> i
         return 0
     if not a.package:
         ap.error("give a PACKAGE (or --file)")
-    from toolkit.package import PackageError
-    from toolkit.runtime import RuntimeUnavailable
-
-    try:
-        path, table = run_bench(a.package, a.variant, a.blocks, a.runs, a.warmup, a.threads, a.device, a.out,
-                                progress=lambda s: print(s, file=sys.stderr), pte_fallback=pte_fallback)
-    except (PackageError, RuntimeUnavailable) as err:
-        print(f"restnet-bench: {err}", file=sys.stderr)
-        return 1
+    path, table = run_bench(a.package, a.variant, a.blocks, a.runs, a.warmup, a.threads, a.device, a.out,
+                            progress=lambda s: print(s, file=sys.stderr), pte_fallback=pte_fallback)
     _print_table(table)
     print(f"latency table: {path}")
     return 0

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from toolkit.errors import PackageInvalid
+
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 SUPPORTED_MAJOR = 1
 
 
-class PackageError(ValueError):
+class PackageError(PackageInvalid, ValueError):
     """A package that must not be loaded; the message says which file and why."""
 
 
@@ -109,7 +111,7 @@ def read_manifest(root: str | Path) -> tuple[Path, dict]:
         raise PackageError(f"{root}: not a restnet package (no manifest.json)")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, nesting past the parser's limit
         raise PackageError(f"{path}: not valid JSON: {err}") from None
     validate_manifest(manifest, str(path))
     ids = [v["id"] for v in manifest["variants"]]

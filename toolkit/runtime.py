@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.errors import ExportFailed
+
 Infer = Callable[[np.ndarray], np.ndarray]
 # (path, threads) -> (infer, runtime description): what a format's loader returns.
 Loader = Callable[[Path, "int | None"], "tuple[Infer, str]"]
 
 
-class RuntimeUnavailable(RuntimeError):
+class RuntimeUnavailable(ExportFailed, RuntimeError):
     """The runtime a file needs is not installed; the message says what to install."""
 
 

@@ -6,14 +6,11 @@ input size and the code that counts them.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-
 from restnet import __version__
 from restnet.anchors.registry import ANCHORS
 from restnet.anchors.weights import offline_source
 from restnet.paths import cache_dir
+from restnet.training import checkpoint
 
 
 def _stats_row(name: str) -> dict:
@@ -31,7 +28,7 @@ def anchor_rows(progress: bool = True) -> list[dict]:
 
     timm = import_timm()
     path = cache_dir("anchors") / f"stats-restnet{__version__}-timm{timm.__version__}.json"
-    cached = json.loads(path.read_text()) if path.is_file() else {}
+    cached = checkpoint.cached(path) or {}
     missing = [n for n in ANCHORS if n not in cached]
     if missing:
         from rich.progress import track
@@ -39,8 +36,5 @@ def anchor_rows(progress: bool = True) -> list[dict]:
         it = track(missing, description="counting params/FLOPs") if progress else missing
         for name in it:
             cached[name] = _stats_row(name)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(cached, f, indent=1)
-        os.replace(tmp, path)
+        checkpoint.atomic_write_json(cached, path)
     return [dict(cached[n], offline_weights=offline_source(ANCHORS[n])) for n in ANCHORS]

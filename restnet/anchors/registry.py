@@ -6,8 +6,11 @@ timm class that ``restnet.anchors.blocks`` knows how to cut) is one entry here.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Literal
+
+from toolkit.errors import UsageError
 
 Family = Literal["cnn", "vit", "swin"]
 
@@ -103,12 +106,18 @@ ANCHORS: dict[str, AnchorSpec] = {
 }
 
 
+class UnknownAnchor(UsageError, KeyError):
+    """A name that is not in the table; the message suggests the closest registered names."""
+
+
 def get_anchor(name: str) -> AnchorSpec:
     """Look an anchor up by name, with the list of valid names on a miss."""
     try:
         return ANCHORS[name]
     except KeyError:
-        raise KeyError(
-            f"unknown anchor {name!r}; registered anchors: {', '.join(sorted(ANCHORS))} "
-            "(add a timm model of a known family in restnet/anchors/registry.py)"
+        close = difflib.get_close_matches(name, ANCHORS, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise UnknownAnchor(
+            f"unknown anchor {name!r}; {hint}registered anchors: {', '.join(sorted(ANCHORS))} "
+            "(`restnet anchors` lists them; add a timm model of a known family in restnet/anchors/registry.py)"
         ) from None

@@ -17,38 +17,52 @@ import torch
 from torch import nn
 
 from restnet.anchors.registry import AnchorSpec, WeightSource
+from toolkit.errors import WeightsInvalid
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(WeightsInvalid, RuntimeError):
     """No weight source worked; the message lists each one and why."""
 
 
-def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+class WeightsError(WeightsInvalid, ValueError):
+    """A weights file that cannot be used: unreadable, truncated, or for another architecture."""
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+
+FIX = "pass an intact timm state dict of this anchor's architecture (.pth/.pt or .safetensors)"
+
+
+def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path``; a truncated or foreign file raises WeightsError naming it."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file; {FIX}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch/zip/pickle/safetensors each raise their own types
+        raise WeightsError(f"{path}: not a readable weights file (truncated or not a checkpoint: "
+                           f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); {FIX}") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
+        raise WeightsError(f"{path}: not a state dict of tensors; {FIX}")
     return obj
 
 
 def map_in_order(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
     """Rename ``src`` to ``dst``'s keys by position, checking every pair."""
     if len(src) != len(dst):
-        raise ValueError(f"{what}: {len(src)} tensors in the file, {len(dst)} in the model")
+        raise WeightsError(f"{what}: {len(src)} tensors in the file, {len(dst)} in the model; {FIX}")
     out = {}
     for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
         if tuple(sv.shape) != tuple(dv.shape) or sk.rsplit(".", 1)[-1] != dk.rsplit(".", 1)[-1]:
-            raise ValueError(f"{what}: file tensor {sk} {tuple(sv.shape)} does not match model {dk} {tuple(dv.shape)}")
+            raise WeightsError(f"{what}: file tensor {sk} {tuple(sv.shape)} does not match model {dk} "
+                               f"{tuple(dv.shape)}; {FIX}")
         out[dk] = sv
     return out
 
@@ -58,7 +72,10 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> N
     own = model.state_dict()
     if set(state) != set(own):
         state = map_in_order(state, own, what)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise WeightsError(f"{what}: {str(err).splitlines()[0]}; {FIX}") from None
 
 
 HUB_HOST = "huggingface.co"

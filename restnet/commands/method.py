@@ -5,7 +5,6 @@ is not cached yet (so any verb runs alone) and reuses everything that is.
 """
 from __future__ import annotations
 
-import functools
 import json
 
 import click
@@ -13,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from restnet.cost import METRICS
-from restnet.selection import InfeasibleBudget, budgets_between, window_floors
+from restnet.selection import budgets_between, window_floors
 from restnet.training.stitch import STRATEGIES, TrainConfig
+from toolkit.errors import RestnetError
 
 
 def _stack(*options):
@@ -131,27 +131,10 @@ def make_runner(opts: dict, console):
             kernel_size=opts["kernel_size"], pretrained=opts["pretrained"],
         )
     except (KeyError, ValueError) as err:
+        if isinstance(err, RestnetError):  # e.g. an unknown anchor: its own message and exit code
+            raise
         raise click.UsageError(str(err.args[0] if err.args else err)) from None
     return Runner(exp, log=lambda m: console.print(f"[dim]{m}[/]"))
-
-
-def friendly_errors(f):
-    """Known user errors become one clear line, not a traceback."""
-    from restnet.anchors import WeightsUnavailable
-    from restnet.data import DataUnavailable
-    from restnet.export import ExportMismatch
-    from restnet.package.latency import LatencyTableError
-    from restnet.profiles import ProfileError
-
-    @functools.wraps(f)
-    def wrapper(*a, **kw):
-        try:
-            return f(*a, **kw)
-        except (InfeasibleBudget, WeightsUnavailable, DataUnavailable, ExportMismatch, ProfileError,
-                LatencyTableError) as err:
-            raise click.ClickException(str(err)) from None
-
-    return wrapper
 
 
 def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0, window=0.0):
@@ -187,7 +170,6 @@ def _cka_command(console: Console, log_console: Console) -> click.Command:
     @click.command()
     @experiment_options
     @click.option("--top", type=int, default=5, show_default=True, help="How many best pairs to list.")
-    @friendly_errors
     def cka(top, **opts):
         """CKA of every front block with every back block on the task data (cached)."""
         import torch
@@ -216,7 +198,6 @@ def _select_command(console: Console, log_console: Console) -> click.Command:
     @experiment_options
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
-    @friendly_errors
     def select(metric, budgets, budgets_between, threads, window, band, rerank, as_json, **opts):
         """Algorithm 1: for each budget, the highest-CKA stitch point that fits."""
         r = make_runner(opts, log_console)
@@ -252,7 +233,6 @@ def _train_command(console: Console, log_console: Console) -> click.Command:
     @experiment_options
     @budget_options
     @training_options
-    @friendly_errors
     def train(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
               no_ls_init, **opts):
         """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
@@ -276,7 +256,6 @@ def _evaluate_command(console: Console, log_console: Console) -> click.Command:
     @budget_options
     @training_options
     @click.option("--json", "as_json", is_flag=True)
-    @friendly_errors
     def evaluate(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
                  no_ls_init, as_json, **opts):
         """Accuracy, params, MACs, trainable params and latency of every variant and both anchors."""

@@ -8,7 +8,8 @@ import click
 from click.core import ParameterSource
 from rich.table import Table
 
-from restnet.commands.method import _stack, experiment_options, friendly_errors, make_runner, training_options
+from restnet.commands.handler import KEPT, HandledCommand, debug_option
+from restnet.commands.method import _stack, experiment_options, make_runner, training_options
 from restnet.cost import METRICS
 from restnet.export.base import AGREEMENT_FLAG, percent
 
@@ -77,10 +78,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
     from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
 
-    try:
-        prof = load_profile(profile_name)
-    except ProfileError as err:
-        raise click.ClickException(str(err)) from None
+    prof = load_profile(profile_name)
     b = prof.budgets
     backend_fmt = BACKEND_FORMAT[prof.backend]
     if backend_fmt == "tflite" and tflite_converter == "onnx2tf":
@@ -108,11 +106,9 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                       int8=prof.dtype == "int8" if int8 is None else int8,
                       latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None))
     if req.latency_table is not None and not req.latency_table.is_file():
-        raise click.ClickException(f"profile {prof.name}: latency_table {req.latency_table} does not exist")
-    try:
-        req.check()
-    except ProfileError as err:
-        raise click.ClickException(str(err)) from None
+        raise ProfileError(f"profile {prof.name}: latency_table {req.latency_table} does not exist; fix the path "
+                           "(relative to the working folder) or remove the field")
+    req.check()
     return req
 
 
@@ -165,11 +161,11 @@ def _short(name: str) -> str:
 
 
 def pack_command(console, log_console):
-    @click.command(name="pack", context_settings={"help_option_names": ["-h", "--help"]})
+    @click.command(name="pack", cls=HandledCommand, context_settings={"help_option_names": ["-h", "--help"]})
     @pack_options
     @experiment_options
     @training_options
-    @friendly_errors
+    @debug_option
     def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
              band, threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size,
              no_ls_init, **opts):
@@ -185,6 +181,9 @@ def pack_command(console, log_console):
             opts["resolution"] = req.profile.resolution
         runner = make_runner(opts, log_console)
         from restnet.package.build import pack as run_pack
+
+        ctx.meta[KEPT] = (f"{req.out} is as it was before this pack (the new package is swapped in only when "
+                          "complete); finished stages stay cached, so the same command resumes from there")
 
         path, manifest = run_pack(runner, req, log=lambda m: log_console.print(f"[cyan]{m}[/]"))
         _final_table(console, manifest, path)
@@ -203,10 +202,7 @@ def register(main, console, log_console):
         """Print a package's manifest as a table and verify every file's sha256 (exit 1 on any mismatch)."""
         from toolkit.package import PackageError, check_files, read_manifest
 
-        try:
-            root, m = read_manifest(package)
-        except PackageError as err:
-            raise click.ClickException(str(err)) from None
+        root, m = read_manifest(package)
         _final_table(console, m, root)
         if markdown:
             click.echo(markdown_table(m))
@@ -219,5 +215,6 @@ def register(main, console, log_console):
         console.print(t)
         bad = [c for c in checks if not c.ok]
         if bad:
-            raise click.ClickException(f"{len(bad)} of {len(checks)} files failed verification")
+            raise PackageError(f"{root}: {len(bad)} of {len(checks)} files failed verification (listed above); "
+                               "the package is damaged: copy it again or repack")
         console.print(f"all {len(checks)} files verified (sha256 and size match the manifest)")

@@ -13,7 +13,7 @@ subsets, so the same arguments always mean the same images.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,7 @@ class Task:
     train: Split
     val: Split
     test: Split | None = None  # None: the data has no test split of its own (an ImageFolder without test/)
+    skipped: list = field(default_factory=list)  # (file, why): unreadable images left out of an ImageFolder
 
     @property
     def report(self) -> Split:
@@ -167,14 +168,15 @@ def load_task(name: str, train_size: int | None = None, val_size: int | None = N
         if not path.exists():
             raise DataUnavailable(f"data {name!r} is neither a built-in data set ({', '.join(BUILTIN)}) "
                                   "nor an existing ImageFolder directory")
-        classes, (tp, tl), (vp, vl) = image_folder.split_folder(path, val_fraction, seed)
+        skipped: image_folder.Skipped = []
+        classes, (tp, tl), (vp, vl) = image_folder.split_folder(path, val_fraction, seed, skipped)
         test = None
         if (path / "train").is_dir() and (path / "test").is_dir():
-            tclasses, sp, sl = image_folder.scan(path / "test")
+            tclasses, sp, sl = image_folder.scan(path / "test", skipped)
             if tclasses != classes:
                 raise DataUnavailable(f"{path}: test/ has other classes than train/ ({tclasses} vs {classes})")
             test = Split(sp, sl, resolution)
-        task = Task(path.name, classes, Split(tp, tl, resolution), Split(vp, vl, resolution), test)
+        task = Task(path.name, classes, Split(tp, tl, resolution), Split(vp, vl, resolution), test, skipped)
     task.train = task.train.subset(train_size, seed)
     task.val = task.val.subset(val_size, seed + 1)
     if task.test is not None:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from restnet.anchors.registry import Preprocess
+from toolkit.preprocess import open_rgb
 
 PREPROCESS_VERSION = "aa-resize-1"
 _MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
@@ -68,8 +69,7 @@ def to_model_input(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 
 def load_image(path, resolution: int, interpolation: str = "bilinear", crop_pct: float = 1.0) -> np.ndarray:
     """A file as uint8 [3, r, r]: shorter side to r / crop_pct, centre crop r."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.fromarray(open_rgb(path)) as im:  # any mode, 16-bit included; PreprocessError if unreadable
         scale = resolution / crop_pct / min(im.size)
         w, h = max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))
         im = im.resize((w, h), _PIL[interpolation])

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 # The gates are defined in toolkit.formats: the device-side crosscheck applies the same ones.
+from toolkit.errors import ExportFailed
 from toolkit.formats import AGREEMENT_FLAG, AGREEMENT_FLOOR, TOLERANCE  # noqa: F401
 from toolkit.runtime import Infer  # one callable type for every runtime, both sides
 
@@ -81,7 +82,7 @@ def calibrate(prepared: nn.Module, calibration: Iterable[torch.Tensor], batch: i
             prepared(x[k:k + batch])
 
 
-class ExportMismatch(RuntimeError):
+class ExportMismatch(ExportFailed, RuntimeError):
     """The exported file's outputs differ from eager beyond the tolerance."""
 
 

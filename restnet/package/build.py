@@ -30,7 +30,7 @@ from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
 from restnet.package import family, reference
 from restnet.package.variants import Built, variant_ids
-from restnet.package.writer import staged_dir, write_package_files
+from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
 from restnet.selection import Selection
 from restnet.training.stitch import TrainConfig, trainable_params
@@ -38,9 +38,17 @@ from toolkit.formats import LATENCY_TABLE_NAME
 
 
 def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -> tuple[Path, dict]:
-    """Run every stage; returns (package path, manifest)."""
+    """Run every stage, one pack per output folder at a time; returns (package path, manifest)."""
     req.check()
+    with exclusive(req.out):
+        prepare_out(req.out)
+        return _pack(runner, req, log)
+
+
+def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple[Path, dict]:
     table = LatencyTable(req.latency_table) if req.latency_table else None
+    if table is not None:
+        table.check_fits(req.profile.name, runner.exp.resolution)
     clock = StageClock(log)
     with clock("check budgets"):
         cm, pred, plan = _check_budgets(runner, req, table, log)

@@ -7,7 +7,6 @@ so it is stored under that key and a warm pack copies it instead.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -39,9 +38,8 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
 
 def _cached(cached: Path, dest: Path) -> dict | None:
     """The stored record, with the file copied to ``dest``, if the cache slot is intact."""
-    meta = cached.with_name("record.json")
-    if meta.is_file() and cached.is_file():
-        record = json.loads(meta.read_text())
+    record = checkpoint.cached(cached.with_name("record.json"))
+    if record is not None and cached.is_file():
         if sha256_of(cached) == record["sha256"]:
             shutil.copyfile(cached, dest)
             return record

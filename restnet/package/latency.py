@@ -32,10 +32,11 @@ from restnet.package.variants import Built
 from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
 from restnet.training import checkpoint
+from toolkit.errors import PackageInvalid
 from toolkit.formats import is_latency_table, part_name, stitch_name
 
 
-class LatencyTableError(ValueError):
+class LatencyTableError(PackageInvalid, ValueError):
     """A table that cannot be used here; the message says why and what to do."""
 
 
@@ -44,14 +45,26 @@ class LatencyTable:
         self.path = Path(path)
         try:
             self.data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise LatencyTableError(f"{self.path}: cannot read a latency table: {err}") from None
         if not is_latency_table(self.data):
-            raise LatencyTableError(f"{self.path}: not a restnet-bench latency table (format/version)")
+            raise LatencyTableError(f"{self.path}: not a restnet-bench latency table (format/version); "
+                                    "pass the latency-table.json that restnet-bench wrote")
+        _check_entries(self.path, self.data)
         if self.data.get("emulated"):
             raise LatencyTableError(f"{self.path}: measured under emulation ({self.data.get('machine', '?')}, e.g. "
                                     "scripts/aarch64-standin.sh); emulated timings are not device latency. "
                                     "Run restnet-bench on the device itself and pass that table")
+
+    def check_fits(self, profile: str, resolution: int) -> None:
+        """Refuse, before any work, a table measured on another profile's package or at another size."""
+        pkg = self.data.get("package") if isinstance(self.data.get("package"), dict) else {}
+        if pkg.get("profile") not in (None, profile):
+            raise LatencyTableError(f"{self.path}: measured on a package of profile {pkg['profile']!r}, this pack is "
+                                    f"for {profile!r}; run restnet-bench on this profile's package and pass that table")
+        if pkg.get("resolution") not in (None, resolution):
+            raise LatencyTableError(f"{self.path}: measured at {pkg['resolution']} px, this pack runs at {resolution} "
+                                    "px; pass a table measured at this resolution (or --resolution to match)")
 
     @property
     def device(self) -> str:
@@ -80,6 +93,26 @@ class LatencyTable:
                 n = parts[v["anchor"]]
                 fits.append((anchor_sums[v["anchor"]] - v["p50_ms"]) / max(n - 1, 1))
         return sum(fits) / len(fits) if fits else 0.0
+
+
+def _check_entries(path: Path, data: dict) -> None:
+    """Every measurement the pack reads is a mapping with a finite, non-negative p50 (a damaged or
+    hand-edited table fails here, with the entry's name, not later with a KeyError)."""
+    for section in ("variants", "blocks"):  # each p50 in ms
+        entries = data.get(section, {})
+        if not isinstance(entries, dict):
+            raise LatencyTableError(f"{path}: field '{section}' must be a mapping, got {type(entries).__name__}")
+        for key, e in entries.items():
+            ms = e.get("p50_ms") if isinstance(e, dict) else None
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms < float("inf"):
+                raise LatencyTableError(f"{path}: field '{section}.{key}.p50_ms' must be a number >= 0, got {ms!r}; "
+                                        "the table is damaged: measure again with restnet-bench")
+            for name in ("kind", "anchor", "dtype", "format", "runtime"):
+                if e.get(name) is not None and not isinstance(e[name], str):
+                    raise LatencyTableError(f"{path}: field '{section}.{key}.{name}' must be text, got "
+                                            f"{e[name]!r}; the table is damaged: measure again with restnet-bench")
+    if "variants" not in data:
+        raise LatencyTableError(f"{path}: field 'variants' is missing; measure again with restnet-bench")
 
 
 def predicted_cost_model(table: LatencyTable, shapes: CostModel, names: tuple[str, str],
@@ -128,7 +161,7 @@ class DeviceLatency:
         if t is not None and (m := t.measured(main["sha256"])):
             return [host, {"ms": m["p50_ms"], "source": "measured", "where": t.device,
                            "threads": t.data.get("threads", p.threads), "runtime": m.get("runtime", "?"),
-                           "method": f"restnet-bench p50 of {m['runs']} runs ({t.path.name})"}]
+                           "method": f"restnet-bench p50 of {m.get('runs', '?')} runs ({t.path.name})"}]
         if self.pred is not None:
             ms = self.pred(b.selection.point) if b.kind == "stitched" else self.pred.anchor_cost(b.role)
             return [host, {"ms": ms, "source": "predicted", "where": t.device, "threads": t.data.get("threads", 1),
@@ -149,8 +182,8 @@ def host_pte_ms(model, resolution: int, threads: int) -> float:
     matter, so the architecture is timed before any training. Cached per architecture, resolution, threads."""
     key = checkpoint.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version())
     path = cache_dir("anchor-pte-ms") / f"{model.name}-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())["ms"]
+    if (hit := checkpoint.cached(path)) is not None:
+        return hit["ms"]
     x = torch.zeros(1, 3, resolution, resolution)
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "m.pte"

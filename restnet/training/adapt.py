@@ -113,14 +113,12 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     key = checkpoint.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=cfg_key, weights=wkey,
                             num_classes=num_classes, pretrained=pretrained, init="seeded", v=__version__)
     path = cache_dir("task-anchors") / f"{name}-{key}.pt"
-    if path.is_file():
-        saved = checkpoint.load(path)
+    if (saved := checkpoint.cached(path)) is not None:
         net = timm_for_task(name, task.num_classes, resolution)
         load_state(net, saved["state_dict"], f"cached task anchor {path}")
         meta = saved["meta"]
         return TaskAnchor(cut(net.eval(), name, get_anchor(name).family), spec, meta["accuracy"], meta["source"],
                           meta["seconds"], key)
-
     t0 = time.perf_counter()
     if weights is not None and num_classes == task.num_classes:
         net = timm_for_task(name, task.num_classes, resolution)

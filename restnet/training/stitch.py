@@ -75,11 +75,8 @@ def _trainable(model: StitchedModel, strategy: str) -> list[nn.Module]:
 
 def resumable_state(run_dir: Path, cfg: TrainConfig) -> dict | None:
     """The checkpoint in ``run_dir`` if it was written with this exact config, else None."""
-    ckpt = run_dir / "checkpoint.pt"
-    if not ckpt.is_file():
-        return None
-    state = checkpoint.load(ckpt)
-    return state if state["config"] == asdict(cfg) else None
+    state = checkpoint.cached(run_dir / "checkpoint.pt")
+    return state if state is not None and state["config"] == asdict(cfg) else None
 
 
 def trainable_params(model: StitchedModel, strategy: str = "stitch") -> int:
@@ -91,8 +88,7 @@ def trainable_params(model: StitchedModel, strategy: str = "stitch") -> int:
 def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Path | None,
                    batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen front's outputs for every training example (cached on disk)."""
-    if cache is not None and cache.is_file():
-        saved = checkpoint.load(cache)
+    if cache is not None and (saved := checkpoint.cached(cache)) is not None:
         return saved["features"], saved["labels"]
     model.eval()
     feats, labels = [], []
