@@ -279,7 +279,8 @@ def machine() -> dict:
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip())
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "commit": commit + ("+uncommitted changes" if dirty else ""), "load_start": os.getloadavg()}
+            "commit": commit + ("+uncommitted changes" if dirty else ""), "load_start": os.getloadavg(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def run(mode: Mode, seed: int, command: str) -> dict:
