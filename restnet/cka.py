@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from restnet import distributed
 from restnet.anchors.blocks import BlockModel
 
 ESTIMATORS = ("hsic", "unbiased")
@@ -118,27 +119,31 @@ def cka_matrix(
 
     ``batches`` yields (input for a, input for b): the same examples, each
     preprocessed for its own model. With ``hsic`` the per-batch CKA matrices
-    are averaged; with ``unbiased`` the HSIC values are.
+    are averaged; with ``unbiased`` the HSIC values are. Under torchrun each rank
+    passes its own batches (restnet.distributed.shard) and the sums and counts are
+    added over ranks, so every rank gets the matrix of all batches.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown CKA estimator {estimator!r}; choose one of {ESTIMATORS}")
     model_a.eval()
     model_b.eval()
-    acc = None
-    n = 0
-    b = None
+    la, lb = len(model_a.blocks), len(model_b.blocks)
+    acc = (torch.zeros(la, lb, dtype=torch.float64),) if estimator == "hsic" else \
+        (torch.zeros(la, lb, dtype=torch.float64), torch.zeros(la, dtype=torch.float64),
+         torch.zeros(lb, dtype=torch.float64))
+    n, b = 0, 0
     for xa, xb in batches:
         if xa.shape[0] != xb.shape[0]:
             raise ValueError(f"the two inputs of a batch differ in size ({xa.shape[0]} vs {xb.shape[0]})")
         _check_batch(xa.shape[0])
-        b = xa.shape[0] if b is None else b
+        b = b or xa.shape[0]
         ab, aa, bb = hsic_matrices(block_grams(model_a, xa), block_grams(model_b, xb), estimator)
-        if estimator == "hsic":
-            part = (cka_from_hsic(ab, aa, bb),)
-        else:
-            part = (ab, aa, bb)
-        acc = part if acc is None else tuple(s + p for s, p in zip(acc, part))
+        part = (cka_from_hsic(ab, aa, bb),) if estimator == "hsic" else (ab, aa, bb)
+        acc = tuple(s + p.cpu() for s, p in zip(acc, part))
         n += 1
+    acc = tuple(distributed.all_reduce(s) for s in acc)
+    n = int(distributed.all_reduce(torch.tensor(n)))
+    b = int(distributed.all_reduce(torch.tensor(b), "max"))
     if n == 0:
         raise ValueError("no batches to compute CKA on")
     if estimator == "hsic":

@@ -10,6 +10,7 @@ from rich.table import Table
 from restnet import __version__
 from restnet._compat import quiet_third_party
 from restnet.commands.handler import HandledGroup, debug_option
+from restnet.distributed import env_rank
 
 # Pipes and CI logs get a wide table instead of rich's 80-column default.
 console = Console(width=max(shutil.get_terminal_size((140, 24)).columns, 100))
@@ -23,6 +24,8 @@ log_console = Console(stderr=True, width=console.width)
 def main() -> None:
     """restnet: stitch a large and a small pretrained image model into a family of edge models."""
     quiet_third_party()
+    if env_rank() != 0:  # under torchrun rank 0 alone reports; the others compute and stay silent
+        console.quiet = log_console.quiet = True
 
 
 @main.command()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from restnet import __version__
+from restnet import __version__, distributed
 from restnet.anchors import get_anchor
 from restnet.anchors.stats import ModelStats, count_params, describe
 from restnet.cka import cka_matrix
@@ -110,7 +110,9 @@ class Runner:
         if (hit := checkpoint.cached(path)) is not None:
             return hit["accuracy"]
         acc = accuracy(model, self.task.loader(split, spec, 128), desc=f"{self.task.report_name} accuracy")
-        checkpoint.atomic_write_json({"accuracy": acc}, path)
+        if distributed.is_main():  # every rank evaluates the whole split; one writes
+            checkpoint.atomic_write_json({"accuracy": acc}, path)
+        distributed.barrier()
         return acc
 
     def _anchor(self, name: str, weights, classes) -> TaskAnchor:
@@ -167,11 +169,13 @@ class Runner:
         c = self.exp.cka
         n = min(c.batch_size * c.repeats, len(self.task.train))
         sample = self.task.train.subset(n, self.exp.seed + 11)
-        fs, bs = self.front.spec, self.back.spec
-        batches = ((to_model_input(imgs, fs), to_model_input(imgs, bs))
-                   for imgs, _ in self.task.raw_loader(sample, min(c.batch_size, n), drop_last=True))
+        fs, bs, dev = self.front.spec, self.back.spec, distributed.device()
+        # Under torchrun each rank takes every world-th batch; cka_matrix adds the sums over ranks.
+        batches = ((to_model_input(imgs, fs).to(dev), to_model_input(imgs, bs).to(dev)) for imgs, _ in
+                   distributed.shard(self.task.raw_loader(sample, min(c.batch_size, n), drop_last=True)))
         t = time.perf_counter()
-        res = cka_matrix(self.front.model, self.back.model, batches, c.estimator)
+        res = cka_matrix(self.front.model.to(dev), self.back.model.to(dev), batches, c.estimator)
+        self.front.model.to("cpu"), self.back.model.to("cpu")
         out = {
             "front": self.exp.front, "back": self.exp.back, "estimator": res.estimator,
             "batch_size": res.batch_size, "repeats": res.repeats, "data": self.task.fingerprint(),
@@ -180,7 +184,9 @@ class Runner:
             "back_blocks": [{"name": b.name, "shape": list(b.out_shape)} for b in self.back_stats.blocks],
             "matrix": res.matrix.tolist(),
         }
-        checkpoint.atomic_write_json(out, path)
+        if distributed.is_main():
+            checkpoint.atomic_write_json(out, path)
+        distributed.barrier()
         return out
 
     def cka_matrix(self) -> torch.Tensor:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from restnet import distributed
 from restnet.data import cifar10, fashion_mnist, image_folder
 from restnet.data.errors import DataUnavailable
 from restnet.data.transforms import PREPROCESS_VERSION, InputSpec, load_image, to_model_input
@@ -90,20 +91,27 @@ class Task:
         return len(self.classes)
 
     def raw_loader(self, split: Split, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
-                   drop_last: bool = False) -> DataLoader:
-        """Batches of (uint8 images, labels): for feeding one batch to two models each in its own way."""
+                   drop_last: bool = False, shard: bool = False) -> DataLoader:
+        """Batches of (uint8 images, labels): for feeding one batch to two models each in its own way.
+
+        ``shard``: under torchrun, this rank's share of each batch one process would get (the same
+        shuffle, so the same global batches; see restnet.distributed); one process: no change."""
 
         def collate(items):
             return torch.stack([im for im, _ in items]), torch.tensor([y for _, y in items])
 
         gen = torch.Generator().manual_seed(seed)
+        if shard and distributed.requested():
+            sampler = RandomSampler(split, generator=gen) if shuffle else SequentialSampler(split)
+            batches = distributed.ShareOfEachBatch(BatchSampler(sampler, batch_size, drop_last))
+            return DataLoader(split, batch_sampler=batches, generator=gen, collate_fn=collate)
         return DataLoader(split, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=collate,
                           drop_last=drop_last)
 
     def loader(self, split: Split, spec: InputSpec, batch_size: int = 64, shuffle: bool = False,
-               seed: int = 0) -> "_Preprocessed":
+               seed: int = 0, shard: bool = False) -> "_Preprocessed":
         """Batches of (float input [N,3,r,r], labels), preprocessed per batch."""
-        return _Preprocessed(self.raw_loader(split, batch_size, shuffle, seed), spec)
+        return _Preprocessed(self.raw_loader(split, batch_size, shuffle, seed, shard=shard), spec)
 
     def fingerprint(self) -> str:
         """Train and val only: what anything trained or decided depends on (reporting is keyed apart)."""

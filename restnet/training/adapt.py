@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet import __version__
+from restnet import __version__, distributed
 from restnet._compat import import_timm
 from restnet.anchors import get_anchor
 from restnet.anchors.blocks import BlockModel, cut
@@ -72,25 +72,37 @@ def input_spec(name: str, resolution: int) -> InputSpec:
     return InputSpec.from_preprocess(get_anchor(name).preprocess, resolution)
 
 
-def _train(net: nn.Module, params, task: Task, spec: InputSpec, cfg: AdaptConfig, desc: str) -> None:
+def _train(net: nn.Module, task: Task, spec: InputSpec, cfg: AdaptConfig, desc: str) -> None:
+    """Under torchrun: DDP, each rank on its share of every global batch, loss scaled so that DDP's
+    gradient average is the global batch's mean (restnet.distributed)."""
+    plain, net = net, distributed.sync_batchnorm(net)  # GPUs under torchrun: a SyncBatchNorm copy
+    params = [p for p in net.parameters() if p.requires_grad]
     # channels_last: ~1.5x faster CPU training steps for these depthwise-conv nets (measured, lite0 64 px).
-    net.to(memory_format=torch.channels_last)
-    loader = task.loader(task.train, spec, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    net.to(distributed.device(), memory_format=torch.channels_last)
+    loader = task.loader(task.train, spec, cfg.batch_size, shuffle=True, seed=cfg.seed, shard=True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader))
-    loss_fn = nn.CrossEntropyLoss()
+    world, model = distributed.world_size(), distributed.wrap(net)
     torch.manual_seed(cfg.seed)
     flips = torch.Generator().manual_seed(cfg.seed + 1)
     for epoch in range(cfg.epochs):
-        for x, y in bar(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}"):
-            if cfg.augment == "flip":
-                mask = torch.rand(len(x), generator=flips) < 0.5
+        for k, (x, y) in enumerate(bar(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}")):
+            n = distributed.global_batch_size(k, cfg.batch_size, len(task.train))
+            if cfg.augment == "flip":  # drawn for the global batch, so every rank flips what one process would
+                mask = distributed.share(torch.rand(n, generator=flips) < 0.5)
                 x = torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+            x, y = x.to(distributed.device(), memory_format=torch.channels_last), y.to(distributed.device())
             opt.zero_grad(set_to_none=True)
-            loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y).backward()
+            if world == 1:
+                loss = nn.functional.cross_entropy(model(x), y)
+            else:
+                loss = nn.functional.cross_entropy(model(x), y, reduction="sum") * (world / n)
+            loss.backward()
             opt.step()
             sched.step()
-    net.to(memory_format=torch.contiguous_format)
+    net.to("cpu", memory_format=torch.contiguous_format)
+    if net is not plain:
+        plain.load_state_dict(net.state_dict())
 
 
 def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = AdaptConfig(),
@@ -139,8 +151,7 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
         net.train()
         if cfg.method == "probe":  # frozen BatchNorm statistics too
             net.eval()
-        trainable = [p for p in net.parameters() if p.requires_grad]
-        _train(net, trainable, task, spec, cfg, f"adapt {name}")
+        _train(net, task, spec, cfg, f"adapt {name}")
         for p in net.parameters():
             p.requires_grad_(True)
         source = f"{source}+{cfg.method}"
@@ -148,8 +159,14 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     model = cut(net, name, get_anchor(name).family)
     acc = accuracy(model, task.loader(task.val, spec, 128), desc=f"evaluate {name}")
     seconds = time.perf_counter() - t0
-    checkpoint.atomic_save({"state_dict": net.state_dict(),
-                            "meta": {"accuracy": acc, "source": source, "seconds": seconds}}, path)
+    _save(path, net, {"accuracy": acc, "source": source, "seconds": seconds})
     return TaskAnchor(model, spec, acc, source, seconds, key)
+
+
+def _save(path: Path, net: nn.Module, meta: dict) -> None:
+    """The task anchor's cache entry: under torchrun rank 0 writes it, the others wait until it is there."""
+    if distributed.is_main():
+        checkpoint.atomic_save({"state_dict": net.state_dict(), "meta": meta}, path)
+    distributed.barrier()
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from restnet import distributed
 from restnet.data import InputSpec, Task, to_model_input
 from restnet.progress import bar
 from restnet.stitching import StitchedModel
@@ -87,18 +88,21 @@ def trainable_params(model: StitchedModel, strategy: str = "stitch") -> int:
 @torch.no_grad()
 def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Path | None,
                    batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frozen front's outputs for every training example (cached on disk)."""
-    if cache is not None and (saved := checkpoint.cached(cache)) is not None:
-        return saved["features"], saved["labels"]
-    model.eval()
-    feats, labels = [], []
-    for x, y in bar(task.loader(task.train, spec, batch_size), desc="front features (once)"):
-        feats.append(model.forward_front(x))
-        labels.append(y)
-    out = torch.cat(feats), torch.cat(labels)
-    if cache is not None:
-        checkpoint.atomic_save({"features": out[0], "labels": out[1]}, cache)
-    return out
+    """The frozen front's outputs for every training example (cached on disk; under torchrun rank 0
+    computes and writes them, the others then read them)."""
+    with distributed.main_first():
+        if cache is not None and (saved := checkpoint.cached(cache)) is not None:
+            return saved["features"], saved["labels"]
+        model.eval()
+        dev = next(model.parameters()).device
+        feats, labels = [], []
+        for x, y in bar(task.loader(task.train, spec, batch_size), desc="front features (once)"):
+            feats.append(model.forward_front(x.to(dev)).cpu())
+            labels.append(y)
+        out = torch.cat(feats), torch.cat(labels)
+        if cache is not None and distributed.is_main():
+            checkpoint.atomic_save({"features": out[0], "labels": out[1]}, cache)
+        return out
 
 
 @torch.no_grad()
@@ -124,36 +128,69 @@ class TrainResult:
 
 def train_stitched(model: StitchedModel, task: Task, spec: InputSpec, cfg: TrainConfig, run_dir: Path,
                    feature_cache: Path | None = None) -> TrainResult:
-    """Train per ``cfg.strategy``; checkpoints in ``run_dir``; resumes from the last epoch there."""
+    """Train per ``cfg.strategy``; checkpoints in ``run_dir``; resumes from the last epoch there.
+
+    Under torchrun every rank trains its share of each global batch (DDP averages the gradients) and
+    rank 0 alone writes the checkpoint and ``train-log.json`` (every step's loss)."""
     t0 = time.perf_counter()
-    if cfg.strategy != "stitch":
-        model = copy.deepcopy(model)
+    plain = model
+    if cfg.strategy != "stitch":  # trains anchor weights: a copy (GPUs under torchrun: with SyncBatchNorm)
+        plain = copy.deepcopy(model)
+        model = distributed.sync_batchnorm(plain)
     for p in model.parameters():
         p.requires_grad_(False)
     trainable = _trainable(model, cfg.strategy)
     params = [p for m in trainable for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
+    model.to(distributed.device())
     data = _Batches(model, task, spec, cfg, feature_cache)
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * data.steps))
     start, history = _resume(run_dir, cfg, model, opt, sched)
+    net = distributed.wrap(_FromFront(model) if data.cached else model)
     for epoch in range(start, cfg.epochs):
-        history.append(_train_epoch(model, trainable, data, opt, sched, epoch))
-        trainable_state = {k: v for k, v in model.state_dict().items()
+        history.append(_train_epoch(model, net, trainable, data, opt, sched, epoch))
+        _save(run_dir, cfg, model, opt, sched, epoch, history)
+    del net
+    model.to("cpu")
+    if model is not plain:
+        plain.load_state_dict(model.state_dict())
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    plain.eval()
+    return TrainResult(plain, history, start, time.perf_counter() - t0)
+
+
+def _save(run_dir: Path, cfg: TrainConfig, model: StitchedModel, opt: torch.optim.Optimizer,
+          sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, history: list[dict]) -> None:
+    """The epoch's checkpoint and the human-readable log (rank 0 only; the others wait for it)."""
+    if distributed.is_main():
+        trainable_state = {k: v.cpu() for k, v in model.state_dict().items()
                            if any(k.startswith(prefix) for prefix in _prefixes(cfg.strategy))}
         checkpoint.atomic_save({"config": asdict(cfg), "epoch": epoch + 1, "model": trainable_state,
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "rng": torch.get_rng_state(), "history": history}, run_dir / "checkpoint.pt")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.eval()
-    return TrainResult(model, history, start, time.perf_counter() - t0)
+        checkpoint.atomic_write_json({"config": asdict(cfg), "world_size": distributed.world_size(),
+                                      "history": history}, run_dir / "train-log.json")
+    distributed.barrier()
+
+
+class _FromFront(nn.Module):
+    """The model from the cached front features on: what DDP wraps when the front is frozen."""
+
+    def __init__(self, model: StitchedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_from_front(h)
 
 
 class _Batches:
     """An epoch's (input, label) batches: the cached front features when the front is frozen (the
-    front never runs again), else the images through the whole model."""
+    front never runs again), else the images through the whole model. Under torchrun, this rank's
+    share of each global batch (restnet.distributed.share)."""
 
     def __init__(self, model: StitchedModel, task: Task, spec: InputSpec, cfg: TrainConfig,
                  feature_cache: Path | None):
@@ -169,9 +206,13 @@ class _Batches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(self.n)  # drawn in both cases, as always: the same seed gives the same weights
         if self.cached:
-            return ((self.feats[idx], self.labels[idx]) for idx in order.split(self.cfg.batch_size))
+            return ((self.feats[idx], self.labels[idx]) for idx in map(distributed.share,
+                                                                        order.split(self.cfg.batch_size)))
+        if not distributed.requested():  # one process: exactly as before
+            return iter(self.task.loader(self.task.train, self.spec, self.cfg.batch_size, shuffle=True,
+                                         seed=self.cfg.seed + epoch))
         return iter(self.task.loader(self.task.train, self.spec, self.cfg.batch_size, shuffle=True,
-                                     seed=self.cfg.seed + epoch))
+                                     seed=self.cfg.seed + epoch, shard=True))
 
 
 def _resume(run_dir: Path, cfg: TrainConfig, model: StitchedModel, opt: torch.optim.Optimizer,
@@ -191,26 +232,37 @@ def _resume(run_dir: Path, cfg: TrainConfig, model: StitchedModel, opt: torch.op
     return state["epoch"], state["history"]
 
 
-def _train_epoch(model: StitchedModel, trainable: list[nn.Module], data: _Batches, opt: torch.optim.Optimizer,
-                 sched: torch.optim.lr_scheduler.LRScheduler, epoch: int) -> dict:
-    """One pass over the training data; returns the epoch's history entry (mean loss, train accuracy)."""
+def _train_epoch(model: StitchedModel, net: nn.Module, trainable: list[nn.Module], data: _Batches,
+                 opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, epoch: int) -> dict:
+    """One pass over the training data; returns the epoch's history entry (mean loss, train accuracy,
+    every step's loss over its global batch, wall time)."""
     model.eval()  # frozen parts keep their BatchNorm statistics
     for m in trainable:
         m.train()
-    loss_fn = nn.CrossEntropyLoss()
-    total, correct, seen = 0.0, 0, 0
+    dev, world, t0 = distributed.device(), distributed.world_size(), time.perf_counter()
+    total, correct, seen, steps = 0.0, 0, 0, []
     desc = f"train {model.describe()} epoch {epoch + 1}/{data.cfg.epochs}"
-    for h, y in bar(data.epoch(epoch), desc, total=data.steps):
-        out = model.forward_from_front(h) if data.cached else model(h)
-        loss = loss_fn(out, y)
+    for k, (h, y) in enumerate(bar(data.epoch(epoch), desc, total=data.steps)):
+        h, y = h.to(dev), y.to(dev)
+        out = net(h)
+        if world == 1:  # one process: exactly as before
+            loss = nn.functional.cross_entropy(out, y)
+            step = (float(loss.detach()) * len(y), int((out.argmax(-1) == y).sum()), len(y))
+        else:  # DDP averages gradients over ranks: scale so the average is the global batch's mean
+            n = distributed.global_batch_size(k, data.cfg.batch_size, data.n)
+            loss_sum = nn.functional.cross_entropy(out, y, reduction="sum")
+            loss = loss_sum * (world / n)
+            stats = torch.tensor([float(loss_sum.detach()), float((out.argmax(-1) == y).sum()), len(y)],
+                                 dtype=torch.float64)
+            step = tuple(distributed.all_reduce(stats).tolist())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        total += float(loss.detach()) * len(y)
-        correct += int((out.argmax(-1) == y).sum())
-        seen += len(y)
-    return {"epoch": epoch + 1, "loss": total / seen, "train_acc": correct / seen}
+        total, correct, seen = total + step[0], correct + int(step[1]), seen + int(step[2])
+        steps.append(step[0] / step[2])
+    return {"epoch": epoch + 1, "loss": total / seen, "train_acc": correct / seen, "step_losses": steps,
+            "seconds": time.perf_counter() - t0}
 
 
 def _prefixes(strategy: str) -> tuple[str, ...]:
