@@ -34,7 +34,6 @@ from torch.utils.data import Sampler
 T = TypeVar("T")
 
 
-
 def requested() -> bool:
     """True when launched by torchrun (or alike) with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
