@@ -64,8 +64,11 @@ def sizes(files_pkg: Path, shared_pkg: Path) -> tuple[dict, list[dict]]:
     rows = [{"member": v["id"], "kind": v["kind"], "file_mb": v["files"][0]["size"] / MB} for v in mf["variants"]]
     bundle = ms["bundles"][0]["size"]
     total = sum(v["files"][0]["size"] for v in mf["variants"])
+    stitches = 4 * sum(v["trainable_params"] for v in mf["variants"] if v["kind"] == "stitched")  # fp32, in no anchor
     return {"members": len(rows), "per_member_total_mb": total / MB, "bundle_mb": bundle / MB,
-            "front_alone_mb": front / MB, "back_alone_mb": back / MB, "bundle_over_front_back": bundle / (front + back),
+            "front_alone_mb": front / MB, "back_alone_mb": back / MB, "stitch_layers_mb": stitches / MB,
+            "bundle_over_front_back": bundle / (front + back),
+            "bundle_over_front_back_stitches": bundle / (front + back + stitches),
             "bundle_over_per_member_total": bundle / total, "target": "bundle / (front + back) <= 1.05"}, rows
 
 
@@ -112,7 +115,9 @@ def main() -> None:
     print(f"shared file                  {size['bundle_mb']:8.2f} MB")
     print(f"front anchor alone           {size['front_alone_mb']:8.2f} MB")
     print(f"back anchor alone            {size['back_alone_mb']:8.2f} MB")
+    print(f"stitching layers (fp32)      {size['stitch_layers_mb']:8.2f} MB (weights no anchor holds)")
     print(f"shared / (front + back)      {size['bundle_over_front_back']:8.3f}   (target <= 1.05)")
+    print(f"shared / (front + back + stitching layers) {size['bundle_over_front_back_stitches']:.3f}")
     print(f"shared / per-member total    {size['bundle_over_per_member_total']:8.3f}")
     print(f"\nswitch {sw['from']} -> {sw['to']}, {sw['repeats']} fresh processes each, interleaved ({sw['runtime']}):")
     print(f"{'':44} {'median':>9} {'min':>9} {'max':>9}")
