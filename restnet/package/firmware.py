@@ -49,7 +49,8 @@ def _shared(m: dict) -> str:
 
 This {b['size'] / 2**20:.1f} MB file holds every variant below as its own method ({b['format']}), the anchors'
 weights stored once. Load the file once, then each member's method once; switching members is calling another
-method, with no second load of the weights. {SHARED[b['format']].format(path=b['path'])}
+method, without reading the file again (the runtime may still prepare each method's weights when that method
+is first loaded: measure RAM with `restnet-bench`). {SHARED[b['format']].format(path=b['path'])}
 Each variant's entry in `manifest.json` names its `method`; its figures (`max_abs_diff`, `top1_agreement`,
 latency) are that method's.
 
