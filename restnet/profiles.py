@@ -103,6 +103,9 @@ class Profile(_Strict):
     is_host: bool = Field(default=False, description="The device is this machine: latency is measured, not estimated.")
     latency_estimate: LatencyEstimate | None = Field(
         default=None, description="How to estimate device latency from host measurements until a table exists.")
+    bundle: Literal["files", "shared"] = Field(default="files", description=(
+        "'files': one file per variant; 'shared': the device format's variants as the methods (signatures) of "
+        "one file that stores the anchors' weights once (restnet.package.bundle)."))
 
     @property
     def model_ram_mb(self) -> float:

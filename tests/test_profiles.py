@@ -21,6 +21,11 @@ def test_shipped_profiles_load():
     assert load_profile("pixel-7").backend == "tflite"
     assert load_profile("rpi4").backend == "executorch-xnnpack"
     assert load_profile(PROFILE_DIR / "rpi4.yaml") == load_profile("rpi4")
+    assert {load_profile(n).bundle for n in available()} == {"files"}  # shared only when asked for
+
+
+def test_a_profile_can_ask_for_a_shared_family_file(tmp_path):
+    assert load_profile(_write(tmp_path, lambda d: d.update(bundle="shared"))).bundle == "shared"
 
 
 def _write(tmp_path, mutate) -> Path:
@@ -47,6 +52,7 @@ def test_compute_budget_is_read_under_its_old_name_too(tmp_path):
     (lambda d: d.update(backend="coreml"), "backend", "executorch-xnnpack"),
     (lambda d: d["hardware"].pop("cores"), "hardware.cores", "required"),
     (lambda d: d["budgets"].update(values=[1e6]), "budgets", "exactly one"),
+    (lambda d: d.update(bundle="zip"), "bundle", "'files' or 'shared'"),
 ])
 def test_bad_fields_are_named(tmp_path, mutate, field, words):
     path = _write(tmp_path, mutate)

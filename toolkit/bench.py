@@ -4,8 +4,12 @@ Each measurement runs in a fresh process (so peak RSS is that variant's, not
 the sum of everything loaded before it): load the verified file, warm up,
 time N single-image runs, report p50/p90/p99 and peak RSS. The table goes to
 ``PACKAGE/latency-table.json`` (or --out), keyed by each file's sha256 so that
-it stays valid for exactly the files it measured; `restnet-pack
---latency-table FILE` feeds it back into selection. No torch anywhere.
+it stays valid for exactly the files it measured (a variant inside a shared
+file: sha256 and method); `restnet-pack --latency-table FILE` feeds it back
+into selection. A package made with ``--bundle shared`` also gets, per shared
+file, one process that holds two members live (the cheapest and the costliest):
+its peak RSS, and the time to switch to the second member (load its method and
+run it once) and back. No torch anywhere.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import DEBUG_ENV, UsageError, run_main
-from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION
+from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION, member_key
 from toolkit.runtime import Loader
 
 # Set (e.g. to "aarch64 (qemu-user)") by scripts/aarch64-standin.sh: the table is then marked
@@ -41,17 +45,22 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def measure(path: str, fmt: str, shape: list[int], layout: str, warmup: int, runs: int,
-            threads: int | None, pte_fallback: Loader | None = None) -> dict:
-    """One file in this process: latency percentiles and peak RSS (runs in a fresh worker;
-    ``pte_fallback`` must be a module-level function, so that it reaches the worker by name)."""
-    from toolkit import runtime
-
-    base = _rss_mb()
-    run, version = runtime.load(Path(path), fmt, threads, pte_fallback)
+def _input(shape: list[int], layout: str) -> np.ndarray:
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     if layout == "NHWC":  # the manifest's shape is NCHW; this file wants channels last
         x = x.transpose(0, 2, 3, 1).copy()
+    return x
+
+
+def measure(path: str, fmt: str, shape: list[int], layout: str, warmup: int, runs: int,
+            threads: int | None, pte_fallback: Loader | None = None, method: str | None = None) -> dict:
+    """One file (one method of it) in this process: latency percentiles and peak RSS (runs in a fresh
+    worker; ``pte_fallback`` must be a module-level function, so that it reaches the worker by name)."""
+    from toolkit import runtime
+
+    base = _rss_mb()
+    run, version = runtime.load(Path(path), fmt, threads, pte_fallback, method=method)
+    x = _input(shape, layout)
     for _ in range(warmup):
         run(x)
     times = np.empty(runs)
@@ -64,6 +73,33 @@ def measure(path: str, fmt: str, shape: list[int], layout: str, warmup: int, run
     return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(times.mean()),
             "runs": runs, "warmup": warmup, "peak_rss_mb": float(peak), "baseline_rss_mb": float(base),
             "runtime": version}
+
+
+def measure_switch(path: str, fmt: str, methods: list[str], shape: list[int], layout: str, runs: int,
+                   threads: int | None, pte_fallback: Loader | None = None) -> dict:
+    """One shared file, two members live in this process: load the file and the first member, then time
+    the switch to the second (load its method + one run) and back (a held method: one run); peak RSS with
+    both held."""
+    from toolkit import runtime
+
+    base = _rss_mb()
+    x = _input(shape, layout)
+    t = time.perf_counter()
+    program = runtime.open_program(Path(path), fmt, threads, pte_fallback)
+    first = program.method(methods[0])
+    first(x)
+    open_ms = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    program.method(methods[1])(x)
+    switch_ms = (time.perf_counter() - t) * 1e3
+    back = np.empty(runs)
+    for k in range(runs):  # a held member: switching is one call
+        t = time.perf_counter()
+        program.method(methods[k % 2])(x)
+        back[k] = (time.perf_counter() - t) * 1e3
+    return {"methods": methods, "open_ms": open_ms, "switch_ms": switch_ms, "held_p50_ms": float(np.median(back)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "baseline_rss_mb": base, "runtime": program.runtime}
 
 
 def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
@@ -83,10 +119,10 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
         shape = (v.get("input") or m["input"])["shape"]
         for dtype in sorted({f.get("dtype", "fp32") for f in v["files"]}):  # fp32, then int8 if shipped
             f = pkg.file_for(v, dtype)
-            jobs.append(("variant", f["sha256"], {"id": v["id"], "format": f["format"], "dtype": dtype,
-                                                  "path": str(safe_path(pkg.root, f["path"])), "shape": shape,
-                                                  "layout": f["input_layout"], "kind": v["kind"],
-                                                  "anchor": v["front"]["anchor"] if v["kind"] == "anchor" else None}))
+            jobs.append(("variant", member_key(f), {
+                "id": v["id"], "format": f["format"], "dtype": dtype, "method": f.get("method"),
+                "path": str(safe_path(pkg.root, f["path"])), "shape": shape, "layout": f["input_layout"],
+                "kind": v["kind"], "anchor": v["front"]["anchor"] if v["kind"] == "anchor" else None}))
     if args.blocks:
         probes = m.get("probes") or []
         if not probes:
@@ -117,12 +153,12 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
              "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
              "package": {"profile": m["profile"]["name"], "created": m["created"],
                          "resolution": m["input"]["shape"][-1]},
-             "variants": {}, "blocks": {}}
+             "variants": {}, "blocks": {}, "bundles": {}}
     ctx = mp.get_context("spawn")
     for k, (kind, key, job) in enumerate(jobs, 1):
         with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
             res = ex.submit(measure, job["path"], job["format"], job["shape"], job["layout"], warmup, runs,
-                            threads, pte_fallback).result()
+                            threads, pte_fallback, job.get("method")).result()
         entry = {"id": job["id"], "format": job["format"], **res}
         if kind == "variant":
             table["variants"][key] = {**entry, "dtype": job["dtype"], "kind": job["kind"], "anchor": job["anchor"]}
@@ -131,6 +167,7 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
         table["runtime"] = res["runtime"]
         progress(f"[{k}/{len(jobs)}] {kind} {_label(job)}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
                  f"p99 {res['p99_ms']:.3f}, peak RSS {res['peak_rss_mb']:.0f} MB")
+    table["bundles"] = _bundles(pkg, runs, threads, pte_fallback, progress) if not variant else {}
     path = Path(out) if out else pkg.root / LATENCY_TABLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -138,6 +175,27 @@ def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int
         json.dump(table, f, indent=2)
     os.replace(tmp, path)
     return path, table
+
+
+def _bundles(pkg, runs: int, threads: int | None, pte_fallback: Loader | None, progress) -> dict:
+    """Per shared file (sha256): two members held in one fresh process (see ``measure_switch``)."""
+    from toolkit.package import safe_path
+
+    out = {}
+    for b in pkg.manifest.get("bundles") or []:
+        names = list(b["methods"])
+        if len(names) < 2:
+            continue
+        pair = [names[0], names[-1]]  # the cheapest and the costliest member
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            res = ex.submit(measure_switch, str(safe_path(pkg.root, b["path"])), b["format"], pair,
+                            pkg.manifest["input"]["shape"], "NCHW", runs, threads, pte_fallback).result()
+        out[b["sha256"]] = {"path": b["path"], "size": b["size"], **res}
+        progress(f"shared {b['path']}: open + first member {res['open_ms']:.1f} ms, switch to the second "
+                 f"{res['switch_ms']:.1f} ms, held {res['held_p50_ms']:.3f} ms; peak RSS with both "
+                 f"{res['peak_rss_mb']:.0f} MB")
+    return out
 
 
 def _label(entry: dict) -> str:
@@ -154,6 +212,10 @@ def _print_table(table: dict) -> None:
     for kind, name, r in rows:
         print(f"{kind:8} {name:{w}} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['p99_ms']:9.3f} "
               f"{r['peak_rss_mb']:7.0f}MB")
+    for b in table.get("bundles", {}).values():
+        print(f"shared {b['path']} ({b['size'] / 2**20:.1f} MB), {' + '.join(b['methods'])} live: switch "
+              f"{b['switch_ms']:.1f} ms (load method + run), held {b['held_p50_ms']:.3f} ms, peak RSS "
+              f"{b['peak_rss_mb']:.0f} MB")
     print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
     if table.get("emulated"):
         print(f"EMULATED ({table['machine']}): these timings say nothing about a device's latency; "

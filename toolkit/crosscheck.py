@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.formats import AGREEMENT_FLOOR, TOLERANCE  # the gates the export had to pass on x86
+from toolkit.formats import AGREEMENT_FLOOR, TOLERANCE, member_key  # the gates the export had to pass on x86
 
 
 def load_reference(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -51,7 +51,8 @@ def run_member(pkg, member: dict, inputs: np.ndarray) -> tuple[np.ndarray, str, 
     from toolkit.package import safe_path
 
     threads = pkg.manifest["profile"]["threads"]
-    run, version = runtime.load(safe_path(pkg.root, member["path"]), member["format"], threads)
+    run, version = runtime.load(safe_path(pkg.root, member["path"]), member["format"], threads,
+                                method=member.get("method"))
     x = inputs.transpose(0, 2, 3, 1) if member["input_layout"] == "NHWC" else inputs
     t = time.perf_counter()
     out = np.concatenate([run(np.ascontiguousarray(x[k:k + 1])) for k in range(len(x))])
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{n_files} files, paths and sha256 verified ({time.perf_counter() - t0:.1f} s)")
 
     meta, arrays = load_reference(a.reference)
-    shas = {f["sha256"] for v in m["variants"] for f in v["files"]}
-    stale = [mb["path"] for mb in meta["members"] if mb["sha256"] not in shas]
+    shas = {member_key(f) for v in m["variants"] for f in v["files"]}
+    stale = [mb["path"] for mb in meta["members"] if member_key(mb) not in shas]
     if stale or meta["package_created"] != m["created"]:
         print(f"FAIL: the reference was made for another package ({meta['package_created']}; files {stale})")
         return 1
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     fastest = min(pkg.variants, key=lambda v: pkg.latency_ms(v)[0])
     sw.set_budget(latency_ms=pkg.latency_ms(fastest)[0])
     sw.set_budget(latency_ms=None)
-    switched = sw.active == first and pkg.loads == len(set(pkg.held))
+    switched = sw.active == first and pkg.loads == len(pkg.files_held)
     print(f"switcher: {first} -> {fastest['id']} (budget {pkg.latency_ms(fastest)[0]:.2f} ms) -> {sw.active}; "
           f"programs loaded {pkg.loads}, held {len(pkg.held)} ({'ok' if switched else 'RELOADED'})")
 
@@ -130,17 +131,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{'top-1 agree':>11} {'x86 agree':>9}  gate")
     print(head)
     for k, mb in enumerate(meta["members"]):
+        name = mb["path"] + (f":{mb['method']}" if mb.get("method") else "")
         try:
             got, version, secs = run_member(pkg, mb, arrays[f"inputs_{mb['spec']}"])
         except RuntimeUnavailable as err:
-            print(f"{mb['path']:48} {mb['dtype']:5} cannot run here: {err}")
+            print(f"{name:48} {mb['dtype']:5} cannot run here: {err}")
             failed = True
             continue
         c = compare(got, arrays[f"logits_{k}"], mb["dtype"])
         gate = "report" if c["gate"] is None else "PASS" if c["gate"] else "FAIL"
         failed |= c["gate"] is False
         x86 = mb.get("x86_top1_agreement")
-        print(f"{mb['path']:48} {mb['dtype']:5} {c['max_abs_diff']:9.2e} {c['max_abs_logit']:10.3f} "
+        print(f"{name:48} {mb['dtype']:5} {c['max_abs_diff']:9.2e} {c['max_abs_logit']:10.3f} "
               f"{c['scaled_diff']:12.2e} {c['top1_agreement']:11.2%} {'' if x86 is None else f'{x86:.2%}':>9}  {gate}")
         rows.append({**mb, **c, "runtime": version, "seconds": secs})
     print(f"gates: fp32 max |Δ| <= {TOLERANCE:g} x max(1, max |eager logit|) and top-1 agreement >= "

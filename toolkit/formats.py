@@ -22,6 +22,12 @@ LATENCY_TABLE_VERSION = 1
 LATENCY_TABLE_NAME = "latency-table.json"  # beside the package, where the switcher looks for it
 
 
+def member_key(f: dict) -> str:
+    """A member file's key in latency tables and eager references: its sha256, and the method when the file
+    holds several variants (``restnet-pack --bundle shared``: one sha256, one method per variant)."""
+    return f"{f['sha256']}:{f['method']}" if f.get("method") else f["sha256"]
+
+
 def is_latency_table(data: Any) -> bool:
     """Whether ``data`` (parsed JSON) is a latency table of the version this code reads."""
     return isinstance(data, dict) and data.get("format") == LATENCY_TABLE_FORMAT \

@@ -5,11 +5,18 @@ the schema this toolkit was built for (``manifest.schema.json`` beside this
 file, generated from restnet's manifest model), every file name must stay
 inside the package (no absolute paths, no ``..``, no symlink escapes), and
 every file's sha256 must match before a runtime sees it.
+
+Versions (docs/package-format.md, "Versioning"): a manifest of another major is
+refused; an older or equal minor is validated strictly (an unknown field is a
+mistake); a newer minor is validated with unknown fields allowed, because a
+minor only adds optional fields an older reader may ignore, while every field
+this toolkit knows is still checked.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,7 +24,7 @@ from typing import Any
 from toolkit.errors import PackageInvalid
 
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
-SUPPORTED_MAJOR = 1
+VERSION_KEY = "x-schema-version"  # the schema's own MAJOR.MINOR (restnet.package.manifest.json_schema)
 
 
 class PackageError(PackageInvalid, ValueError):
@@ -50,18 +57,50 @@ def _schema() -> dict:
     return json.loads(SCHEMA_FILE.read_text())
 
 
+def parse_version(text: Any) -> tuple[int, int] | None:
+    """``"1.3"`` -> (1, 3); None for anything that is not MAJOR.MINOR."""
+    m = re.fullmatch(r"(\d+)\.(\d+)", text) if isinstance(text, str) else None
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def reader_version() -> tuple[int, int]:
+    """The MAJOR.MINOR this toolkit's schema copy was generated for."""
+    return parse_version(_schema()[VERSION_KEY])
+
+
+def open_to_unknown_fields(schema: Any) -> Any:
+    """The schema with every ``additionalProperties: false`` dropped: how a newer minor is read (its added
+    fields are ignored, every known field is still checked). Maps (``additionalProperties: {schema}``) keep
+    their value schema."""
+    if isinstance(schema, dict):
+        return {k: open_to_unknown_fields(v) for k, v in schema.items()
+                if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [open_to_unknown_fields(v) for v in schema]
+    return schema
+
+
+def _schema_for(version: Any, where: str) -> dict:
+    """The schema to validate a manifest of ``version`` with, or a refusal that says what to do."""
+    got, (major, minor) = parse_version(version), reader_version()
+    if got is None:
+        raise PackageError(f"{where}: field 'schema_version': {version!r} is not MAJOR.MINOR (e.g. '{major}.{minor}')")
+    if got[0] != major:
+        what = (f"a newer major may rename fields or change their meaning; read it with a toolkit for {got[0]}.x"
+                if got[0] > major else "re-pack it with a current restnet")
+        raise PackageError(f"{where}: schema_version {version!r} is not supported by this toolkit (it reads "
+                           f"{major}.0 to {major}.{minor}, and newer {major}.x minors without their new fields): "
+                           f"{what}")
+    return _schema() if got[1] <= minor else open_to_unknown_fields(_schema())
+
+
 def validate_manifest(manifest: Any, where: str = "manifest.json") -> None:
-    """Schema check with the first error's location, plus the version gate."""
+    """Schema check with the first error's location, plus the version gate (see the module's docstring)."""
     import jsonschema
 
     if not isinstance(manifest, dict):
         raise PackageError(f"{where}: expected a JSON object")
-    version = str(manifest.get("schema_version", ""))
-    major = version.split(".")[0]
-    if not major.isdigit() or int(major) != SUPPORTED_MAJOR:
-        raise PackageError(f"{where}: schema_version {version!r} is not supported by this toolkit "
-                           f"(reads {SUPPORTED_MAJOR}.x)")
-    validator = jsonschema.Draft202012Validator(_schema())
+    validator = jsonschema.Draft202012Validator(_schema_for(manifest.get("schema_version"), where))
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
@@ -80,27 +119,33 @@ class FileCheck:
 
 
 def check_files(root: Path, manifest: dict) -> list[FileCheck]:
-    """Every file of every variant: inside the package, present, right size, right sha256."""
-    out = []
+    """Every file of every variant (and every shared file and probe): inside the package, present, right size,
+    right sha256. A file several variants share is hashed once."""
+    out, seen = [], {}
     probes = {"id": "(probes)", "files": manifest.get("probes") or []}
-    for v in [*manifest["variants"], probes]:
+    shared = {"id": "(shared)", "files": manifest.get("bundles") or []}
+    for v in [*manifest["variants"], shared, probes]:
         for f in v["files"]:
-            try:
-                full = safe_path(root, f["path"])
-            except PackageError as err:
-                out.append(FileCheck(v["id"], f["format"], f["path"], False, str(err)))
-                continue
-            if not full.is_file():
-                out.append(FileCheck(v["id"], f["format"], f["path"], False, "missing"))
-            elif full.stat().st_size != f["size"]:
-                out.append(FileCheck(v["id"], f["format"], f["path"], False,
-                                     f"size {full.stat().st_size} != manifest {f['size']}"))
-            elif (digest := sha256_of(full)) != f["sha256"]:
-                out.append(FileCheck(v["id"], f["format"], f["path"], False,
-                                     f"sha256 {digest[:12]}… != manifest {f['sha256'][:12]}…"))
-            else:
-                out.append(FileCheck(v["id"], f["format"], f["path"], True, "sha256 ok"))
+            key = (f["path"], f["size"], f["sha256"])
+            if key not in seen:
+                seen[key] = _check_one(root, f)
+            ok, detail = seen[key]
+            out.append(FileCheck(v["id"], f["format"], f["path"], ok, detail))
     return out
+
+
+def _check_one(root: Path, f: dict) -> tuple[bool, str]:
+    try:
+        full = safe_path(root, f["path"])
+    except PackageError as err:
+        return False, str(err)
+    if not full.is_file():
+        return False, "missing"
+    if full.stat().st_size != f["size"]:
+        return False, f"size {full.stat().st_size} != manifest {f['size']}"
+    if (digest := sha256_of(full)) != f["sha256"]:
+        return False, f"sha256 {digest[:12]}… != manifest {f['sha256'][:12]}…"
+    return True, "sha256 ok"
 
 
 def read_manifest(root: str | Path) -> tuple[Path, dict]:

@@ -5,11 +5,15 @@ device case); otherwise the loader the caller passes as ``pte_fallback`` (on a
 workstation, restnet's own: ``restnet.export.pte.device_loader``, executorch
 with torch). The toolkit never imports restnet, so it is passed in, not looked
 up. ``.tflite``: the LiteRT interpreter (``ai_edge_litert``), which imports no
-torch. Every loaded file is an ``Infer``: numpy in, numpy out.
+torch. A file is opened once as a ``Program``; each of its methods (.pte) or
+signatures (.tflite) is an ``Infer``: numpy in, numpy out. A file that holds a
+whole family (``restnet-pack --bundle shared``) is thus read once, and switching
+members is asking the same program for another method.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -18,22 +22,48 @@ import numpy as np
 from toolkit.errors import ExportFailed
 
 Infer = Callable[[np.ndarray], np.ndarray]
-# (path, threads) -> (infer, runtime description): what a format's loader returns.
-Loader = Callable[[Path, "int | None"], "tuple[Infer, str]"]
+# A loaded file's methods: name (None = its default: .pte 'forward', a .tflite's only signature) -> infer.
+Methods = Callable[["str | None"], Infer]
+# (path, threads) -> (methods, runtime description): what a format's opener (and a .pte fallback) returns.
+Loader = Callable[[Path, "int | None"], "tuple[Methods, str]"]
 
 
 class RuntimeUnavailable(ExportFailed, RuntimeError):
     """The runtime a file needs is not installed; the message says what to install."""
 
 
-def _pte(path: Path, threads: int | None, fallback: Loader | None) -> tuple[Infer, str]:
+@dataclass
+class Program:
+    """One file, loaded once; ``method(name)`` is loaded on first use and then held."""
+
+    path: Path
+    runtime: str
+    _open: Methods
+    _held: dict = field(default_factory=dict)
+
+    def method(self, name: str | None = None) -> Infer:
+        if name not in self._held:
+            self._held[name] = self._open(name)
+        return self._held[name]
+
+    @property
+    def methods_loaded(self) -> list[str | None]:
+        return list(self._held)
+
+
+def _pte(path: Path, threads: int | None, fallback: Loader | None) -> tuple[Methods, str]:
     try:
         import executorch_numpy_runtime as en
     except ImportError:
         en = None
     if en is not None:
-        method = en.Runtime.get().load_program(str(path)).load_method("forward")
-        return (lambda x: method([np.ascontiguousarray(x, dtype=np.float32)])[0]), \
+        program = en.Runtime.get().load_program(str(path))
+
+        def method(name: str | None = None) -> Infer:
+            m = program.load_method(name or "forward")
+            return lambda x: m([np.ascontiguousarray(x, dtype=np.float32)])[0]
+
+        return method, \
             f"executorch-numpy-runtime {metadata.version('executorch-numpy-runtime')} (XNNPACK, default threads)"
     if fallback is None:
         raise RuntimeUnavailable(f"{path.name}: a .pte needs `pip install executorch-numpy-runtime` "
@@ -60,29 +90,41 @@ def _dequantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
     return lambda y: (y.astype(np.float32) - zero) * np.float32(scale)
 
 
-def _tflite(path: Path, threads: int | None, _fallback: Loader | None = None) -> tuple[Infer, str]:
+def _tflite(path: Path, threads: int | None, _fallback: Loader | None = None) -> tuple[Methods, str]:
     """A fully integer model (int8 input/output tensors) is fed and read through the scale and zero
-    point stored in the file, so every loaded file takes and returns float32."""
+    point stored in the file, so every loaded file takes and returns float32. One interpreter per file:
+    its signatures share the file's tensors."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise RuntimeUnavailable(f"{path.name}: a .tflite needs `pip install ai-edge-litert`") from None
     it = Interpreter(model_path=str(path), num_threads=threads)
-    runner = it.get_signature_runner()
-    (name, inp), = runner.get_input_details().items()
-    (_, out), = runner.get_output_details().items()
-    quant, dequant = _quantizer(inp), _dequantizer(out)
-    return (lambda x: dequant(next(iter(runner(**{name: quant(x)}).values())))), \
-        f"ai-edge-litert {metadata.version('ai-edge-litert')} interpreter"
+
+    def signature(name: str | None = None) -> Infer:
+        runner = it.get_signature_runner(name)
+        (key, inp), = runner.get_input_details().items()
+        (_, out), = runner.get_output_details().items()
+        quant, dequant = _quantizer(inp), _dequantizer(out)
+        return lambda x: dequant(next(iter(runner(**{key: quant(x)}).values())))
+
+    return signature, f"ai-edge-litert {metadata.version('ai-edge-litert')} interpreter"
 
 
 BACKENDS = {"pte": _pte, "tflite": _tflite, "tflite-onnx2tf": _tflite}
 
 
-def load(path: Path, fmt: str, threads: int | None = None, pte_fallback: Loader | None = None) -> tuple[Infer, str]:
-    """(infer, runtime description) for one verified file; ``pte_fallback`` runs a .pte when the
-    torch-free runtime is not installed."""
+def open_program(path: Path, fmt: str, threads: int | None = None, pte_fallback: Loader | None = None) -> Program:
+    """One verified file, loaded once; ``pte_fallback`` opens a .pte when the torch-free runtime is not
+    installed."""
     if fmt not in BACKENDS:
-        raise RuntimeUnavailable(f"{path.name}: format {fmt!r} has no device runtime in the toolkit "
+        raise RuntimeUnavailable(f"{Path(path).name}: format {fmt!r} has no device runtime in the toolkit "
                                  f"(supported: {', '.join(BACKENDS)})")
-    return BACKENDS[fmt](Path(path), threads, pte_fallback)
+    methods, version = BACKENDS[fmt](Path(path), threads, pte_fallback)
+    return Program(Path(path), version, methods)
+
+
+def load(path: Path, fmt: str, threads: int | None = None, pte_fallback: Loader | None = None,
+         method: str | None = None) -> tuple[Infer, str]:
+    """(infer, runtime description) for one method (None: the file's default) of one verified file."""
+    program = open_program(path, fmt, threads, pte_fallback)
+    return program.method(method), program.runtime

@@ -2,7 +2,9 @@
 
 Loading is the expensive part (reading and preparing a program), switching is
 not: the package keeps every program it has loaded, so going back to a variant
-already held costs nothing. The latency a decision uses is, in order: this
+already held costs nothing. A member is (file, method): in a package made with
+``--bundle shared`` every variant is a method of one file, which is loaded once;
+switching to a member not held yet loads only its method. The latency a decision uses is, in order: this
 device's measured table (``restnet-bench`` output beside the package), the
 manifest's device figure (measured / predicted / estimated), the host figure.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import runtime
-from toolkit.formats import LATENCY_TABLE_NAME
+from toolkit.formats import LATENCY_TABLE_NAME, member_key
 from toolkit.package import PackageError, open_verified, safe_path
 from toolkit.preprocess import preprocess, softmax
 
@@ -34,8 +36,9 @@ class Package:
         if len(self.labels) != task["num_classes"]:
             raise PackageError(f"{self.root}: {task['labels_file']} has {len(self.labels)} lines, manifest says "
                                f"{task['num_classes']} classes")
-        self._programs: dict[str, tuple[runtime.Infer, dict, str]] = {}
-        self.loads = 0  # how many programs were actually loaded (switching must not add to it)
+        self._programs: dict[str, tuple[runtime.Infer, dict, str]] = {}  # variant id -> its method, held
+        self._files: dict[str, runtime.Program] = {}  # path -> the loaded file
+        self.loads = 0  # how many files were actually loaded (switching, also inside a bundle, must not add to it)
         path = Path(table) if table else self.root / LATENCY_TABLE_NAME
         self.table = json.loads(path.read_text()) if path.is_file() else None
         if self.table and self.table.get("emulated"):  # an emulator's timings are no device's latency
@@ -68,18 +71,27 @@ class Package:
         return f["accuracy"] if f.get("accuracy") is not None else v["accuracy"]
 
     def program(self, vid: str) -> tuple[runtime.Infer, dict, str]:
-        """(infer, file entry, runtime) of the variant's file: loaded on first use, then held."""
+        """(infer, file entry, runtime) of the variant's method in its file: the file is loaded on first use
+        (once for all the variants it holds), the method too, then both are held."""
         if vid not in self._programs:
             f = self.file_for(self.variant(vid))
-            infer, version = runtime.load(safe_path(self.root, f["path"]), f["format"], self.threads,
-                                          self.pte_fallback)
-            self._programs[vid] = (infer, f, version)
-            self.loads += 1
+            prog = self._files.get(f["path"])
+            if prog is None:
+                prog = runtime.open_program(safe_path(self.root, f["path"]), f["format"], self.threads,
+                                            self.pte_fallback)
+                self._files[f["path"]] = prog
+                self.loads += 1
+            self._programs[vid] = (prog.method(f.get("method")), f, prog.runtime)
         return self._programs[vid]
 
     @property
     def held(self) -> list[str]:
+        """The variants whose method is loaded."""
         return list(self._programs)
+
+    @property
+    def files_held(self) -> list[str]:
+        return list(self._files)
 
     def input_spec(self, vid: str) -> dict:
         return self.variant(vid).get("input") or self.manifest["input"]
@@ -100,7 +112,7 @@ class Package:
         """(ms, where it comes from) for decisions: this device's table, else the manifest."""
         f = self.file_for(v)
         if self.table:
-            entry = self.table.get("variants", {}).get(f["sha256"])
+            entry = self.table.get("variants", {}).get(member_key(f))
             if entry:
                 return entry["p50_ms"], f"measured here ({self.table.get('device', '?')})"
         lat = v["latency"][-1]

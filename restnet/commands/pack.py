@@ -49,6 +49,10 @@ pack_options = _stack(
     click.option("--probes", is_flag=True,
                  help="Also ship every anchor block and stitching-layer shape as its own program, for "
                       "`restnet-bench --blocks` (per-block latency prediction)."),
+    click.option("--bundle", type=click.Choice(["files", "shared"]), default=None,
+                 help="files: one file per variant; shared: the device format's variants as the methods (.pte) or "
+                      "signatures (.tflite) of one file that stores the anchors' weights once [default: the "
+                      "profile's bundle, files]."),
     click.option("--latency-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                  help="A device latency table from restnet-bench [default: the profile's latency_table]: "
                       "variants it measured are marked measured; with block probes it predicts the latency "
@@ -73,7 +77,7 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
-                 int8=None, window=None, ladder=None):
+                 int8=None, window=None, ladder=None, bundle=None):
     """Everything resolved and validated before any heavy work."""
     from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
@@ -104,7 +108,8 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
                       train_overrides=train_overrides, probes=probes,
                       int8=prof.dtype == "int8" if int8 is None else int8,
-                      latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None))
+                      latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None),
+                      bundle=bundle or prof.bundle)
     if req.latency_table is not None and not req.latency_table.is_file():
         raise ProfileError(f"profile {prof.name}: latency_table {req.latency_table} does not exist; fix the path "
                            "(relative to the working folder) or remove the field")
@@ -126,8 +131,8 @@ def _final_table(console, manifest: dict, path: Path) -> None:
     for v in m["variants"]:
         t.add_row(v["id"], v["kind"], "" if v.get("cka") is None else f"{v['cka']:.3f}",
                   f"{v['params'] / 1e6:.2f} M", f"{v['flops'] / 1e6:.0f} M", f"{v['accuracy']:.2%}", latency_text(v),
-                  f"{v['peak_ram_mb']:.0f} MB", ", ".join(f"{f['format']} {f['size'] / 2**20:.1f} MB"
-                                                           for f in v["files"]))
+                  f"{v['peak_ram_mb']:.0f} MB", ", ".join(f"{f['format']}{' (shared)' if f.get('method') else ''} "
+                                                           f"{f['size'] / 2**20:.1f} MB" for f in v["files"]))
     console.print(t)
     from restnet.package.family import describe, family_stats
 
@@ -167,7 +172,7 @@ def pack_command(console, log_console):
     @training_options
     @debug_option
     def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
-             band, threads, include_anchors, int8, probes, latency_table, strategy, epochs, lr, batch_size,
+             band, threads, include_anchors, int8, probes, bundle, latency_table, strategy, epochs, lr, batch_size,
              no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
@@ -175,7 +180,8 @@ def pack_command(console, log_console):
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                           include_anchors, over, tflite_converter, probes, latency_table, int8, window, ladder)
+                           include_anchors, over, tflite_converter, probes, latency_table, int8, window, ladder,
+                           bundle)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

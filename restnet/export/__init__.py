@@ -27,7 +27,8 @@ from restnet.export.base import (
 from toolkit.package import sha256_of  # one copy, torch-free, shared with the device side
 
 __all__ = ["AGREEMENT_FLAG", "AGREEMENT_FLOOR", "FORMATS", "TOLERANCE", "Comparison", "ExportMismatch", "Exported",
-           "Format", "capture", "compare_with_eager", "export_verified", "formats", "get_format", "sha256_of"]
+           "Format", "capture", "compare_with_eager", "export_verified", "export_verified_many", "formats",
+           "get_format", "sha256_of"]
 
 FORMATS: dict[str, Format] = {f.name: f for f in (pte.FORMAT, tflite.FORMAT, tflite_onnx2tf.FORMAT,
                                                   onnx_format.FORMAT, torchscript.FORMAT)}
@@ -64,12 +65,37 @@ def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Pat
     checks = [example] if check_inputs is None else (
         [check_inputs] if isinstance(check_inputs, torch.Tensor) else check_inputs)
     c = compare_with_eager(model, f.load(path, threads), checks, example.shape[0])
+    _gate(c, f"{fmt} export {path.name}", tolerance, agreement_floor)
+    return Exported(fmt, path, path.stat().st_size, sha256_of(path), c.max_abs_diff, c.agreement, c.n,
+                    c.max_abs_logit)
+
+
+def export_verified_many(models: dict[str, nn.Module], example: torch.Tensor, fmt: str, path: Path,
+                         check_inputs: dict[str, Iterable], tolerance: float = TOLERANCE, threads: int | None = None,
+                         agreement_floor: float = AGREEMENT_FLOOR) -> dict[str, Exported]:
+    """``models`` as the methods (signatures) of one file, each checked like ``export_verified``: the
+    file is loaded once and every method run on its own ``check_inputs``; any method off the gates fails it."""
+    f = get_format(fmt)
+    if f.export_many is None:
+        raise ValueError(f"format {fmt!r} cannot hold several models in one file; formats that can: "
+                         f"{', '.join(n for n, g in FORMATS.items() if g.export_many is not None)}")
+    models = {name: m.eval() for name, m in models.items()}
+    f.export_many(models, example, path)
+    size, digest, out = path.stat().st_size, sha256_of(path), {}
+    for name, model in models.items():
+        c = compare_with_eager(model, f.load(path, threads, method=name), check_inputs[name], example.shape[0])
+        _gate(c, f"{fmt} export {path.name}, method {name}", tolerance, agreement_floor)
+        out[name] = Exported(fmt, path, size, digest, c.max_abs_diff, c.agreement, c.n, c.max_abs_logit)
+    return out
+
+
+def _gate(c: Comparison, what: str, tolerance: float, agreement_floor: float) -> None:
+    """Both fp32 gates, or ExportMismatch with the figure."""
     diff, scale, agree, n = c.max_abs_diff, c.max_abs_logit, c.agreement, c.n
     allowed = tolerance * max(1.0, scale)
     if not diff <= allowed:
-        raise ExportMismatch(f"{fmt} export {path.name}: max |Δ| vs eager = {diff:.3g} > {allowed:.3g} "
+        raise ExportMismatch(f"{what}: max |Δ| vs eager = {diff:.3g} > {allowed:.3g} "
                              f"({tolerance:g} x max(1, max |logit| = {scale:.3g})) over {n} inputs")
     if agree < agreement_floor:
-        raise ExportMismatch(f"{fmt} export {path.name}: top-1 agrees with eager on only {agree:.2%} of "
+        raise ExportMismatch(f"{what}: top-1 agrees with eager on only {agree:.2%} of "
                              f"{n} inputs (< {agreement_floor:.1%}); max |Δ| {diff:.3g}")
-    return Exported(fmt, path, path.stat().st_size, sha256_of(path), diff, agree, n, scale)

@@ -36,8 +36,11 @@ class Format:
     """One export format: three stages with the same signatures in every format module.
 
       export(model, example, path)   capture + lower + serialise to ``path``
-      load(path, threads) -> infer   the written file in its own runtime; ``infer(x: np.ndarray) -> logits``
+      load(path, threads, method=None) -> infer   the written file in its own runtime (one method or
+                                     signature of it when it holds several); ``infer(x: np.ndarray) -> logits``
       runtime_version()              what ran it (goes in manifests)
+      export_many({name: model}, example, path)   several models as the methods (signatures) of one
+                                     file, for formats that can hold them with shared weights; else None
     """
 
     name: str
@@ -47,6 +50,7 @@ class Format:
     load: Callable[..., Infer]
     runtime_version: Callable[[], str]
     input_layout: str = "NCHW"
+    export_many: Callable[[dict[str, nn.Module], torch.Tensor, Path], None] | None = None
 
     def run(self, path: Path, x: np.ndarray) -> np.ndarray:
         return self.load(path)(x)

@@ -1,6 +1,12 @@
-"""ExecuTorch .pte lowered to XNNPACK: torch.export -> to_edge_transform_and_lower -> serialise."""
+"""ExecuTorch .pte lowered to XNNPACK: torch.export -> to_edge_transform_and_lower -> serialise.
+
+One file may hold several models as its methods (``export_methods``): XNNPACK stores delegate
+constants as named data keyed by their content, so weights the models share (a family's anchor
+blocks) are stored once, and a runtime loads the file once and each method from it.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,6 +30,13 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     path.write_bytes(program.buffer)
 
 
+def export_methods(models: dict[str, nn.Module], example: torch.Tensor, path: Path) -> None:
+    """``models`` as the methods of one program, named by their keys (``to_edge_transform_and_lower``
+    takes a dict of method name -> ExportedProgram)."""
+    program = lower({name: capture(m, example) for name, m in models.items()})
+    path.write_bytes(program.buffer)
+
+
 def set_threads(threads: int | None) -> None:
     """XNNPACK's thread pool is process-wide in the Python runtime; resize it when asked."""
     if threads:
@@ -33,22 +46,33 @@ def set_threads(threads: int | None) -> None:
             portable_lib._unsafe_reset_threadpool(threads)
 
 
-def load(path: Path, threads: int | None = None) -> Infer:
+def open_methods(path: Path, threads: int | None = None) -> tuple[Callable[[str | None], Infer], str]:
+    """(method name -> infer, runtime) for one program loaded once; None is ``forward``. The program
+    keeps every method it loaded, so asking again for one costs nothing."""
     from executorch.runtime import Runtime
 
     set_threads(threads)
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    return lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x))])[0].numpy()
+    program = Runtime.get().load_program(str(path))
+
+    def method(name: str | None = None) -> Infer:
+        m = program.load_method(name or "forward")
+        return lambda x: m.execute([torch.from_numpy(np.ascontiguousarray(x))])[0].numpy()
+
+    return method, runtime_version()
+
+
+def load(path: Path, threads: int | None = None, method: str | None = None) -> Infer:
+    return open_methods(path, threads)[0](method)
 
 
 def runtime_version() -> str:
     return f"executorch {version('executorch')} (XNNPACK)"
 
 
-def device_loader(path: Path, threads: int | None = None) -> tuple[Infer, str]:
-    """The toolkit's .pte fallback on a workstation (``toolkit.runtime.load(..., pte_fallback=)``): the
+def device_loader(path: Path, threads: int | None = None) -> tuple[Callable[[str | None], Infer], str]:
+    """The toolkit's .pte fallback on a workstation (``toolkit.runtime.open_program(..., pte_fallback=)``): the
     toolkit never imports restnet, so restnet hands this in where the torch-free runtime is missing."""
-    return load(path, threads), runtime_version()
+    return open_methods(path, threads)
 
 
-FORMAT = Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version)
+FORMAT = Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version, export_many=export_methods)

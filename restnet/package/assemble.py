@@ -36,16 +36,19 @@ class AnchorFacts:
 
 def build_manifest(req: PackRequest, budgets: list[float], built: list[Built], ids: list[str],
                    device: DeviceLatency, anchors: dict[str, AnchorFacts], task: Task, resolution: int,
-                   probes: list[dict] | None = None, ladder: Ladder | None = None) -> dict:
+                   probes: list[dict] | None = None, ladder: Ladder | None = None,
+                   bundles: list[dict] | None = None) -> dict:
     """The manifest as JSON-ready data (validated on the way: every part is a model)."""
     variants = [_variant(b, vid, device, req, anchors, resolution, ladder) for b, vid in zip(built, ids)]
     extra = {"probes": [mf.Probe(**p) for p in probes]} if probes else {}
+    if bundles:
+        extra["bundles"] = [mf.SharedFile(**b) for b in bundles]
     stats = family.family_stats([v.model_dump() for v in variants])
     if stats is not None:
         extra["family"] = mf.FamilyInfo(**stats)
     m = mf.Manifest(
         schema_version=mf.SCHEMA_VERSION, created=_now(), restnet_version=__version__,
-        profile=_profile_info(req, budgets, ladder), task=_task_info(task),
+        profile=_profile_info(req, budgets, ladder, "shared" if bundles else "files"), task=_task_info(task),
         anchors={role: mf.AnchorInfo(name=a.name, weights=a.weights, accuracy=a.accuracy, params=a.params,
                                      flops=a.flops, blocks=a.blocks) for role, a in anchors.items()},
         input=input_info(anchors["front"].spec, resolution),
@@ -60,14 +63,14 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _profile_info(req: PackRequest, budgets: list[float], ladder: Ladder | None) -> mf.ProfileInfo:
+def _profile_info(req: PackRequest, budgets: list[float], ladder: Ladder | None, layout: str) -> mf.ProfileInfo:
     p = req.profile
     mode = "ladder" if ladder is not None else "values" if req.budgets else "between"
     extra = {"limits": ladder.limits, "binding_limit": ladder.binding} if ladder is not None else {}
     return mf.ProfileInfo(name=p.name, description=p.description, backend=p.backend, threads=p.threads, dtype=p.dtype,
                           metric=req.metric, unit=UNITS[req.metric], budgets=budgets, band=req.band, window=req.window,
                           ram_budget_mb=p.model_ram_mb, storage_mb=p.storage_mb, compute_gmacs=p.compute_gmacs,
-                          latency_target_ms=p.latency_target_ms, budget_mode=mode, **extra)
+                          latency_target_ms=p.latency_target_ms, budget_mode=mode, bundle=layout, **extra)
 
 
 def _task_info(task: Task) -> mf.TaskInfo:

@@ -28,7 +28,7 @@ from restnet.package.exports import CheckData, export_variant
 from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
-from restnet.package import family, reference
+from restnet.package import bundle, family, reference
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
@@ -70,10 +70,10 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
     ids = variant_ids(req.profile.name, req.metric, built)
     with staged_dir(req.out) as tmp:
         with clock("export + verify"):
-            probes = _export(runner, req, built, ids, tmp, log)
+            probes, bundles = _export(runner, req, built, ids, tmp, log)
         with clock("write package"):
             manifest = build_manifest(req, budgets, built, ids, DeviceLatency(req, table, pred), _anchor_facts(runner),
-                                      runner.task, runner.exp.resolution, probes, plan.ladder)
+                                      runner.task, runner.exp.resolution, probes, plan.ladder, bundles)
             check_storage(req.profile, tmp)
             log(family.describe(manifest.get("family")))
             if table is not None:
@@ -140,21 +140,27 @@ def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tup
 
 
 def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str], root: Path,
-            log: Callable[[str], None]) -> list[dict] | None:
-    """Every variant's files (and the per-block probes when asked) under ``root``; returns the probes."""
+            log: Callable[[str], None]) -> tuple[list[dict] | None, list[dict] | None]:
+    """Every variant's files (the family's shared file with ``--bundle shared``, and the per-block probes
+    when asked) under ``root``; returns (probes, bundles)."""
     res = runner.exp.resolution
     x = torch.zeros(1, 3, res, res)
     data = CheckData.of(runner.task, runner.exp.seed)
     (root / "variants").mkdir()
+    shared = bundle.shared_format(req)
+    if req.bundle == "shared" and shared is None:
+        log(f"[yellow]--bundle shared: {req.formats[0]} cannot share weights between variants in one file "
+            "(see README), so each variant ships its own file[/]")
     for b, vid in zip(built, ids):
-        export_variant(b, vid, req, data, x, root, log)
+        export_variant(b, vid, req, data, x, root, log, shared)
+    bundles = [bundle.export_shared(built, ids, req, data, x, root, log)] if shared else None
     # Eager logits on a fixed image set, per shipped file, into the cache (not the package):
     # what `scripts/aarch64-standin.sh check` compares another machine's outputs with.
     reference.store(runner, [(b.model, b.spec, b.files) for b in built])
     if not req.probes:
-        return None
+        return None, bundles
     return export_probes(runner.front_arch, runner.back_arch, runner.cost_model("params"), res, req.formats[0],
-                         root, req.threads, log)
+                         root, req.threads, log), bundles
 
 
 def _anchor_facts(runner: Runner) -> dict[str, AnchorFacts]:

@@ -36,7 +36,7 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
                              threads=threads, tools=tools, v=__version__)
 
 
-def _cached(cached: Path, dest: Path) -> dict | None:
+def cached_record(cached: Path, dest: Path) -> dict | None:
     """The stored record, with the file copied to ``dest``, if the cache slot is intact."""
     record = checkpoint.cached(cached.with_name("record.json"))
     if record is not None and cached.is_file():
@@ -46,7 +46,7 @@ def _cached(cached: Path, dest: Path) -> dict | None:
     return None
 
 
-def _store(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:
+def store_record(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:
     """Move a freshly written file into its cache slot with its record, and copy it to ``dest``."""
     tmp.replace(cached)
     checkpoint.atomic_write_json(record, cached.with_name("record.json"))
@@ -65,7 +65,7 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     key = export_key(weights, fmt, tuple(example.shape), check_fingerprint, threads)
     slot = cache_dir("exports", key)
     cached = slot / f"model{f.suffix}"
-    if (record := _cached(cached, dest)) is not None:
+    if (record := cached_record(cached, dest)) is not None:
         return record
     tmp = slot / f".model.tmp{f.suffix}"
     out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor)
@@ -75,7 +75,7 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
               "top1_agreement": out.top1_agreement, "checked": out.checked,
               "max_abs_logit": out.max_abs_logit, "scaled_diff": out.scaled_diff, "runtime": f.runtime_version(),
               "input_layout": f.input_layout, "host_ms": ms, "threads": threads}
-    return _store(tmp, cached, record, dest)
+    return store_record(tmp, cached, record, dest)
 
 
 @torch.no_grad()
@@ -89,7 +89,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: It
     key = export_key(weights, f"{fmt}-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
     slot = cache_dir("exports", key)
     cached = slot / f"model{route.suffix}"
-    if (record := _cached(cached, dest)) is not None:
+    if (record := cached_record(cached, dest)) is not None:
         return record
     tmp = slot / f".model.tmp{route.suffix}"
     route.export(route.quantize(model, example, calibration), example, tmp)
@@ -101,14 +101,15 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: It
               "accuracy": c.accuracy, "flagged": c.agreement < AGREEMENT_FLAG,
               "checked": c.n, "runtime": f.runtime_version(), "input_layout": f.input_layout,
               "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
-    return _store(tmp, cached, record, dest)
+    return store_record(tmp, cached, record, dest)
 
 
 def export_variant(b: Built, vid: str, req: PackRequest, data: CheckData, example: torch.Tensor, root: Path,
-                   log: Callable[[str], None]) -> None:
-    """Every requested file of one variant under ``root/variants/``, verified; records go to ``b.files``."""
+                   log: Callable[[str], None], shared: str | None = None) -> None:
+    """Every requested file of one variant under ``root/variants/``, verified; records go to ``b.files``.
+    ``shared``: an fp32 format the family ships as one file instead (restnet.package.bundle)."""
     val_fp = data.task.val.fingerprint()
-    for fmt in req.formats:
+    for fmt in (f for f in req.formats if f != shared):
         rel = f"variants/{vid}{get_format(fmt).suffix}"
         log(f"export {vid} -> {fmt}, verify on {len(data.task.val)} validation images")
         rec = verified_file(b.model, fmt, example, data.val_batches(b.spec), val_fp, req.threads, root / rel)

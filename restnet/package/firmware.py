@@ -32,6 +32,40 @@ below {percent(AGREEMENT_FLAG)} agreement.
 """
 
 
+SHARED = {
+    "pte": """C++: `executorch::extension::Module m("{path}"); m.load_method("METHOD"); m.execute("METHOD", {{input}})`;
+Python without torch: `executorch_numpy_runtime.Runtime.get().load_program("{path}").load_method("METHOD")`.""",
+    "tflite": """C++: one `tflite::Interpreter` for the file, `interpreter->GetSignatureRunner("METHOD")` per member;
+Python: `Interpreter(model_path="{path}").get_signature_runner("METHOD")`.""",
+}
+
+
+def _shared(m: dict) -> str:
+    """How to load a family shipped as one file (``--bundle shared``, manifest 1.3)."""
+    parts = []
+    for b in m.get("bundles") or []:
+        rows = "\n".join(f"| `{name}` | `{vid}` |" for name, vid in b["methods"].items())
+        parts.append(f"""## One file for the whole family: `{b['path']}`
+
+This {b['size'] / 2**20:.1f} MB file holds every variant below as its own method ({b['format']}), the anchors'
+weights stored once. Load the file once, then each member's method once; switching members is calling another
+method, without reading the file again (the runtime may still prepare each method's weights when that method
+is first loaded: measure RAM with `restnet-bench`). {SHARED[b['format']].format(path=b['path'])}
+Each variant's entry in `manifest.json` names its `method`; its figures (`max_abs_diff`, `top1_agreement`,
+latency) are that method's.
+
+| method | variant |
+|---|---|
+{rows}
+
+""")
+    return "".join(parts)
+
+
+def _file_cell(f: dict) -> str:
+    return f"`{f['path']}`" + (f" method `{f['method']}`" if f.get("method") else "")
+
+
 def latency_text(v: dict) -> str:
     """A variant's latency figures in one line: host first, then the device's, each with its source."""
     parts = [f"{x['ms']:.2f} ms {x['source']} ({x['where']}, {x['threads']} thr)" for x in v["latency"]]
@@ -62,7 +96,7 @@ def readme(m: dict) -> str:
     formats = sorted({f["format"] for v in m["variants"] for f in v["files"]})
     rows = "\n".join(
         f"| `{v['id']}` | {v['kind']} | {v['accuracy']:.2%} | {v['params'] / 1e6:.2f} M | {v['flops'] / 1e6:.0f} M "
-        f"| {latency_text(v)} | {v['peak_ram_mb']:.0f} MB | " + ", ".join(f"`{f['path']}`" for f in v["files"]) + " |"
+        f"| {latency_text(v)} | {v['peak_ram_mb']:.0f} MB | " + ", ".join(_file_cell(f) for f in v["files"]) + " |"
         for v in m["variants"])
     mean = ", ".join(f"{x:g}" for x in inp["mean"])
     std = ", ".join(f"{x:g}" for x in inp["std"])
@@ -98,12 +132,13 @@ Top-1 is on {_split(m)}.
 
 Output: {m['output']['shape']} {m['output']['kind']} ({m['output']['note']}).
 
-{INT8_NOTE if any(f.get("dtype") == "int8" for v in m["variants"] for f in v["files"]) else ""}## Loading
+{_shared(m)}{INT8_NOTE if any(f.get("dtype") == "int8" for v in m["variants"] for f in v["files"]) else ""}## Loading
 
 {chr(10).join(LOADERS[f] + chr(10) for f in formats)}
 ## Switching variants on the device
 
-All variants share the input and output above, so switching is swapping which loaded program is called.
+All variants share the input and output above, so switching is swapping which loaded program (or, in a shared
+file, which method) is called.
 Pick the most accurate variant whose latency (device-measured if you have it, else the manifest's figure)
 and peak RAM fit the moment's budget; keep already-loaded variants resident if RAM allows. When the board
 throttles, a battery saver starts or another task takes the CPU, lower the budget and walk down the ladder.

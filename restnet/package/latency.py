@@ -33,7 +33,7 @@ from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
 from restnet.training import checkpoint
 from toolkit.errors import PackageInvalid
-from toolkit.formats import is_latency_table, part_name, stitch_name
+from toolkit.formats import is_latency_table, member_key, part_name, stitch_name
 
 
 class LatencyTableError(PackageInvalid, ValueError):
@@ -158,7 +158,7 @@ class DeviceLatency:
                 "runtime": main["runtime"],
                 "method": f"median of {LATENCY_RUNS} runs after 3 warm-up, batch 1, {main['format']} file"}
         p, t = self.req.profile, self.table
-        if t is not None and (m := t.measured(main["sha256"])):
+        if t is not None and (m := t.measured(member_key(main))):
             return [host, {"ms": m["p50_ms"], "source": "measured", "where": t.device,
                            "threads": t.data.get("threads", p.threads), "runtime": m.get("runtime", "?"),
                            "method": f"restnet-bench p50 of {m.get('runs', '?')} runs ({t.path.name})"}]

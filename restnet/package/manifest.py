@@ -4,9 +4,12 @@ One pydantic model is the single source of truth: the JSON Schema shipped in
 every package (``manifest.schema.json``) and the copy the torch-free toolkit
 validates against (``toolkit/manifest.schema.json``) are both generated from
 it, and a test keeps the committed copy identical. Change a field and the
-schema changes with it; bump ``SCHEMA_VERSION`` (major for anything a reader
-could trip on, minor for added optional fields) and say so in
-``docs/package-format.md``.
+schema changes with it; bump ``SCHEMA_VERSION`` and say so in
+``docs/package-format.md``. The rule readers rely on (toolkit.package): a minor
+only adds optional fields, whose absence keeps the old meaning and which a
+reader of an older minor may ignore without misreading anything it knows;
+anything else (a renamed, removed or retyped field, a new value in an existing
+field, other units) is a new major.
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
+from toolkit.package import VERSION_KEY
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -57,6 +61,9 @@ class ProfileInfo(_Model):
                                   "(MACs), ram (MB, the model's share), storage (MB).")
     binding_limit: Literal["latency", "compute", "ram", "storage", "anchor"] | None = Field(
         default=None, description="1.2: the limit that ends the ladder ('anchor': the large anchor fits them all).")
+    bundle: Literal["files", "shared"] | None = Field(
+        default=None, description="1.3: 'files' = one file per variant and format; 'shared' = the device "
+                                  "format's variants are methods of one file (see the manifest's 'bundles').")
 
 
 class AnchorInfo(_Model):
@@ -124,6 +131,10 @@ class FileEntry(_Model):
                                                              "split (the same images as top1_agreement).")
     flagged: bool | None = Field(default=None, description=f"int8 only: top-1 agreement with fp32 below "
                                                            f"{percent(AGREEMENT_FLAG)}.")
+    method: str | None = Field(default=None, description=(
+        "1.3: the method (.pte) or signature (.tflite) that is this variant inside a file shared by several "
+        "variants (see 'bundles'); absent: the file is this variant alone (.pte method 'forward', the "
+        ".tflite's only signature)."))
 
 
 class Latency(_Model):
@@ -199,6 +210,17 @@ class Probe(_Model):
     host_ms: float = Field(description="Median latency measured on the packing host.")
 
 
+class SharedFile(_Model):
+    """1.3: one file holding several variants, one method (.pte) or signature (.tflite) each; the anchors'
+    weights are stored in it once."""
+
+    format: Literal["pte", "tflite"]
+    path: str = Field(description="Relative to the package root; never absolute, never '..'.")
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    methods: dict[str, str] = Field(description="Method (signature) name -> variant id, cheapest first.")
+
+
 class FamilyInfo(_Model):
     """1.1: is the family a ladder (restnet.package.family)."""
 
@@ -228,6 +250,9 @@ class Manifest(_Model):
     variants: list[Variant] = Field(description="Sorted by cost, cheapest first.")
     family: FamilyInfo | None = Field(default=None, description="1.1: ladder statistics (3+ variants).")
     probes: list[Probe] | None = Field(default=None, description="Per-block programs (restnet-pack --probes).")
+    bundles: list[SharedFile] | None = Field(default=None, description=(
+        "1.3: files shared by several variants (restnet-pack --bundle shared); each variant's entry for it "
+        "names its 'method'."))
 
 
 def json_schema() -> dict:
@@ -235,6 +260,7 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://restnet.dev/schemas/manifest-{SCHEMA_VERSION}.json"
     schema["title"] = f"restnet package manifest {SCHEMA_VERSION}"
+    schema[VERSION_KEY] = SCHEMA_VERSION  # what the toolkit reads its own version from
     return schema
 
 

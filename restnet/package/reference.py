@@ -4,7 +4,8 @@ At pack time (``store``) every variant's eager model runs once on a fixed set
 of ``N_IMAGES`` images from the task's test split (val when the data has no
 test split); the logits go to restnet's cache, one small record per shipped
 file keyed by that file's sha256 (an int8 file's record holds its fp32 eager
-model's logits). Nothing is added to the package. Later,
+model's logits; a variant inside a shared file is keyed by the file's sha256 and
+its method). Nothing is added to the package. Later,
 ``python -m restnet.package.reference PACKAGE OUT.npz`` (``gather``) finds
 the record of every member file of a package made on this workstation and
 writes one ``.npz``: the uint8 images, the exact float inputs eager saw (per
@@ -23,6 +24,7 @@ import torch
 
 from restnet.data import InputSpec, to_model_input
 from restnet.paths import cache_dir
+from toolkit.formats import member_key
 
 N_IMAGES = 256
 FORMAT = "restnet-eager-reference"
@@ -32,11 +34,16 @@ def _root() -> Path:
     return cache_dir("eager-reference")
 
 
+def _record(f: dict) -> Path:
+    """Where a member file's record lives (a shared file's members: one record per method)."""
+    return _root() / f"{member_key(f).replace(':', '.')}.json"
+
+
 @torch.no_grad()
 def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) -> None:
     """For each (eager model, its input spec, its file records): write one record per file sha256
     that has none yet (a warm pack rewrites nothing)."""
-    todo = [(m, s, [f for f in files if not (_root() / f"{f['sha256']}.json").is_file()]) for m, s, files in members]
+    todo = [(m, s, [f for f in files if not _record(f).is_file()]) for m, s, files in members]
     todo = [t for t in todo if t[2]]
     if not todo:
         return
@@ -58,7 +65,7 @@ def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) 
                    "spec": {"resolution": spec.resolution, "mean": list(spec.mean), "std": list(spec.std),
                             "interpolation": spec.interpolation},
                    "sha256": f["sha256"], "logits": logits.tolist()}
-            path = _root() / f"{f['sha256']}.json"
+            path = _record(f)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(rec))
             tmp.replace(path)
@@ -80,7 +87,7 @@ def gather(package: str | Path, out: str | Path) -> dict:
         for f in v["files"]:
             if f["format"] not in runtime.BACKENDS:
                 continue  # onnx / torchscript: no device runtime, nothing to check there
-            path = _root() / f"{f['sha256']}.json"
+            path = _record(f)
             if not path.is_file():
                 raise ReferenceMissing(
                     f"{root}: no eager reference for {f['path']} (sha256 {f['sha256'][:12]}…) in {_root()}. "
@@ -92,7 +99,8 @@ def gather(package: str | Path, out: str | Path) -> dict:
             s = specs.index(rec["spec"])
             keys.add(rec["images"])
             arrays[f"logits_{len(members)}"] = np.asarray(rec["logits"], np.float32)
-            members.append({"variant": v["id"], "path": f["path"], "sha256": f["sha256"], "format": f["format"],
+            members.append({"variant": v["id"], "path": f["path"], "sha256": f["sha256"], "method": f.get("method"),
+                            "format": f["format"],
                             "dtype": f.get("dtype", "fp32"), "input_layout": f["input_layout"], "spec": s,
                             "x86_top1_agreement": f.get("top1_agreement"), "split": rec["split"]})
     if not members:

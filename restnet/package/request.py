@@ -27,6 +27,7 @@ class PackRequest:
     probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
     int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
     latency_table: Path | None = None  # a device table from restnet-bench
+    bundle: str = "files"  # "shared": the device format's variants as methods of one file (restnet.package.bundle)
 
     @property
     def latency_scale(self) -> float | None:
