@@ -39,7 +39,7 @@ def self_stitched(runner: Runner, role: str, i: int, cfg):
     least_squares_init(model, anchor.model, task, anchor.spec, anchor.spec, seed=runner.exp.seed)
     key = checkpoint.key_of(anchor=anchor.key, i=i, data=task.fingerprint(), cfg=str(cfg), k=runner.exp.kernel_size)
     run_dir = cache_dir("self-stitch", f"{role}-i{i}-{key}")
-    feats = cache_dir("front-features") / f"self-{role}-i{i}-{key}.pt"
+    feats = cache_dir("front-features") / f"self-{role}-i{i}-{key}.npy"
     return train_stitched(model, task, anchor.spec, cfg, run_dir, feats).model
 
 

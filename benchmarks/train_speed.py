@@ -54,7 +54,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cache = tmp / "front.pt"
+        cache = tmp / "front.npy"
         t = time.perf_counter()
         front_features(variant(), task, spec, cache)
         t_feat = time.perf_counter() - t

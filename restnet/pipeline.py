@@ -251,7 +251,7 @@ class Runner:
         task = self.stitch_task
         feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=task.train.fingerprint(),
                                      res=self.exp.resolution)
-        feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.pt"
+        feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.npy"
         # A checkpoint overwrites the stitch weights, so least squares would be wasted work.
         model = self.build(point, ls_init=cfg.ls_init and resumable_state(run_dir, cfg) is None)
         return train_stitched(model, task, self.front.spec, cfg, run_dir, feature_cache)

@@ -114,3 +114,39 @@ def test_config_checks_and_the_papers_settings_per_pair():
     assert TrainConfig.for_pair("cnn", "cnn").lr == 0.01
     vit = TrainConfig.for_pair("cnn", "vit", epochs=2)
     assert (vit.lr, vit.weight_decay, vit.batch_size, vit.epochs) == (0.00375, 0.05, 128, 2)
+
+
+def test_front_features_stream_through_a_file_in_the_order_training_asks(tmp_path):
+    """The feature file gives back exactly the front's outputs, row by row in any order, and an epoch's
+    batches are the rows the in-memory tensor it replaced gave (so trained weights do not change)."""
+    from restnet.training.stitch import _Batches, front_features
+
+    model, task = _stitched(), _Task()
+    ff = front_features(model, task, None, tmp_path / "f.npy", batch_size=5)
+    with torch.no_grad():
+        want = model.forward_front(task.x)
+    idx = torch.randperm(24)[:9]
+    got, labels = ff.rows(idx)
+    assert torch.equal(got, want[idx]) and torch.equal(labels, task.y[idx])
+
+    cfg = _cfg(strategy="stitch")
+    data = _Batches(_stitched(), task, None, cfg, tmp_path / "f.npy")
+    torch.manual_seed(5)
+    streamed = list(data.epoch(0))
+    torch.manual_seed(5)  # the in-memory batches the file replaced: same permutation, same rows
+    for (h, y), b in zip(streamed, torch.randperm(24).split(cfg.batch_size), strict=True):
+        assert torch.equal(h, want[b]) and torch.equal(y, task.y[b])
+
+
+def test_a_damaged_feature_file_is_recomputed_not_trained_on(tmp_path):
+    from restnet.training import features
+    from restnet.training.stitch import front_features
+
+    model, task, path = _stitched(), _Task(), tmp_path / "f.npy"
+    good = front_features(model, task, None, path).rows(torch.arange(24))[0]
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x40  # one flipped bit in the last row
+    path.write_bytes(bytes(data))
+    assert features.open_cached(path) is None and not path.exists()  # discarded, not trusted
+    again = front_features(model, task, None, path).rows(torch.arange(24))[0]
+    assert torch.equal(again, good)

@@ -43,18 +43,18 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> str:
     return digest
 
 
-def _seal(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def seal(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """The entry first, its digest last: an entry whose digest is missing or stale is never trusted."""
     digest = _write_atomic(path, write)
     _write_atomic(_digest_path(path), lambda f: f.write(digest.encode()))
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    _seal(path, lambda f: torch.save(obj, f))
+    seal(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:
-    _seal(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+    seal(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
 
 def load(path: Path) -> Any:
@@ -68,19 +68,27 @@ def discard(path: Path, why: str) -> None:
         p.unlink(missing_ok=True)
 
 
-def cached(path: Path) -> Any | None:
-    """The entry at ``path`` (a .pt checkpoint or JSON) if it exists and is intact, else None."""
+def intact(path: Path) -> bool:
+    """Whether the entry at ``path`` exists and matches the digest written with it; a damaged or
+    digest-less entry is discarded (reported) so the caller recomputes it."""
     if not path.is_file():
-        return None
+        return False
     try:
         expected = _digest_path(path).read_text().strip()
         with open(path, "rb") as f:
             got = hashlib.file_digest(f, "sha256").hexdigest()
     except FileNotFoundError:
         discard(path, "has no checksum (written by an older restnet, or its write was interrupted)")
-        return None
+        return False
     if got != expected:
         discard(path, "is damaged (its sha256 does not match the checksum written with it)")
+        return False
+    return True
+
+
+def cached(path: Path) -> Any | None:
+    """The entry at ``path`` (a .pt checkpoint or JSON) if it exists and is intact, else None."""
+    if not intact(path):
         return None
     return load(path) if path.suffix == ".pt" else json.loads(path.read_text())
 

@@ -17,6 +17,7 @@ after the last finished epoch.
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from restnet import distributed
 from restnet.data import InputSpec, Task, to_model_input
 from restnet.progress import bar
 from restnet.stitching import StitchedModel
-from restnet.training import checkpoint
+from restnet.training import checkpoint, features
 
 STRATEGIES = ("stitch", "stitch+back", "stitch+front", "whole")
 
@@ -86,23 +87,22 @@ def trainable_params(model: StitchedModel, strategy: str = "stitch") -> int:
 
 
 @torch.no_grad()
-def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Path | None,
-                   batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frozen front's outputs for every training example (cached on disk; under torchrun rank 0
-    computes and writes them, the others then read them)."""
+def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Path,
+                   batch_size: int = 128) -> features.FeatureFile:
+    """The frozen front's outputs for every training example, in a feature file at ``cache`` (.npy)
+    that training reads a batch at a time; under torchrun rank 0 computes and writes it first, the
+    others then find it (or, with a private cache folder each, write their own)."""
     with distributed.main_first():
-        if cache is not None and (saved := checkpoint.cached(cache)) is not None:
-            return saved["features"], saved["labels"]
+        if (saved := features.open_cached(cache)) is not None:
+            return saved
         model.eval()
         dev = next(model.parameters()).device
-        feats, labels = [], []
-        for x, y in bar(task.loader(task.train, spec, batch_size), desc="front features (once)"):
-            feats.append(model.forward_front(x.to(dev)).cpu())
-            labels.append(y)
-        out = torch.cat(feats), torch.cat(labels)
-        if cache is not None and distributed.is_main():
-            checkpoint.atomic_save({"features": out[0], "labels": out[1]}, cache)
-        return out
+        batches = ((model.forward_front(x.to(dev)).cpu(), y)
+                   for x, y in bar(task.loader(task.train, spec, batch_size), desc="front features (once)"))
+        features.write(cache, batches, len(task.train))
+        if (saved := features.open_cached(cache)) is None:
+            raise RuntimeError(f"front features at {cache} could not be read back after writing them")
+        return saved
 
 
 @torch.no_grad()
@@ -197,8 +197,11 @@ class _Batches:
         self.task, self.spec, self.cfg = task, spec, cfg
         self.cached = cfg.strategy in ("stitch", "stitch+back")
         if self.cached:
-            self.feats, self.labels = front_features(model, task, spec, feature_cache)
-            self.n = len(self.labels)
+            if feature_cache is None:  # no cache folder given: a private one for this run
+                self._tmp = tempfile.TemporaryDirectory(prefix="restnet-features-")
+                feature_cache = Path(self._tmp.name) / "front.npy"
+            self.feats = front_features(model, task, spec, feature_cache)
+            self.n = len(self.feats)
         else:
             self.n = len(task.train)
         self.steps = max(1, (self.n + cfg.batch_size - 1) // cfg.batch_size)
@@ -206,8 +209,7 @@ class _Batches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(self.n)  # drawn in both cases, as always: the same seed gives the same weights
         if self.cached:
-            return ((self.feats[idx], self.labels[idx]) for idx in map(distributed.share,
-                                                                        order.split(self.cfg.batch_size)))
+            return (self.feats.rows(idx) for idx in map(distributed.share, order.split(self.cfg.batch_size)))
         if not distributed.requested():  # one process: exactly as before
             return iter(self.task.loader(self.task.train, self.spec, self.cfg.batch_size, shuffle=True,
                                          seed=self.cfg.seed + epoch))
