@@ -229,3 +229,37 @@ def test_every_exit_code_is_documented():
     for code, label in EXIT_CODES.items():
         assert f"| {code} | {label} |" in doc, f"docs/reliability.md lacks the row for exit {code}"
     assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 8
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pickled", "other-npz"])
+def test_crosscheck_refuses_a_file_that_is_not_an_eager_reference(kind, tmp_path):
+    """The device-side check names the file and how to make a good one (exit 6), never a traceback."""
+    from toolkit.crosscheck import load_reference
+    from toolkit.package import PackageError
+
+    bad = tmp_path / "ref.npz"
+    if kind == "garbage":
+        bad.write_bytes(b"not a zip at all")
+    elif kind == "pickled":
+        np.savez(bad, meta=np.array([{"format": "restnet-eager-reference"}], dtype=object))
+    else:
+        np.savez(bad, meta=np.array('{"format": "something-else"}'))
+    with pytest.raises(PackageError, match=r"ref\.npz.*restnet\.package\.reference") as err:
+        load_reference(bad)
+    assert err.value.exit_code == PACKAGE
+
+
+def test_a_damaged_eager_reference_record_is_not_used(tmp_path, monkeypatch):
+    """A reference record is a sealed cache entry: a flipped bit makes the pack write it again."""
+    from restnet.package import reference
+    from restnet.training import checkpoint
+
+    monkeypatch.setenv("RESTNET_CACHE", str(tmp_path))
+    f = {"sha256": "ab" * 32, "path": "m.pte"}
+    checkpoint.seal(reference._root() / "images-k.npz", lambda fh: np.savez(fh, images=np.zeros(1)))
+    checkpoint.atomic_write_json({"images": "k", "logits": [[1.0, 2.0]]}, reference._record(f))
+    assert reference._complete(f)
+    raw = bytearray(reference._record(f).read_bytes())
+    raw[raw.index(b"2.0")] = ord("3")  # still valid JSON, wrong logits
+    reference._record(f).write_bytes(bytes(raw))
+    assert not reference._complete(f) and not reference._record(f).exists()

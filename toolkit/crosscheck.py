@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,19 @@ from toolkit.formats import AGREEMENT_FLOOR, TOLERANCE, member_key  # the gates 
 
 
 def load_reference(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays.pop("meta")))
-    if meta.get("format") != "restnet-eager-reference":
-        raise SystemExit(f"{path}: not a restnet eager reference (python -m restnet.package.reference)")
+    """The workstation's eager reference (.npz, no pickles); anything else is a PackageError that
+    names the file and the command that makes a good one."""
+    from toolkit.package import PackageError
+
+    how = "make it with python -m restnet.package.reference PACKAGE OUT.npz on the workstation"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise PackageError(f"{path}: not a readable eager reference ({err}); {how}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "restnet-eager-reference":
+        raise PackageError(f"{path}: not a restnet eager reference; {how}")
     return meta, arrays
 
 
@@ -98,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         pkg = Package(a.package)  # schema, path safety, every file's size and sha256
     except PackageError as err:
         print(f"FAIL: {err}")
-        return 1
+        return err.exit_code
     m = pkg.manifest
     n_files = sum(len(v["files"]) for v in m["variants"]) + len(m.get("probes") or [])
     print(f"package {m['profile']['name']} ({m['created']}): schema {m['schema_version']} ok, "
           f"{n_files} files, paths and sha256 verified ({time.perf_counter() - t0:.1f} s)")
 
-    meta, arrays = load_reference(a.reference)
+    try:
+        meta, arrays = load_reference(a.reference)
+    except PackageError as err:
+        print(f"FAIL: {err}")
+        return err.exit_code
     shas = {member_key(f) for v in m["variants"] for f in v["files"]}
     stale = [mb["path"] for mb in meta["members"] if member_key(mb) not in shas]
     if stale or meta["package_created"] != m["created"]:

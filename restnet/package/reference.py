@@ -24,6 +24,7 @@ import torch
 
 from restnet.data import InputSpec, to_model_input
 from restnet.paths import cache_dir
+from restnet.training import checkpoint
 from toolkit.formats import member_key
 
 N_IMAGES = 256
@@ -39,11 +40,17 @@ def _record(f: dict) -> Path:
     return _root() / f"{member_key(f).replace(':', '.')}.json"
 
 
+def _complete(f: dict) -> bool:
+    """Whether the file's record and the images it names are both intact (damaged ones are discarded)."""
+    rec = checkpoint.cached(_record(f))
+    return rec is not None and checkpoint.intact(_root() / f"images-{rec['images']}.npz")
+
+
 @torch.no_grad()
 def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) -> None:
     """For each (eager model, its input spec, its file records): write one record per file sha256
     that has none yet (a warm pack rewrites nothing)."""
-    todo = [(m, s, [f for f in files if not _record(f).is_file()]) for m, s, files in members]
+    todo = [(m, s, [f for f in files if not _complete(f)]) for m, s, files in members]
     todo = [t for t in todo if t[2]]
     if not todo:
         return
@@ -54,10 +61,8 @@ def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) 
     images, labels = next(iter(task.raw_loader(sample, len(sample))))
     key = sample.fingerprint()
     img_path = _root() / f"images-{key}.npz"
-    if not img_path.is_file():
-        tmp = img_path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images.numpy(), labels=labels.numpy())
-        tmp.replace(img_path)
+    if not checkpoint.intact(img_path):
+        checkpoint.seal(img_path, lambda f: np.savez(f, images=images.numpy(), labels=labels.numpy()))
     for model, spec, files in todo:
         logits = model.eval()(to_model_input(images, spec)).numpy().astype(np.float32)
         for f in files:
@@ -65,10 +70,7 @@ def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) 
                    "spec": {"resolution": spec.resolution, "mean": list(spec.mean), "std": list(spec.std),
                             "interpolation": spec.interpolation},
                    "sha256": f["sha256"], "logits": logits.tolist()}
-            path = _record(f)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(rec))
-            tmp.replace(path)
+            checkpoint.atomic_write_json(rec, _record(f))
 
 
 class ReferenceMissing(LookupError):
@@ -88,12 +90,11 @@ def gather(package: str | Path, out: str | Path) -> dict:
             if f["format"] not in runtime.BACKENDS:
                 continue  # onnx / torchscript: no device runtime, nothing to check there
             path = _record(f)
-            if not path.is_file():
+            if (rec := checkpoint.cached(path)) is None:  # missing, or damaged (then discarded)
                 raise ReferenceMissing(
                     f"{root}: no eager reference for {f['path']} (sha256 {f['sha256'][:12]}…) in {_root()}. "
                     "The workstation that packed it keeps one per file: re-run the same restnet-pack command "
                     "here (it is cached, so it only adds the references) with the same RESTNET_CACHE.")
-            rec = json.loads(path.read_text())
             if rec["spec"] not in specs:
                 specs.append(rec["spec"])
             s = specs.index(rec["spec"])
@@ -107,7 +108,11 @@ def gather(package: str | Path, out: str | Path) -> dict:
         raise ReferenceMissing(f"{root}: no member file has a device runtime ({', '.join(runtime.BACKENDS)})")
     if len(keys) != 1:
         raise ReferenceMissing(f"{root}: the members' references were made on different image sets {sorted(keys)}")
-    with np.load(_root() / f"images-{keys.pop()}.npz") as z:
+    img_path = _root() / f"images-{keys.pop()}.npz"
+    if not checkpoint.intact(img_path):
+        raise ReferenceMissing(f"{img_path}: the reference images are missing or damaged; re-run the same "
+                               "restnet-pack command here to write them again")
+    with np.load(img_path, allow_pickle=False) as z:
         images, labels = z["images"], z["labels"]
     for s, spec in enumerate(specs):
         arrays[f"inputs_{s}"] = to_model_input(torch.from_numpy(images), InputSpec(
