@@ -5,7 +5,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh || exit 1
-.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=25 "$@"
 code=$?
 if [ "$code" -eq 5 ]; then
   echo "[test] pytest collected no tests: treating as a failure" >&2
