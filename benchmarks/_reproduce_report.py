@@ -68,6 +68,11 @@ def table1_section(res: dict, img: Path) -> list[str]:
     for t in res["table1"]:
         text, _ = family_verdict(t)
         out += [f"### {t['pair'][0]} → {t['pair'][1]}", "", *_family_table(t), "", text, ""]
+    same = [r["pte_ms"] for t in res["table1"] for r in t["rows"] if r["role"] == "anchor (front)"]
+    if len(same) > 1:
+        out += [f"Latency noise: the same front anchor timed once per pair gave {' and '.join(f'{x:.2f}' for x in same)}"
+                " ms; read host latencies with that spread (they were measured while other jobs ran when the load "
+                "average above exceeds the core count).", ""]
     out += [f"![accuracy against MACs](img/{family_plot(res['table1'], img / 'reproduction-family.png')})", ""]
     return out
 
@@ -108,21 +113,20 @@ def table4_section(res: dict) -> list[str]:
            f"strategy trains {res['mode']['epochs']} epochs over the same {t['images']:,} training images with the "
            "paper's optimiser. Seconds per epoch exclude the one-off pass that caches the frozen front's features "
            "(stitch, stitch+back). **Split: test top-1.**", "",
-           "| strategy | trainable | s / epoch | val top-1 | **test top-1** |", "|---|---|---|---|---|"]
+           "| strategy | trainable | s / epoch | **test top-1** |", "|---|---|---|---|"]
     for r in t["rows"]:
         spe = "–" if r["s_per_epoch"] is None else f"{r['s_per_epoch']:.1f} s"
-        out.append(f"| {r['strategy']} | {_m(r['trainable'])} | {spe} | {_pct(r['val_top1'])} | "
-                   f"**{_pct(r['test_top1'])}** |")
+        out.append(f"| {r['strategy']} | {_m(r['trainable'])} | {spe} | **{_pct(r['test_top1'])}** |")
     stitch = t["rows"][0]
     best = max(t["rows"], key=lambda r: r["test_top1"])
     gap = 100 * (stitch["test_top1"] - best["test_top1"])
     ratio = stitch["trainable"] / max(r["trainable"] for r in t["rows"])
     paper = [row[0][0] - max(a for a, _ in row) for row in PAPER_T4]
-    holds = gap >= -1.0
+    holds = gap >= min(paper) - 1e-9  # no further behind than the paper's own worst member
     out += ["", f"Stitch only against the best strategy ({best['strategy']}): **{gap:+.2f} points** with "
             f"{100 * ratio:.2f} % of the whole model's trainable parameters; paper (VGG19 → VGG11, five members): "
             f"{', '.join(f'{g:+.2f}' for g in paper)} points. "
-            + ("**Holds**: within the paper's worst gap (about 1 point)." if holds else
+            + (f"**Holds**: within the paper's own worst gap ({-min(paper):.2f})." if holds else
                f"**Does not hold**: {-gap:.2f} points behind, more than the paper's worst gap ({-min(paper):.2f})."),
             ""]
     return out
@@ -200,8 +204,9 @@ def summary(res: dict) -> list[str]:
                f" pt | {'holds' if d and all(x > 0 for x in d) else '**does not hold**'} |")
     t4 = res["table4"]["rows"]
     gap = 100 * (t4[0]["test_top1"] - max(r["test_top1"] for r in t4))
-    out.append(f"| stitch-only matches the other strategies (Table IV, within 0–0.8 pt) | {gap:+.2f} pt against "
-               f"the best | {'holds' if gap >= -1 else '**does not hold**'} |")
+    worst = min(row[0][0] - max(a for a, _ in row) for row in PAPER_T4)
+    out.append(f"| stitch-only matches the other strategies (Table IV, {worst:+.2f} to 0 pt) | {gap:+.2f} pt against "
+               f"the best | {'holds' if gap >= worst - 1e-9 else '**does not hold**'} |")
     f = res["fig4"]
     for key, name in (("cka", "CKA"), ("probe", "probe score")):
         ok = f[f"rho_{key}"] > 0 and f[f"p_{key}"] < 0.05
