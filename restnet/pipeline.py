@@ -246,14 +246,19 @@ class Runner:
         return TrainConfig.for_pair(get_anchor(self.exp.front).family, get_anchor(self.exp.back).family,
                                     seed=self.exp.seed, **overrides)
 
-    def train(self, point: StitchPoint, cfg: TrainConfig) -> TrainResult:
+    def train(self, point: StitchPoint, cfg: TrainConfig, model: StitchedModel | None = None) -> TrainResult:
+        """``model``: this point's model already built (least-squares fitted for a probe, say), so the fit,
+        which takes minutes for wide stitches, is not done twice."""
+        if model is not None and model.point != point:
+            raise ValueError(f"the model given is stitched at {model.point}, not at {point}")
         run_dir = self.variant_dir(point, cfg)
         task = self.stitch_task
         feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=task.train.fingerprint(),
                                      res=self.exp.resolution)
         feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.npy"
         # A checkpoint overwrites the stitch weights, so least squares would be wasted work.
-        model = self.build(point, ls_init=cfg.ls_init and resumable_state(run_dir, cfg) is None)
+        if model is None:
+            model = self.build(point, ls_init=cfg.ls_init and resumable_state(run_dir, cfg) is None)
         return train_stitched(model, task, self.front.spec, cfg, run_dir, feature_cache)
 
     def evaluate(self, model: torch.nn.Module, spec, latency_runs: int = 20, threads: int = 1,
