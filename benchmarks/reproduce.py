@@ -334,7 +334,7 @@ def cached_at_start() -> dict:
     return {"anchors": [n.rsplit("-", 1)[0] for n in names["task-anchors"]],
             "cka": [n.rsplit("-", 1)[0] for n in names["cka"]],
             "variants": sum(1 for _ in cache_dir("variants").iterdir()),
-            "front_features": sum(1 for _ in cache_dir("front-features").iterdir())}
+            "front_features": sum(1 for _ in cache_dir("front-features").glob("*.npy"))}
 
 
 def run(mode: Mode, seed: int, command: str) -> dict:
