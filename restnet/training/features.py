@@ -2,8 +2,9 @@
 
 Stitch-only training (and stitch+back) runs the frozen front once per training
 image and reuses its outputs every epoch. Holding them in memory made the
-training stage's peak RSS grow with the data (about 0.3 MB per image at the
-test settings), so they live in a plain ``.npy`` file instead: written batch
+training stage's peak RSS grow with the data (+498 MB from 2,048 to 8,192
+images at 64 px, benchmarks/train_memory.py), so they live in a plain ``.npy``
+file instead: written batch
 by batch, read back one shuffled batch at a time with ``os.pread`` (no mmap,
 so no file page ever counts towards the process's RSS). Memory is one batch,
 whatever the number of images. The labels are small and stay a ``.pt`` entry.
