@@ -72,7 +72,7 @@ def main() -> None:
         if p.returncode or line is None:
             sys.exit(f"training {n} images failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
         rows.append(json.loads(line.removeprefix("TRAIN_MEMORY ")))
-    _common.emit(f"stitch-only training peak RSS, {a.front}[:{a.i + 1}] -> {a.back}[{a.j}:] at {a.resolution} px "
+    _common.emit(f"stitch-only training peak RSS, {a.front}[:{a.i + 1}] -> {a.back}[{a.j + 1}:] at {a.resolution} px "
                  "(MB = 2^20 bytes)", rows, {"config": {k: v for k, v in vars(a).items() if k != "n"}}, a.out)
 
 
