@@ -24,7 +24,11 @@ from restnet.cli import main
 from toolkit.package import open_verified
 
 # One stitched variant, no anchors, params budgets: the cheapest pack that still runs every stage.
-PACK = ["--profile", "rpi4", "--metric", "params", "--budgets-between", "1", "--no-anchors", *TINY_PACK]
+# TINY's stages take well under a second on a quiet machine, less than the signal needs to land inside
+# them; 512 adaptation images and 16 CKA repeats make adapt and CKA last a few seconds (a fresh-clone run
+# at normal priority saw both finish before the signal with TINY's 128 images and 2 repeats).
+PACK = ["--profile", "rpi4", "--metric", "params", "--budgets-between", "1", "--no-anchors", *TINY_PACK,
+        "--train-size", "512", "--cka-repeats", "16"]
 EXE = str(Path(sys.executable).with_name("restnet-pack"))
 ORDER = ("check budgets", "adapt anchors", "CKA", "select", "train stitches", "evaluate", "export + verify",
          "write package")
