@@ -83,6 +83,8 @@ def test_a_killed_run_resumes_to_the_same_weights(strategy, tmp_path, monkeypatc
     real_save = checkpoint.atomic_save
 
     def killed_after_first_epoch(obj, path):
+        if path.name != "checkpoint.pt":  # other entries (the front features' labels) save as usual
+            return real_save(obj, path)
         if saves:
             raise Killed("during epoch 2")
         saves.append(path)

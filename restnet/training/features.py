@@ -32,8 +32,9 @@ def labels_path(path: Path) -> Path:
     return path.with_name(path.stem + ".labels.pt")
 
 
-def write(path: Path, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: int) -> None:
-    """Stream ``n`` rows of front features into ``path`` (.npy, float32) and their labels beside it."""
+def write(path: Path, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: int) -> FeatureFile:
+    """Stream ``n`` rows of front features into ``path`` (.npy, float32) and their labels beside it;
+    returns the file for reading (its digest was just computed from what was written)."""
     labels: list[torch.Tensor] = []
 
     def stream(f: IO[bytes]) -> None:
@@ -50,8 +51,9 @@ def write(path: Path, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: i
             raise RuntimeError(f"front features: expected {n} rows, the data gave {rows}")
 
     checkpoint.seal(path, stream)
-    cat = torch.cat(labels)
-    checkpoint.seal(labels_path(path), lambda f: torch.save(cat, f))
+    all_labels = torch.cat(labels)
+    checkpoint.atomic_save(all_labels, labels_path(path))
+    return FeatureFile(path, all_labels)
 
 
 class FeatureFile:

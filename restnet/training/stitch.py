@@ -99,10 +99,7 @@ def front_features(model: StitchedModel, task: Task, spec: InputSpec, cache: Pat
         dev = next(model.parameters()).device
         batches = ((model.forward_front(x.to(dev)).cpu(), y)
                    for x, y in bar(task.loader(task.train, spec, batch_size), desc="front features (once)"))
-        features.write(cache, batches, len(task.train))
-        if (saved := features.open_cached(cache)) is None:
-            raise RuntimeError(f"front features at {cache} could not be read back after writing them")
-        return saved
+        return features.write(cache, batches, len(task.train))
 
 
 @torch.no_grad()
