@@ -21,25 +21,11 @@ import _common
 
 
 def _child(a: argparse.Namespace) -> None:
-    import numpy as np
-
-    from restnet.anchors import create_anchor
-    from restnet.anchors.stats import describe
-    from restnet.data import InputSpec, Split, Task
-    from restnet.stitching import StitchedModel, StitchLayer, StitchPoint, feature_spec
     from restnet.training.stitch import TrainConfig, train_stitched
 
     _common.setup_threads(a.threads)
-    front, back = create_anchor(a.front, pretrained=False), create_anchor(a.back, pretrained=False)
-    p = StitchPoint(a.i, a.j)
-    spec_f, spec_b = describe(front, a.resolution), describe(back, a.resolution)
-    model = StitchedModel(front, back, p, StitchLayer(feature_spec(front, spec_f.blocks[p.i].out_shape),
-                                                      feature_spec(back, spec_b.blocks[p.j].out_shape)))
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 256, (a.n, 28, 28), dtype=np.uint8)  # grayscale, as the loader takes them
-    labels = rng.integers(0, 10, a.n)
-    task = Task("synthetic", [str(k) for k in range(10)], Split(imgs, labels), Split(imgs[:8], labels[:8]))
-    spec = InputSpec(a.resolution, (0.5,) * 3, (0.5,) * 3)
+    variant, task, spec = _common.synthetic_stitch(a.front, a.back, a.i, a.j, a.resolution, a.n, classes=10)
+    model = variant()
     with tempfile.TemporaryDirectory() as tmp:
         feats = Path(tmp) / "front.npy"
         train_stitched(model, task, spec, TrainConfig(epochs=1, ls_init=False), Path(tmp) / "run", feats)

@@ -12,13 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common  # noqa: F401  (sets sys.path)
-import numpy as np
+import _common
 
-from restnet.anchors import create_anchor
-from restnet.anchors.stats import describe
-from restnet.data import InputSpec, Split, Task
-from restnet.stitching import StitchedModel, StitchLayer, StitchPoint, feature_spec
 from restnet.training.stitch import TrainConfig, front_features, train_stitched
 
 
@@ -36,20 +31,9 @@ def main() -> None:
     ap.add_argument("--json", dest="out", default=None)
     args = ap.parse_args()
     env = _common.setup_threads(args.threads)
-    a = create_anchor(args.front, pretrained=False)
-    b = create_anchor(args.back, pretrained=False)
-    sa, sb = describe(a, args.resolution), describe(b, args.resolution)
-    p = StitchPoint(args.i if args.i is not None else a.num_blocks // 2,
-                    args.j if args.j is not None else b.num_blocks // 2)
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 256, (args.train_size, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 1000, args.train_size)
-    task = Task("synthetic", [str(k) for k in range(1000)], Split(imgs, labels), Split(imgs[:8], labels[:8]))
-    spec = InputSpec(args.resolution, (0.5,) * 3, (0.5,) * 3)
-
-    def variant():
-        return StitchedModel(a, b, p, StitchLayer(feature_spec(a, sa.blocks[p.i].out_shape),
-                                                  feature_spec(b, sb.blocks[p.j].out_shape)))
+    variant, task, spec = _common.synthetic_stitch(args.front, args.back, args.i, args.j, args.resolution,
+                                                   args.train_size, classes=1000)
+    p = variant().point
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
