@@ -60,14 +60,15 @@ class Format:
 class Int8Route:
     """int8 for one device format, in two stages; the file runs in that format's runtime.
 
-      quantize(model, example, calibration) -> quantized   PT2E: capture, prepare, calibrate, convert
+      quantize(model, example, calibration, recipe=int8_recipe.DEFAULT) -> quantized
+                                                           PT2E: capture, prepare, calibrate, convert
       export(quantized, example, path)                     lower + serialise to ``path``
     """
 
     format: str  # the fp32 format whose runtime runs the file
     suffix: str
     quantizer: str  # what quantised it (manifests, docs)
-    quantize: Callable[[nn.Module, torch.Tensor, Iterable[torch.Tensor]], Any]
+    quantize: Callable[..., Any]
     export: Callable[[Any, torch.Tensor, Path], None]
 
 

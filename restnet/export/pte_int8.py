@@ -15,18 +15,15 @@ from torch import nn
 
 from restnet.export import pte
 from restnet.export.base import Int8Route, calibrate, capture
+from restnet.export.int8_recipe import DEFAULT, Recipe, xnnpack_quantizer
 
 
-def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor]) -> nn.Module:
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],
+             recipe: Recipe = DEFAULT) -> nn.Module:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     captured = capture(model.eval(), example).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(captured, quantizer)
+    prepared = prepare_pt2e(captured, xnnpack_quantizer(recipe, captured))
     calibrate(prepared, calibration, example.shape[0])
     return convert_pt2e(prepared)
 

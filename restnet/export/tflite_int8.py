@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from restnet.export.base import Int8Route, calibrate, capture
+from restnet.export.int8_recipe import DEFAULT, Recipe, litert_quantizer
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,11 @@ class Quantized:
     quantizer: Any  # litert-torch's PT2EQuantizer: the converter needs the same one
 
 
-def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor]) -> Quantized:
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],
+             recipe: Recipe = DEFAULT) -> Quantized:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    quantizer = litert_quantizer(recipe)
     captured = capture(model.eval(), example).module()
     prepared = prepare_pt2e(captured, quantizer)
     calibrate(prepared, calibration, example.shape[0])
