@@ -32,6 +32,7 @@ class Recipe:
     fp32: tuple[str, ...] = ()  # parts left unquantised
     only: str | None = None  # quantise this part only
     batch1: bool = True  # calibrate one image at a time (as the pack does)
+    tensors: str = "both"  # both | weights | activations: which tensors are quantised (diagnosis only)
 
     def describe(self) -> str:
         bits = [f"{self.calibration} calibration images", f"{self.observer} observer",
@@ -54,6 +55,8 @@ def parse(name: str) -> Recipe:
             r = dataclasses.replace(r, clamp=True)
         elif knob == "pt":
             r = dataclasses.replace(r, per_channel=False)
+        elif knob in ("weights", "activations"):
+            r = dataclasses.replace(r, tensors=knob)
         elif knob == "b64":
             r = dataclasses.replace(r, batch1=False)
         elif knob.startswith("c") and knob[1:].isdigit():
@@ -118,7 +121,11 @@ def _observers() -> dict[str, Callable]:
 
 def _config(base, recipe: Recipe):
     """``base`` (a quantizer's QuantizationConfig) with the recipe's activation observer."""
-    if recipe.observer == "hist":
+    if recipe.tensors == "weights":
+        base = dataclasses.replace(base, input_activation=None, output_activation=None)
+    elif recipe.tensors == "activations":
+        base = dataclasses.replace(base, weight=None)
+    if recipe.observer == "hist" or recipe.tensors == "weights":
         return base
     obs = _observers().get(recipe.observer)
     if obs is None:
