@@ -21,6 +21,7 @@ from restnet.data import InputSpec, Split, Task, to_model_input
 from restnet.export import AGREEMENT_FLAG, AGREEMENT_FLOOR, compare_with_eager, export_verified, get_format, sha256_of
 from restnet.export.base import percent
 from restnet.export.int8 import get_route
+from restnet.export.int8_recipe import DEFAULT
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built, largest_activation_bytes
 from restnet.paths import cache_dir
@@ -86,7 +87,9 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: It
     agreement with fp32 and accuracy on the validation split, and ``flagged`` below AGREEMENT_FLAG."""
     route, f = get_route(fmt), get_format(fmt)
     weights = checkpoint.state_digest(model)
-    key = export_key(weights, f"{fmt}-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
+    # The recipe is part of the key: a file quantised another way is another file.
+    key = export_key(weights, f"{fmt}-int8-{DEFAULT}", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}",
+                     threads)
     slot = cache_dir("exports", key)
     cached = slot / f"model{route.suffix}"
     if (record := cached_record(cached, dest)) is not None:
@@ -136,7 +139,7 @@ class CheckData:
 
     @classmethod
     def of(cls, task: Task, seed: int) -> "CheckData":
-        return cls(task, task.train.subset(min(256, len(task.train)), seed + 17))
+        return cls(task, task.train.subset(min(DEFAULT.calibration, len(task.train)), seed + 17))
 
     def val_batches(self, spec: InputSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(input, label) batches: every file's agreement with eager, and an int8 file's own accuracy."""
