@@ -86,8 +86,71 @@ def test_stitch_quantised_with_its_real_output_range(stitched, fmt):
 
     def lo_hi(images: torch.Tensor) -> tuple[float, float]:
         q = route.quantize(stitched, images[:1], [images])
-        return stitch_output_range(getattr(q, "module", q))
+        return stitch_output_range(q.program)
 
     assert range_error(*lo_hi(calib), real) is None
     wrong = range_error(*lo_hi(calib * 0.25), real)
     assert wrong is not None and "outside" in wrong, wrong
+
+
+def converted(model: torch.nn.Module, images: torch.Tensor) -> torch.fx.GraphModule:
+    """The XNNPACK route's converted program (weights still fp32 behind their quantisers), batch-dynamic."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from restnet.export.base import calibrate
+    from restnet.export.int8_recipe import DEFAULT, xnnpack_quantizer
+
+    batch = torch.export.Dim("batch", min=1, max=256)
+    cap = torch.export.export(model, (images[:2],), dynamic_shapes=({0: batch},)).module()
+    prepared = prepare_pt2e(cap, xnnpack_quantizer(DEFAULT, cap))
+    calibrate(prepared, [images], 16)
+    return convert_pt2e(prepared, fold_quantize=False)
+
+
+def kl_to(teacher: torch.Tensor, out: torch.Tensor) -> float:
+    return float(torch.nn.functional.kl_div(out.log_softmax(-1), teacher.log_softmax(-1), log_target=True,
+                                            reduction="batchmean"))
+
+
+@pytest.mark.slow
+def test_finetuning_trains_the_int8_program_itself(stitched):
+    """Fine-tuning swaps the quantize ops for float copies with a straight-through gradient: those must
+    compute the same program (else it trains another model than the one shipped), training must bring the
+    int8 logits closer to fp32 (gradients reach the weights through the rounding; that this carries over to
+    images it never saw is measured on the validation split by benchmarks/int8_diagnose.py, not here), and
+    folding the weights afterwards must not change them."""
+    import copy
+
+    from restnet.export.int8_finetune import Finetune, _float_ops, _swap, finetune, fold_weights
+
+    train = photos(64, seed=3)
+    model = copy.deepcopy(stitched)
+    with torch.no_grad():
+        teacher = model(train)
+    program = copy.deepcopy(converted(model, train))
+    with torch.no_grad():
+        before = program(train)
+        float_ops = copy.deepcopy(program)
+        _swap(float_ops, _float_ops())
+        assert torch.allclose(float_ops(train), before, atol=1e-5), "float quantisers compute another program"
+    finetune(program, train, teacher, Finetune(images=64, epochs=3, lr=1e-5))
+    assert not [n for n in program.graph.nodes if n.op == "call_function" and n.target in _float_ops().values()]
+    with torch.no_grad():
+        after = program(train)
+        assert kl_to(teacher, after) < 0.8 * kl_to(teacher, before)
+        assert torch.allclose(fold_weights(program)(train), after, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_finetuning_leaves_the_fp32_model_alone(stitched):
+    """The converted program shares the tensors PT2E did not rewrite with the fp32 model; fine-tuning them
+    in place would change the model every other file of the variant is exported from."""
+    from restnet.export.int8 import get_route, quantize
+    from restnet.export.int8_finetune import Finetune
+    from restnet.export.int8_recipe import Recipe
+    from restnet.training.checkpoint import state_digest
+
+    images = photos(32, seed=5)
+    before = state_digest(stitched)
+    quantize(get_route("pte"), stitched, images[:1], [images], Recipe(finetune=Finetune(32, 1, 1e-4)), images)
+    assert state_digest(stitched) == before

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch.fx import GraphModule, Node
 
+from restnet.export.int8_finetune import Finetune
+
 CLAMPS = ("hardtanh.default", "hardtanh_.default", "clamp.default")
 FUSABLE = ("conv2d.default", "convolution.default", "linear.default", "add.Tensor")
 PARTS = ("stem", "front", "stitch", "back", "head", "dw", "first", "classifier")
@@ -33,12 +35,15 @@ class Recipe:
     only: str | None = None  # quantise this part only
     batch1: bool = True  # calibrate one image at a time (as the pack does)
     tensors: str = "both"  # both | weights | activations: which tensors are quantised (diagnosis only)
+    finetune: Finetune = Finetune()  # weights fine-tuned through the quantisers afterwards (images=0: off)
 
     def describe(self) -> str:
         bits = [f"{self.calibration} calibration images", f"{self.observer} observer",
                 "per-channel weights" if self.per_channel else "per-tensor weights"]
         if self.clamp:
             bits.append("ReLU6 output observed after the clamp")
+        if self.finetune.images:
+            bits.append(self.finetune.describe())
         return ", ".join(bits)
 
 
@@ -47,7 +52,7 @@ DEFAULT = Recipe()  # what --int8 uses: ReLU6 observed after the clamp, 256 imag
 
 def parse(name: str) -> Recipe:
     """'base' = the stock quantizer; else '+'-joined knobs (see benchmarks/int8_diagnose.py)."""
-    r = Recipe(clamp=False)
+    r = Recipe(clamp=False, finetune=Finetune(images=0))
     for knob in name.split("+"):
         if knob == "base":
             continue
@@ -57,6 +62,8 @@ def parse(name: str) -> Recipe:
             r = dataclasses.replace(r, per_channel=False)
         elif knob in ("weights", "activations"):
             r = dataclasses.replace(r, tensors=knob)
+        elif knob == "ft" or (knob.startswith("ft") and knob[2:].isdigit()):
+            r = dataclasses.replace(r, finetune=Finetune(images=int(knob[2:] or Finetune().images)))
         elif knob == "b64":
             r = dataclasses.replace(r, batch1=False)
         elif knob.startswith("c") and knob[1:].isdigit():
