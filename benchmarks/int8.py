@@ -3,7 +3,8 @@
 For each member (rebuilt from restnet's caches, checked against the manifest's test top-1) and each
 route (``.int8.pte``: ExecuTorch XNNPACKQuantizer, run by the ExecuTorch runtime; ``.int8.tflite``:
 litert-torch's quantizer, run by LiteRT): the int8 file is written with the recipe given (default: the
-one ``--int8`` uses), calibrated on training images (never validation or test), and run on the test
+one ``--int8`` uses), calibrated (and fine-tuned) on the training images a pack uses (never validation
+or test), and run on the test
 split one image at a time. Printed: file sizes (fp32 and int8), test top-1 of fp32 (eager, which every
 shipped fp32 file matches) and of the int8 file, top-1 agreement between them, and with ``--latency``
 host latency of the fp32 and int8 files at the same threads, interleaved (fp32, int8, fp32, ...),
@@ -27,7 +28,8 @@ from _int8_members import Member, load_members
 
 from restnet.data import to_model_input
 from restnet.export import get_format, int8_recipe
-from restnet.export.int8 import get_route
+from restnet.export.int8 import get_route, quantize
+from restnet.package.exports import CheckData
 from restnet.timing import measure_callable_ms
 
 
@@ -54,15 +56,17 @@ def interleaved_ms(fp32, int8, x: np.ndarray, rounds: int, runs: int) -> dict:
             "int8_over_fp32": statistics.median(q) / statistics.median(f)}
 
 
-def measure(m: Member, fmt: str, recipe: int8_recipe.Recipe, calib: torch.Tensor, x: torch.Tensor,
-            y: np.ndarray, a, tmp: Path) -> dict:
+def measure(m: Member, fmt: str, data: CheckData, x: torch.Tensor, y: np.ndarray, a, tmp: Path) -> dict:
     route, f = get_route(fmt), get_format(fmt)
     example = torch.zeros(1, *x.shape[1:])
     with torch.no_grad():
         ref = torch.cat([m.model(x[k:k + 250]) for k in range(0, len(x), 250)]).argmax(-1).numpy()
     t = time.perf_counter()
     qpath, fpath = tmp / f"m{route.suffix}", tmp / f"m{f.suffix}"
-    route.export(route.quantize(m.model, example, [calib], recipe), example, qpath)
+    tune = data.tune_images(m.spec) if data.recipe.finetune.images else None
+    q = quantize(route, m.model, example, data.calibration_batches(m.spec), data.recipe, tune,
+                 log=lambda s: print(f"  {m.name} {fmt}: {s}", flush=True))
+    route.export(q, example, qpath)
     seconds = time.perf_counter() - t
     f.export(m.model, example, fpath)
     run = f.load(qpath, a.threads)
@@ -96,13 +100,12 @@ def main() -> None:
     if a.members:
         members = [members[int(i)] for i in a.members.split(",")]
     task, rows = runner.task, []
-    calib_split = task.train.subset(recipe.calibration, runner.exp.seed + 17)  # as restnet.package.exports
+    data = CheckData.of(task, runner.exp.seed, recipe)  # the images a pack calibrates and fine-tunes on
     for m in members:
         x, y = test_inputs(task, m, a.images)
-        calib = torch.cat([to_model_input(imgs, m.spec) for imgs, _ in task.raw_loader(calib_split, 64)])
         for fmt in a.routes.split(","):
             with tempfile.TemporaryDirectory() as d:
-                rows.append({**measure(m, fmt, recipe, calib, x, y, a, Path(d)), "recipe": a.recipe})
+                rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
             print(rows[-1], flush=True)
     emit("int8", rows, {"package": str(a.package), "recipe": recipe.describe(), "images": len(x), **env}, a.json)
 

@@ -8,7 +8,7 @@ images come from the training split without the validation images, as in a pack.
       --recipes base,clamp,clamp+c1024 --parts stem,stitch,head,dw --json out.json
 
 A recipe is '+'-joined knobs: clamp (quantise the ReLU6 output, not the conv output before it),
-c<N> (N calibration images), obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
+c<N> (N calibration images), ft / ft<N> (fine-tune the weights through the quantisers on N images), obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
 fp32=<part> (leave one part unquantised), only=<part> (quantise one part only).
 Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), classifier.
 """
@@ -26,6 +26,7 @@ from _int8_members import load_members
 from restnet.data import to_model_input
 from restnet.export import int8_recipe
 from restnet.export.base import calibrate
+from restnet.export.int8_finetune import finetune
 
 
 def inputs(task, split, spec, n: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -38,8 +39,10 @@ def predict(model, x: torch.Tensor, batch: int = 250) -> np.ndarray:
     return torch.cat([model(x[k:k + batch]) for k in range(0, len(x), batch)]).argmax(-1).numpy()
 
 
-def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor) -> torch.nn.Module:
-    """The XNNPACK route's quantised program before lowering, run by torch (q/dq kept as float ops)."""
+def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch.Tensor | None = None
+             ) -> torch.nn.Module:
+    """The XNNPACK route's quantised program before lowering, run by torch (q/dq kept as float ops);
+    fine-tuned on ``tune`` when the recipe says so."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example = calib[:2].contiguous()
@@ -47,7 +50,12 @@ def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor) -> torch.nn
     captured = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},)).module()
     prepared = prepare_pt2e(captured, int8_recipe.xnnpack_quantizer(recipe, captured))
     calibrate(prepared, [calib], 1 if recipe.batch1 else 64)
-    return convert_pt2e(prepared)
+    program = convert_pt2e(prepared, fold_quantize=False)
+    if recipe.finetune.images and tune is not None:
+        with torch.no_grad():
+            teacher = torch.cat([model(tune[k:k + 250]) for k in range(0, len(tune), 250)])
+        finetune(program, tune, teacher, recipe.finetune, log=print)
+    return program
 
 
 def main() -> None:
@@ -74,7 +82,9 @@ def main() -> None:
             r = int8_recipe.parse(name)
             calib = inputs(task, task.train, m.spec, r.calibration, runner.exp.seed + 17)
             t = time.perf_counter()
-            q = simulate(m.model, r, calib)
+            tune = inputs(task, task.train, m.spec, r.finetune.images, runner.exp.seed + 29) \
+                if r.finetune.images else None
+            q = simulate(m.model, r, calib, tune)
             got = predict(q, x)
             rows.append({"member": m.name, "recipe": name, "n": len(x), "fp32_top1": float((ref == y).mean()),
                          "int8_top1": float((got == y).mean()), "agreement": float((got == ref).mean()),
