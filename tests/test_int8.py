@@ -113,32 +113,33 @@ def kl_to(teacher: torch.Tensor, out: torch.Tensor) -> float:
 
 
 @pytest.mark.slow
-def test_finetuning_trains_the_int8_program_itself(stitched):
+@pytest.mark.weights
+def test_finetuning_trains_the_int8_program_itself():
     """Fine-tuning swaps the quantize ops for float copies with a straight-through gradient: those must
-    compute the same program (else it trains another model than the one shipped), training must bring the
-    int8 logits closer to fp32 (gradients reach the weights through the rounding; that this carries over to
-    images it never saw is measured on the validation split by benchmarks/int8_diagnose.py, not here), and
-    folding the weights afterwards must not change them."""
+    compute the same program (else it trains another model than the one shipped); trained on some photos,
+    the int8 logits of pretrained lite0 must come closer to fp32 on photos it never saw (measured here:
+    KL 0.165 -> 0.100); folding the weights afterwards must not change them."""
     import copy
 
     from restnet.export.int8_finetune import Finetune, _float_ops, _swap, finetune, fold_weights
 
-    train = photos(64, seed=3)
-    model = copy.deepcopy(stitched)
+    torch.manual_seed(0)
+    model = create_anchor("tf_efficientnet_lite0", pretrained=True).eval()
+    train, held_out = photos(64, seed=3), photos(64, seed=4)
     with torch.no_grad():
-        teacher = model(train)
-    program = copy.deepcopy(converted(model, train))
+        teacher, held_teacher = model(train), model(held_out)
+    program = converted(model, train)
     with torch.no_grad():
-        before = program(train)
+        before = program(held_out)
         float_ops = copy.deepcopy(program)
         _swap(float_ops, _float_ops())
-        assert torch.allclose(float_ops(train), before, atol=1e-5), "float quantisers compute another program"
-    finetune(program, train, teacher, Finetune(images=64, epochs=3, lr=1e-5))
+        assert torch.allclose(float_ops(held_out), before, atol=1e-5), "float quantisers compute another program"
+    finetune(program, train, teacher, Finetune(images=64, epochs=4, lr=1e-6, batch=8))
     assert not [n for n in program.graph.nodes if n.op == "call_function" and n.target in _float_ops().values()]
     with torch.no_grad():
-        after = program(train)
-        assert kl_to(teacher, after) < 0.8 * kl_to(teacher, before)
-        assert torch.allclose(fold_weights(program)(train), after, atol=1e-5)
+        after = program(held_out)
+        assert kl_to(held_teacher, after) < 0.8 * kl_to(held_teacher, before)
+        assert torch.allclose(fold_weights(program)(held_out), after, atol=1e-5)
 
 
 @pytest.mark.slow
