@@ -230,7 +230,7 @@ def test_every_exit_code_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     for code, label in EXIT_CODES.items():
         assert f"| {code} | {label} |" in doc, f"docs/reliability.md lacks the row for exit {code}"
-    assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 8
+    assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 9
 
 
 @pytest.mark.parametrize("kind", ["garbage", "pickled", "other-npz"])
