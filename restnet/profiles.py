@@ -82,6 +82,16 @@ class LatencyEstimate(_Strict):
     source: str = Field(description="Where the factor comes from.")
 
 
+class Int8(_Strict):
+    """How ``--int8`` quantises (restnet.export.int8_recipe); the defaults are the measured recipe (README)."""
+
+    calibration: PositiveInt = Field(default=256, description="Training images the activation ranges are calibrated on.")
+    finetune_images: int = Field(default=2048, ge=0, description=(
+        "Training images the int8 weights are fine-tuned on through their quantisers, towards the fp32 "
+        "logits (0: post-training quantisation only)."))
+    finetune_epochs: PositiveInt = Field(default=2, description="Passes over those images.")
+
+
 class Profile(_Strict):
     name: str
     description: str
@@ -103,6 +113,7 @@ class Profile(_Strict):
     is_host: bool = Field(default=False, description="The device is this machine: latency is measured, not estimated.")
     latency_estimate: LatencyEstimate | None = Field(
         default=None, description="How to estimate device latency from host measurements until a table exists.")
+    int8: Int8 = Field(default_factory=Int8, description="How int8 files are made (with dtype int8 or --int8).")
     bundle: Literal["files", "shared"] = Field(default="files", description=(
         "'files': one file per variant; 'shared': the device format's variants as the methods (signatures) of "
         "one file that stores the anchors' weights once (restnet.package.bundle)."))

@@ -50,6 +50,8 @@ def pack(tmp_path: Path, *args: str) -> list[str]:
     ("missing_field", ["missing_field.yaml: field 'backend': missing: this field is required"]),
     ("wrong_type", ["wrong_type.yaml, line 16: field 'threads': Input should be a valid integer"]),
     ("negative_budget", ["negative_budget.yaml, line 21: field 'budgets.values.0': Input should be greater than 0"]),
+    ("negative_finetune", ["negative_finetune.yaml, line 20: field 'int8.finetune_images': Input should be greater "
+                           "than or equal to 0"]),
     ("unknown_backend", ["unknown_backend.yaml, line 15: field 'backend': Input should be 'executorch-xnnpack' or "
                          "'tflite'"]),
     ("not_a_mapping", ["not_a_mapping.yaml: expected a mapping of fields at the top level, got list"]),
@@ -228,7 +230,7 @@ def test_every_exit_code_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     for code, label in EXIT_CODES.items():
         assert f"| {code} | {label} |" in doc, f"docs/reliability.md lacks the row for exit {code}"
-    assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 8
+    assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 9
 
 
 @pytest.mark.parametrize("kind", ["garbage", "pickled", "other-npz"])

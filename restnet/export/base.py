@@ -57,25 +57,39 @@ class Format:
 
 
 @dataclass(frozen=True)
-class Int8Route:
-    """int8 for one device format, in two stages; the file runs in that format's runtime.
+class Quantized:
+    """A converted PT2E program, weights still fp32 behind their quantize ops (fold_quantize=False), so
+    restnet.export.int8_finetune can train them; ``quantizer``: what the route's converter needs again."""
 
-      quantize(model, example, calibration) -> quantized   PT2E: capture, prepare, calibrate, convert
-      export(quantized, example, path)                     lower + serialise to ``path``
+    program: nn.Module
+    quantizer: Any = None
+
+
+@dataclass(frozen=True)
+class Int8Route:
+    """int8 for one device format, in stages; the file runs in that format's runtime.
+
+      quantize(model, example, calibration, recipe) -> Quantized   PT2E: capture, prepare, calibrate, convert
+      (restnet.export.int8.quantize adds the optional stage: fine-tune the weights through the quantisers)
+      export(quantized, example, path)                              lower + serialise to ``path``
     """
 
     format: str  # the fp32 format whose runtime runs the file
     suffix: str
     quantizer: str  # what quantised it (manifests, docs)
-    quantize: Callable[[nn.Module, torch.Tensor, Iterable[torch.Tensor]], Any]
-    export: Callable[[Any, torch.Tensor, Path], None]
+    quantize: Callable[..., Quantized]
+    export: Callable[[Quantized, torch.Tensor, Path], None]
 
 
-def capture(model: nn.Module, example: torch.Tensor):
+def capture(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False):
     """torch.export of ``model`` on ``example`` made contiguous: an exported program keeps the
     example's dim order, and a permuted (channels-last) example would give a program that refuses
-    the NCHW-contiguous inputs every runtime passes."""
-    return torch.export.export(model, (example.contiguous(),))
+    the NCHW-contiguous inputs every runtime passes. ``dynamic_batch``: any batch size (the int8
+    routes fine-tune in batches; the file itself is captured again at the example's batch)."""
+    if not dynamic_batch:
+        return torch.export.export(model, (example.contiguous(),))
+    x = example.contiguous() if len(example) > 1 else torch.cat([example, example]).contiguous()  # 1 would specialise
+    return torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
 
 
 @torch.no_grad()

@@ -7,8 +7,17 @@ below ``base.AGREEMENT_FLAG`` the file is flagged.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
 from restnet.export import pte_int8, tflite_int8
-from restnet.export.base import Int8Route
+from restnet.export.base import Int8Route, Quantized
+from restnet.export.int8_finetune import finetune
+from restnet.export.int8_recipe import DEFAULT, Recipe
 
 ROUTES: dict[str, Int8Route] = {r.format: r for r in (pte_int8.ROUTE, tflite_int8.ROUTE)}
 
@@ -21,3 +30,19 @@ def get_route(fmt: str) -> Int8Route:
     if fmt not in ROUTES:
         raise ValueError(f"no int8 export for format {fmt!r}; int8 is available for {', '.join(ROUTES)}")
     return ROUTES[fmt]
+
+
+def quantize(route: Int8Route, model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],
+             recipe: Recipe = DEFAULT, tune: torch.Tensor | None = None,
+             log: Callable[[str], None] | None = None) -> Quantized:
+    """The route's PT2E stages, then, when the recipe fine-tunes and ``tune`` (training images, never
+    validation ones) is given, its weights fine-tuned through the quantisers towards ``model``'s logits."""
+    q = route.quantize(model, example, calibration, recipe)
+    if recipe.finetune.images and tune is not None:
+        with torch.no_grad():
+            teacher = torch.cat([model(tune[k:k + 256]) for k in range(0, len(tune), 256)])
+        # The converted program shares the tensors PT2E did not rewrite (the classifier's, ...) with ``model``:
+        # train a copy, or fine-tuning would change the fp32 model the other files are made from.
+        q = dataclasses.replace(q, program=copy.deepcopy(q.program))
+        finetune(q.program, tune, teacher, recipe.finetune, log=log)
+    return q

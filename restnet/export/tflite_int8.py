@@ -3,7 +3,7 @@
 capture (torch.export) -> prepare_pt2e with litert-torch's PT2EQuantizer
 (symmetric, per-channel weights, per-tensor activations) -> calibrate on task
 images -> convert_pt2e (quantize ops kept unfolded, as litert-torch expects)
--> litert_torch.convert with the same quantizer -> serialise.
+-> [fine-tune, restnet.export.int8_finetune] -> litert_torch.convert with the same quantizer -> serialise.
 
 Unlike the int8 .pte, the file's input and output tensors are int8, each with
 its own scale and zero point in the model (a fully integer model: firmware
@@ -13,28 +13,21 @@ quantises/dequantises, so callers still pass float32 and get float32 logits.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from restnet.export.base import Int8Route, calibrate, capture
+from restnet.export.base import Int8Route, Quantized, calibrate, capture
+from restnet.export.int8_recipe import DEFAULT, Recipe, litert_quantizer
 
 
-@dataclass(frozen=True)
-class Quantized:
-    module: nn.Module
-    quantizer: Any  # litert-torch's PT2EQuantizer: the converter needs the same one
-
-
-def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor]) -> Quantized:
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],
+             recipe: Recipe = DEFAULT) -> Quantized:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    captured = capture(model.eval(), example).module()
+    quantizer = litert_quantizer(recipe)
+    captured = capture(model.eval(), example, dynamic_batch=True).module()
     prepared = prepare_pt2e(captured, quantizer)
     calibrate(prepared, calibration, example.shape[0])
     return Quantized(convert_pt2e(prepared, fold_quantize=False), quantizer)
@@ -45,7 +38,7 @@ def export(q: Quantized, example: torch.Tensor, path: Path) -> None:
     from litert_torch.quantize.quant_config import QuantConfig
 
     config = QuantConfig(pt2e_quantizer=q.quantizer)
-    litert_torch.convert(q.module, (example.contiguous(),), quant_config=config).export(str(path))
+    litert_torch.convert(q.program, (example.contiguous(),), quant_config=config).export(str(path))
 
 
 ROUTE = Int8Route("tflite", ".int8.tflite", "PT2E litert-torch PT2EQuantizer (symmetric, per-channel weights)",

@@ -145,7 +145,7 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
     when asked) under ``root``; returns (probes, bundles)."""
     res = runner.exp.resolution
     x = torch.zeros(1, 3, res, res)
-    data = CheckData.of(runner.task, runner.exp.seed)
+    data = CheckData.of(runner.task, runner.exp.seed, req.int8_recipe)
     (root / "variants").mkdir()
     shared = bundle.shared_format(req)
     if req.bundle == "shared" and shared is None:

@@ -20,7 +20,8 @@ from restnet import __version__
 from restnet.data import InputSpec, Split, Task, to_model_input
 from restnet.export import AGREEMENT_FLAG, AGREEMENT_FLOOR, compare_with_eager, export_verified, get_format, sha256_of
 from restnet.export.base import percent
-from restnet.export.int8 import get_route
+from restnet.export.int8 import get_route, quantize
+from restnet.export.int8_recipe import Recipe
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built, largest_activation_bytes
 from restnet.paths import cache_dir
@@ -78,23 +79,24 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     return store_record(tmp, cached, record, dest)
 
 
-@torch.no_grad()
-def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, calibration: Iterable[torch.Tensor],
-              calib_fingerprint: str, val: Iterable[tuple[torch.Tensor, torch.Tensor]], val_fingerprint: str,
-              threads: int, dest: Path) -> dict:
+def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckData", spec: InputSpec,
+              threads: int, dest: Path, log: Callable[[str], None] | None = None) -> dict:
     """Write an int8 file of ``model`` in ``fmt`` (see restnet.export.int8) to ``dest``; its record has top-1
     agreement with fp32 and accuracy on the validation split, and ``flagged`` below AGREEMENT_FLAG."""
-    route, f = get_route(fmt), get_format(fmt)
+    route, f, recipe = get_route(fmt), get_format(fmt), data.recipe
     weights = checkpoint.state_digest(model)
-    key = export_key(weights, f"{fmt}-int8", tuple(example.shape), f"{calib_fingerprint}-{val_fingerprint}", threads)
+    # The recipe and every image set it used are part of the key: a file quantised another way is another file.
+    key = export_key(weights, f"{fmt}-int8-{recipe}", tuple(example.shape), data.int8_fingerprint(), threads)
     slot = cache_dir("exports", key)
     cached = slot / f"model{route.suffix}"
     if (record := cached_record(cached, dest)) is not None:
         return record
     tmp = slot / f".model.tmp{route.suffix}"
-    route.export(route.quantize(model, example, calibration), example, tmp)
+    tune = data.tune_images(spec) if recipe.finetune.images else None
+    route.export(quantize(route, model, example, data.calibration_batches(spec), recipe, tune, log), example, tmp)
     run = f.load(tmp, threads)
-    c = compare_with_eager(model, run, val, example.shape[0])
+    with torch.no_grad():
+        c = compare_with_eager(model, run, data.val_batches(spec), example.shape[0])
     record = {"format": fmt, "dtype": "int8", "size": tmp.stat().st_size, "sha256": sha256_of(tmp),
               "max_abs_diff": c.max_abs_diff, "max_abs_logit": c.max_abs_logit,
               "scaled_diff": c.scaled_diff, "top1_agreement": c.agreement,
@@ -118,8 +120,7 @@ def export_variant(b: Built, vid: str, req: PackRequest, data: CheckData, exampl
         route = get_route(fmt)
         rel = f"variants/{vid}{route.suffix}"
         log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}), check agreement with fp32")
-        rec = int8_file(b.model, fmt, example, data.calibration_batches(b.spec), data.calibration.fingerprint(),
-                        data.val_batches(b.spec), val_fp, req.threads, root / rel)
+        rec = int8_file(b.model, fmt, example, data, b.spec, req.threads, root / rel, log)
         if rec["flagged"]:
             log(f"[yellow]int8 {vid} ({fmt}): top-1 agreement with fp32 {rec['top1_agreement']:.2%} "
                 f"< {percent(AGREEMENT_FLAG)}: flagged[/]")
@@ -133,10 +134,22 @@ class CheckData:
 
     task: Task
     calibration: Split
+    recipe: Recipe = Recipe()
+    tune: Split | None = None  # training images the int8 weights are fine-tuned on (recipe.finetune)
 
     @classmethod
-    def of(cls, task: Task, seed: int) -> "CheckData":
-        return cls(task, task.train.subset(min(256, len(task.train)), seed + 17))
+    def of(cls, task: Task, seed: int, recipe: Recipe = Recipe()) -> "CheckData":
+        n = len(task.train)
+        tune = task.train.subset(min(recipe.finetune.images, n), seed + 29) if recipe.finetune.images else None
+        return cls(task, task.train.subset(min(recipe.calibration, n), seed + 17), recipe, tune)
+
+    def int8_fingerprint(self) -> str:
+        sets = (self.calibration, self.tune, self.task.val)
+        return "-".join(s.fingerprint() if s is not None else "none" for s in sets)
+
+    def tune_images(self, spec: InputSpec) -> torch.Tensor:
+        assert self.tune is not None
+        return torch.cat([to_model_input(imgs, spec) for imgs, _ in self.task.raw_loader(self.tune, 250)])
 
     def val_batches(self, spec: InputSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(input, label) batches: every file's agreement with eager, and an int8 file's own accuracy."""

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from restnet.export.int8 import routes
+from restnet.export.int8_finetune import Finetune
+from restnet.export.int8_recipe import Recipe
 from restnet.profiles import Profile, ProfileError
 
 BACKEND_FORMAT = {"executorch-xnnpack": "pte", "tflite": "tflite"}
@@ -36,6 +38,13 @@ class PackRequest:
         if p.is_host or self.latency_table is not None:
             return None
         return p.latency_estimate.host_scale if p.latency_estimate else None
+
+    @property
+    def int8_recipe(self) -> Recipe:
+        """The profile's ``int8`` settings on top of the measured default recipe."""
+        s = self.profile.int8
+        return Recipe(calibration=s.calibration,
+                      finetune=Finetune(images=s.finetune_images, epochs=s.finetune_epochs))
 
     @property
     def int8_formats(self) -> tuple[str, ...]:

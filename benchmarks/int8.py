@@ -1,0 +1,114 @@
+"""int8 against fp32 for every member of a package, on both int8 routes, from the real files.
+
+For each member (rebuilt from restnet's caches, checked against the manifest's test top-1) and each
+route (``.int8.pte``: ExecuTorch XNNPACKQuantizer, run by the ExecuTorch runtime; ``.int8.tflite``:
+litert-torch's quantizer, run by LiteRT): the int8 file is written with the recipe given (default: the
+one ``--int8`` uses), calibrated (and fine-tuned) on the training images a pack uses (never validation
+or test), and run on the test
+split one image at a time. Printed: file sizes (fp32 and int8), test top-1 of fp32 (eager, which every
+shipped fp32 file matches) and of the int8 file, top-1 agreement between them, and with ``--latency``
+host latency of the fp32 and int8 files at the same threads, interleaved (fp32, int8, fp32, ...),
+``--rounds`` medians of ``--runs`` each; the median of those and their spread (min-max) is reported.
+
+  .venv/bin/python benchmarks/int8.py --package artifacts/rpi4 [--routes pte,tflite] [--images 10000]
+      [--recipe default|base|clamp+c1024...] [--latency] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import emit, setup_threads
+from _int8_members import Member, load_members
+
+from restnet.data import to_model_input
+from restnet.export import get_format, int8_recipe
+from restnet.export.int8 import get_route, quantize
+from restnet.package.exports import CheckData
+from restnet.timing import measure_callable_ms
+
+
+def test_inputs(task, m: Member, n: int | None) -> tuple[torch.Tensor, np.ndarray]:
+    split = task.report.subset(n, 7) if n and n < len(task.report) else task.report
+    xs, ys = zip(*[(to_model_input(imgs, m.spec), y) for imgs, y in task.raw_loader(split, 250)])
+    return torch.cat(xs), torch.cat(ys).numpy()
+
+
+def file_predictions(run, x: torch.Tensor, layout: str) -> np.ndarray:
+    arr = x.numpy()
+    if layout == "NHWC":
+        arr = arr.transpose(0, 2, 3, 1)
+    return np.concatenate([run(np.ascontiguousarray(arr[k:k + 1])) for k in range(len(arr))]).argmax(-1)
+
+
+def interleaved_ms(fp32, int8, x: np.ndarray, rounds: int, runs: int) -> dict:
+    f, q = [], []
+    for _ in range(rounds):
+        f.append(measure_callable_ms(fp32, x, runs=runs))
+        q.append(measure_callable_ms(int8, x, runs=runs))
+    return {"fp32_ms": statistics.median(f), "fp32_ms_range": f"{min(f):.3g}-{max(f):.3g}",
+            "int8_ms": statistics.median(q), "int8_ms_range": f"{min(q):.3g}-{max(q):.3g}",
+            "int8_over_fp32": statistics.median(q) / statistics.median(f)}
+
+
+def measure(m: Member, fmt: str, data: CheckData, x: torch.Tensor, y: np.ndarray, a, tmp: Path) -> dict:
+    route, f = get_route(fmt), get_format(fmt)
+    example = torch.zeros(1, *x.shape[1:])
+    with torch.no_grad():
+        ref = torch.cat([m.model(x[k:k + 250]) for k in range(0, len(x), 250)]).argmax(-1).numpy()
+    t = time.perf_counter()
+    qpath, fpath = tmp / f"m{route.suffix}", tmp / f"m{f.suffix}"
+    tune = data.tune_images(m.spec) if data.recipe.finetune.images else None
+    q = quantize(route, m.model, example, data.calibration_batches(m.spec), data.recipe, tune,
+                 log=lambda s: print(f"  {m.name} {fmt}: {s}", flush=True))
+    route.export(q, example, qpath)
+    seconds = time.perf_counter() - t
+    f.export(m.model, example, fpath)
+    run = f.load(qpath, a.threads)
+    got = file_predictions(run, x, f.input_layout)
+    row = {"member": m.name, "route": route.suffix, "n": len(x), "fp32_MB": fpath.stat().st_size / 2 ** 20,
+           "int8_MB": qpath.stat().st_size / 2 ** 20, "fp32_top1": float((ref == y).mean()),
+           "int8_top1": float((got == y).mean()), "delta_points": float((got == y).mean() - (ref == y).mean()) * 100,
+           "agreement": float((got == ref).mean()), "quantise_s": seconds}
+    if a.latency:
+        x1 = example.numpy() if f.input_layout == "NCHW" else example.numpy().transpose(0, 2, 3, 1).copy()
+        row.update(interleaved_ms(f.load(fpath, a.threads), run, x1, a.rounds, a.runs))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--package", type=Path, default=Path("artifacts/rpi4"))
+    ap.add_argument("--routes", default="pte,tflite")
+    ap.add_argument("--images", type=int, default=None, help="a seeded subset of the test split (default: all)")
+    ap.add_argument("--recipe", default="default", help="'default' (what --int8 uses) or int8_recipe.parse knobs")
+    ap.add_argument("--members", default="", help="comma-separated member indices (default: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    env = setup_threads(a.threads)
+    recipe = int8_recipe.DEFAULT if a.recipe == "default" else int8_recipe.parse(a.recipe)
+    runner, members = load_members(a.package)
+    if a.members:
+        members = [members[int(i)] for i in a.members.split(",")]
+    task, rows = runner.task, []
+    data = CheckData.of(task, runner.exp.seed, recipe)  # the images a pack calibrates and fine-tunes on
+    for m in members:
+        x, y = test_inputs(task, m, a.images)
+        for fmt in a.routes.split(","):
+            with tempfile.TemporaryDirectory() as d:
+                rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
+            print(rows[-1], flush=True)
+    emit("int8", rows, {"package": str(a.package), "recipe": recipe.describe(), "images": len(x), **env}, a.json)
+
+
+if __name__ == "__main__":
+    main()
