@@ -180,6 +180,20 @@ def node_filter(recipe: Recipe, gm: GraphModule) -> Callable[[Node], bool] | Non
     return keep
 
 
+def _clamped(base: type, recipe: Recipe) -> type:
+    """``base`` (a PT2E quantizer class) whose annotation, when the recipe says so, then moves each ReLU6's
+    observer after the clamp (quantize_after_clamp); both routes' quantizers need the same step."""
+
+    class Quantizer(base):
+        def annotate(self, model: GraphModule) -> GraphModule:
+            model = super().annotate(model)
+            if recipe.clamp:
+                quantize_after_clamp(model)
+            return model
+
+    return Quantizer
+
+
 def xnnpack_quantizer(recipe: Recipe, gm: GraphModule | None = None):
     """ExecuTorch's XNNPACKQuantizer set up for ``recipe`` (``gm``: the captured graph, for part filters)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -187,14 +201,7 @@ def xnnpack_quantizer(recipe: Recipe, gm: GraphModule | None = None):
         get_symmetric_quantization_config,
     )
 
-    class Quantizer(XNNPACKQuantizer):
-        def annotate(self, model: GraphModule) -> GraphModule:
-            model = super().annotate(model)
-            if recipe.clamp:
-                quantize_after_clamp(model)
-            return model
-
-    q = Quantizer().set_global(_config(get_symmetric_quantization_config(is_per_channel=recipe.per_channel), recipe))
+    q = _clamped(XNNPACKQuantizer, recipe)().set_global(_config(get_symmetric_quantization_config(is_per_channel=recipe.per_channel), recipe))
     if gm is not None and (f := node_filter(recipe, gm)) is not None:
         q.set_filter_function(f)
     return q
@@ -207,12 +214,5 @@ def litert_quantizer(recipe: Recipe):
     if recipe.fp32 or recipe.only:
         raise ValueError("the litert-torch route cannot leave parts fp32")
 
-    class Quantizer(PT2EQuantizer):
-        def annotate(self, model: GraphModule) -> GraphModule:
-            model = super().annotate(model)
-            if recipe.clamp:
-                quantize_after_clamp(model)
-            return model
-
     base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel, is_dynamic=False)
-    return Quantizer().set_global(_config(base, recipe))
+    return _clamped(PT2EQuantizer, recipe)().set_global(_config(base, recipe))
