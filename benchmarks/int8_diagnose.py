@@ -25,8 +25,7 @@ from _int8_members import load_members
 
 from restnet.data import to_model_input
 from restnet.export import int8_recipe
-from restnet.export.base import calibrate
-from restnet.export.int8_finetune import finetune
+from restnet.export.int8 import get_route, quantize
 
 
 def inputs(task, split, spec, n: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -41,21 +40,10 @@ def predict(model, x: torch.Tensor, batch: int = 250) -> np.ndarray:
 
 def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch.Tensor | None = None
              ) -> torch.nn.Module:
-    """The XNNPACK route's quantised program before lowering, run by torch (q/dq kept as float ops);
-    fine-tuned on ``tune`` when the recipe says so."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    example = calib[:2].contiguous()
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    captured = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},)).module()
-    prepared = prepare_pt2e(captured, int8_recipe.xnnpack_quantizer(recipe, captured))
-    calibrate(prepared, [calib], 1 if recipe.batch1 else 64)
-    program = convert_pt2e(prepared, fold_quantize=False)
-    if recipe.finetune.images and tune is not None:
-        with torch.no_grad():
-            teacher = torch.cat([model(tune[k:k + 250]) for k in range(0, len(tune), 250)])
-        finetune(program, tune, teacher, recipe.finetune, log=print)
-    return program
+    """The XNNPACK route's quantised program before lowering, made by the pack's own stages
+    (restnet.export.int8.quantize: fine-tuned on ``tune`` when the recipe says so) and run by torch."""
+    example = calib[:1] if recipe.batch1 else calib[:64]  # the route calibrates in slices of this batch
+    return quantize(get_route("pte"), model, example, [calib], recipe, tune, log=print).program
 
 
 def main() -> None:
