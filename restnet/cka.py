@@ -23,6 +23,7 @@ import torch
 
 from restnet import distributed
 from restnet.anchors.blocks import BlockModel
+from restnet.progress import bar
 
 ESTIMATORS = ("hsic", "unbiased")
 MIN_BATCH = 4
@@ -132,7 +133,7 @@ def cka_matrix(
         (torch.zeros(la, lb, dtype=torch.float64), torch.zeros(la, dtype=torch.float64),
          torch.zeros(lb, dtype=torch.float64))
     n, b = 0, 0
-    for xa, xb in batches:
+    for xa, xb in bar(batches, desc="CKA batches"):
         if xa.shape[0] != xb.shape[0]:
             raise ValueError(f"the two inputs of a batch differ in size ({xa.shape[0]} vs {xb.shape[0]})")
         _check_batch(xa.shape[0])

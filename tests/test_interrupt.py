@@ -21,12 +21,15 @@ from click.testing import CliRunner
 from helpers import TINY_PACK
 
 from restnet.cli import main
+from restnet.progress import STEP_DELAY_ENV
 from toolkit.package import open_verified
 
 # One stitched variant, no anchors, params budgets: the cheapest pack that still runs every stage.
-# TINY's stages take well under a second on a quiet machine, less than the signal needs to land inside
-# them; 512 adaptation images and 16 CKA repeats make adapt and CKA last a few seconds (a fresh-clone run
-# at normal priority saw both finish before the signal with TINY's 128 images and 2 repeats).
+# TINY's stages take well under a second on a quiet machine, less than a signal sent on a stage's first
+# line may need to land inside it. 512 adaptation images and 16 CKA repeats give adapt and CKA several
+# steps each, and the interrupted packs sleep STEP_DELAY after every step of a long loop (the
+# RESTNET_TEST_STEP_DELAY hook in restnet.progress), so the signal lands inside the stage's work on any
+# machine.
 PACK = ["--profile", "rpi4", "--metric", "params", "--budgets-between", "1", "--no-anchors", *TINY_PACK,
         "--train-size", "512", "--cka-repeats", "16"]
 EXE = str(Path(sys.executable).with_name("restnet-pack"))
@@ -41,13 +44,25 @@ CHAINS = {"kill-int-kill-int": [("adapt anchors", KILL), ("CKA", INT), ("train s
                                 ("export + verify", KILL)]}
 
 
-def _env(cache: Path) -> dict:
-    return {**os.environ, "RESTNET_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+STEP_DELAY = 0.2
 
 
-def _start(cache: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([EXE, *PACK, "--out", str(out)], env=_env(cache), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def _env(cache: Path, slow: bool = False) -> dict:
+    return {**os.environ, "RESTNET_CACHE": str(cache), "PYTHONUNBUFFERED": "1",
+            STEP_DELAY_ENV: str(STEP_DELAY if slow else 0)}
+
+
+def _ctrl_c_as_at_a_terminal() -> None:
+    # A test run started in the background by a non-interactive shell (`pytest ... &`, nohup) inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: every SIGINT below would be
+    # lost and the pack would run on (seen as "CKA had finished before the signal"). A user's Ctrl-C
+    # reaches a pack with the default disposition, so the test gives it that.
+    signal.signal(INT, signal.SIG_DFL)
+
+
+def _start(cache: Path, out: Path, slow: bool = False) -> subprocess.Popen:
+    return subprocess.Popen([EXE, *PACK, "--out", str(out)], env=_env(cache, slow), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_at_a_terminal)
 
 
 def _files(pkg: Path) -> dict[str, str]:
@@ -90,7 +105,7 @@ def baseline(tmp_path_factory) -> Baseline:
 
 
 def _interrupt(cache: Path, out: Path, stage: str, sig: int) -> tuple[int, str]:
-    p = _start(cache, out)
+    p = _start(cache, out, slow=True)
     seen = []
     for line in p.stderr:
         seen.append(line)
