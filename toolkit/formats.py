@@ -23,8 +23,9 @@ LATENCY_TABLE_VERSION = 1
 # ``raw_spread``, ``round_p50_ms`` and the top-level ``minor`` and ``timing`` (rounds, reference, table spread).
 LATENCY_TABLE_MINOR = 1
 # A table whose time-weighted spread over its rounds exceeds this cannot support predictions within +-10 %:
-# a pack that reads it says so (restnet.package.latency).
-SPREAD_LIMIT = 0.05
+# a pack that reads it says so (restnet.package.latency). On this 2-core host quiet tables came out at
+# +-4.1 and +-5.5 %, one with another job starting during its first round at +-10.5 %, one under load at +-21 %.
+SPREAD_LIMIT = 0.10
 LATENCY_TABLE_NAME = "latency-table.json"  # beside the package, where the switcher looks for it
 
 
