@@ -5,14 +5,14 @@
    change latency, so they stay least-squares-initialised);
 2. `restnet-bench --blocks` on that package (torch-free venv if present): every
    probe and variant timed in several fresh processes, interleaved, each process
-   scaled by the package's cheapest variant (the reference) timed in it;
+   normalised by its speed (the median over its programs, toolkit.timing);
 3. predict every candidate stitch point from the table (restnet.package.latency:
    sum of parts, with a per-program overhead and a memory term fitted on the
    anchors and the package's calibration programs);
 4. export a seeded sample of the other stitch points to .pte (cached: the file, never its
-   timing) and time them the same way, with the same reference program; their
-   figures are put on the table's reference level (x table reference p50 / this
-   run's reference p50), so both sides are in the same units of one program;
+   timing) and time them the same way, together with the package's own variants;
+   their figures are put on the table's level (x the median over those variants
+   of table p50 / this run's p50), so both sides are in the same units;
 5. print predicted vs measured, the share within +-10 % (target >= 90 %), the
    worst error, the table's spread and the whole models' spread.
 
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,19 @@ def stitched_pte(runner: Runner, specs, p: StitchPoint, x: torch.Tensor) -> Path
     return path
 
 
+def whole_programs(pkg: Path, table: dict) -> dict[str, float]:
+    """{file: its p50 in the table} for every fp32 variant of the package (anchors and members): whole
+    programs timed in both measurements, which put the sample on the table's level."""
+    from toolkit.formats import member_key
+
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    out = {}
+    for v in manifest["variants"]:
+        f = next(f for f in v["files"] if f.get("dtype", "fp32") == "fp32" and f["format"] == "pte")
+        out[str(pkg / f["path"])] = table["variants"][member_key(f)]["p50_ms"]
+    return out
+
+
 def reference_file(pkg: Path, table: dict) -> Path:
     """The file of the table's reference program (a variant of the package)."""
     ref = table["timing"]["reference"]["id"]
@@ -120,7 +134,8 @@ def main() -> None:
         x = torch.zeros(1, 3, runner.exp.resolution, runner.exp.resolution)
         files = {p: stitched_pte(runner, specs, p, x) for p in sample}
         ref = reference_file(pkg, table.data)
-        args = [a for f in files.values() for a in ("--file", str(f))]
+        common = whole_programs(pkg, table.data)
+        args = [a for f in [*files.values(), *common] for a in ("--file", str(f))]
         got = json.loads(bench([*args, "--reference", str(ref), "--shape", ",".join(map(str, x.shape)), "--runs",
                                 str(a.runs), "--rounds", str(a.rounds), "--threads", str(a.threads)]).splitlines()[-1])
         if a.keep:
@@ -128,7 +143,8 @@ def main() -> None:
             (Path(a.keep) / "table.json").write_text(table_path.read_text())
             (Path(a.keep) / "whole.json").write_text(json.dumps({**got, "points": {str(files[p]): [p.i, p.j]
                                                                                   for p in sample}}))
-    level = table.data["timing"]["reference"]["p50_ms"] / got["timing"]["reference"]["p50_ms"]
+    # The level: median over the package's whole programs (timed in both) of table p50 / this run's p50.
+    level = float(statistics.median(t / got["files"][f]["p50_ms"] for f, t in common.items()))
     rows = []
     for p in sample:
         m = got["files"][str(files[p])]

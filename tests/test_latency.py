@@ -136,23 +136,23 @@ def test_an_estimate_factor_is_used_as_given(tmp_path):
     assert dev["ms"] == 6.0 and "x 3 (test)" in dev["method"]
 
 
-# ---- timing that holds: rounds scaled by a reference, and the spread a pack reads ----
+# ---- timing that holds: rounds normalised by their speed, and the spread a pack reads ----
 
-def test_rounds_are_scaled_by_the_reference_timed_in_the_same_round():
+def test_each_round_is_normalised_by_the_speed_of_all_its_programs():
     from toolkit.timing import summarise
 
-    # Round 2 runs the whole process 1.5x slower: every program, the reference (file 0) included.
-    fast = [[1.0, 1.0, 1.0], [0.4, 0.4, 0.4]]
-    slow = [[1.5, 1.5, 1.5], [0.6, 0.6, 0.6]]
-    noisy = [[1.2, 1.2, 1.2], [0.3, 0.3, 0.3]]  # round 3: the reference 1.2x, file 1 0.75x: they disagree
-    entries, ref = summarise([fast, slow, noisy], ref=0)
-    assert ref["p50_ms"] == pytest.approx(1.2)  # the reference's median p50 over the rounds is the level
-    assert ref["round_p50_ms"] == [1.0, 1.5, 1.2] and ref["raw_spread"] == pytest.approx(0.5 / 2.4)
-    # File 1 on the reference's level: 0.4 x 1.2 / 1.0, 0.6 x 1.2 / 1.5, 0.3 x 1.2 / 1.2 = 0.48, 0.48, 0.30.
-    assert entries[1]["p50_ms"] == pytest.approx(0.48)
-    assert entries[1]["spread"] == pytest.approx((0.48 - 0.30) / (2 * 0.48))
-    assert entries[1]["raw_spread"] == pytest.approx((0.6 - 0.3) / (2 * 0.4))
-    assert entries[0]["spread"] == 0.0  # the reference on its own level
+    # Files: the reference (0) and three others. Round 2 runs the whole process 1.5x slower; in round 3
+    # only the reference is 1.5x slow (its own odd round): that must not move the others.
+    fast = [[1.0, 1.0, 1.0], [0.4, 0.4, 0.4], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]]
+    slow = [[1.5, 1.5, 1.5], [0.6, 0.6, 0.6], [3.0, 3.0, 3.0], [1.5, 1.5, 1.5]]
+    odd = [[1.5, 1.5, 1.5], [0.4, 0.4, 0.4], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]]
+    entries, ref = summarise([fast, slow, odd], ref=0)
+    assert ref["round_speed"] == pytest.approx([1.0, 1.5, 1.0])
+    assert ref["p50_ms"] == pytest.approx(1.0)  # the reference's median normalised p50: 1.0, 1.0, 1.5
+    assert ref["round_p50_ms"] == [1.0, 1.5, 1.5] and ref["raw_spread"] == pytest.approx(0.5 / 3.0)
+    assert entries[1]["p50_ms"] == pytest.approx(0.4) and entries[1]["spread"] == pytest.approx(0.0)
+    assert entries[1]["raw_spread"] == pytest.approx((0.6 - 0.4) / (2 * 0.4))
+    assert entries[0]["spread"] == pytest.approx(0.5 / 2.0)  # the reference's odd round shows in its own spread
     assert entries[1]["p50_ms"] <= entries[1]["p90_ms"] <= entries[1]["p99_ms"]
 
 

@@ -10,11 +10,15 @@ percent. Phones and boards do the same with frequency scaling and thermal state.
 So every program is timed in each of several fresh processes ("rounds"). Inside a
 round all programs are loaded, and visited in a shuffled order in bursts (one
 untimed call restores the program's own cache state, then ``burst`` timed calls),
-so slow phases of the machine hit every program alike. One program, the
-reference, is timed in every round; each round's times are scaled by
-``level / reference p50 in that round``, where ``level`` is the reference's median
-p50 over the rounds. A program's figure is the median of its scaled times, and its
-spread (how far the rounds disagree after scaling) says how far to trust it.
+so slow phases of the machine hit every program alike. Each round's speed is the
+median over all its programs of (program's p50 in the round / its median p50 over
+the rounds), and the round's times are divided by it: a whole process that ran
+1.3x slow is put back, while one program's odd round moves only that program (an
+earlier version scaled by one reference program alone, and its own outlier
+rounds then moved every figure). A program's figure is the median of its normalised times, and its
+spread (how far the rounds disagree after normalising) says how far to trust it.
+One program, the reference, is timed in every round and its normalised p50 is
+recorded, so that another measurement can be put on the same level.
 """
 from __future__ import annotations
 
@@ -77,20 +81,28 @@ def _half_range(values: np.ndarray) -> float:
     return float((values.max() - values.min()) / (2 * med)) if med > 0 else 0.0
 
 
+def round_speeds(p50: np.ndarray) -> np.ndarray:
+    """How slow each round ran, from every program in it: per round, the median over programs of (the
+    program's p50 in that round / its median p50 over the rounds). One program's odd round (the reference's
+    included) moves its own figure, not everyone's."""
+    return np.median(p50 / np.median(p50, axis=0, keepdims=True), axis=1)
+
+
 def summarise(times: list[list[list[float]]], ref: int) -> tuple[list[dict], dict]:
-    """times[round][file] -> (per file: percentiles of the reference-scaled times and their spread; the
+    """times[round][file] -> (per file: percentiles of the round-normalised times and their spread; the
     reference's own record). Pure arithmetic, so it is tested on hand-made numbers."""
     p50 = np.array([[np.median(t) for t in rnd] for rnd in times])  # [rounds, files]
-    level = float(np.median(p50[:, ref]))
-    scale = level / p50[:, ref]  # per round
+    speed = round_speeds(p50)
+    level = float(np.median(p50[:, ref] / speed))
     out = []
     for k in range(p50.shape[1]):
-        scaled = np.concatenate([np.asarray(rnd[k]) * s for rnd, s in zip(times, scale)])
+        scaled = np.concatenate([np.asarray(rnd[k]) / s for rnd, s in zip(times, speed)])
         q50, q90, q99 = np.percentile(scaled, [50, 90, 99])
         out.append({"p50_ms": float(q50), "p90_ms": float(q90), "p99_ms": float(q99), "mean_ms": float(scaled.mean()),
                     "round_p50_ms": [round(float(v), 5) for v in p50[:, k]],
-                    "spread": _half_range(p50[:, k] * scale), "raw_spread": _half_range(p50[:, k])})
-    reference = {"p50_ms": level, "round_p50_ms": out[ref]["round_p50_ms"], "raw_spread": out[ref]["raw_spread"]}
+                    "spread": _half_range(p50[:, k] / speed), "raw_spread": _half_range(p50[:, k])})
+    reference = {"p50_ms": level, "round_p50_ms": out[ref]["round_p50_ms"], "raw_spread": out[ref]["raw_spread"],
+                 "round_speed": [round(float(v), 4) for v in speed]}
     return out, reference
 
 
@@ -110,6 +122,6 @@ def measure_rounds(files: list[dict], ref: int, rounds: int = ROUNDS, runs: int 
         progress(f"round {r + 1}/{rounds}: {len(files)} programs interleaved, reference p50 {ref_p50:.3f} ms "
                  f"({time.perf_counter() - t0:.1f} s)")
     entries, reference = summarise(per_round, ref)
-    return entries, {"method": "interleaved rounds, scaled by a reference program timed in each round",
+    return entries, {"method": "interleaved rounds, each normalised by its speed (median over its programs)",
                      "rounds": rounds, "runs": runs, "burst": burst, "warmup": warmup, "reference": reference,
                      "runtime": version}
