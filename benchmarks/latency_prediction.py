@@ -76,15 +76,19 @@ def stitched_pte(runner: Runner, specs, p: StitchPoint, x: torch.Tensor) -> Path
 
 
 def whole_programs(pkg: Path, table: dict) -> dict[str, float]:
-    """{file: its p50 in the table} for every fp32 variant of the package (anchors and members): whole
-    programs timed in both measurements, which put the sample on the table's level."""
-    from toolkit.formats import member_key
+    """{file: its p50 in the table} for every whole program of the package: its fp32 variants (anchors and
+    members) and its calibration programs (stitched.iII.jJJ), from 1.4 to 7 M parameters. Timed again beside
+    the sample, they put it on the table's level whatever size of program the host's state favoured."""
+    from toolkit.formats import member_key, stitched_point
 
     manifest = json.loads((pkg / "manifest.json").read_text())
     out = {}
     for v in manifest["variants"]:
         f = next(f for f in v["files"] if f.get("dtype", "fp32") == "fp32" and f["format"] == "pte")
         out[str(pkg / f["path"])] = table["variants"][member_key(f)]["p50_ms"]
+    for p in manifest.get("probes") or []:
+        if stitched_point(p["name"]) is not None:
+            out[str(pkg / p["path"])] = table["blocks"][p["name"]]["p50_ms"]
     return out
 
 
