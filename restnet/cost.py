@@ -14,6 +14,7 @@ shape, so costing every (i, j) pair is cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -64,6 +65,14 @@ def measured_part_costs(model: BlockModel, input_size: int, runs: int = 15, thre
         return PartCosts(stem, blocks, measure_ms(model.head, h, runs))
 
 
+class Correction(Protocol):
+    """A cost a whole model pays beyond its parts (restnet.package.latency.MemoryTerm)."""
+
+    def point(self, p: StitchPoint) -> float: ...
+
+    def anchor(self, role: str) -> float: ...
+
+
 @dataclass
 class CostModel:
     """cost(i, j) for a (front, back) pair in one metric."""
@@ -79,6 +88,7 @@ class CostModel:
     scale: float = 1.0  # measured-here latency x scale = estimated device latency
     offset: float = 0.0  # added once per model (per-program overhead correction of a device table)
     stitch_table: dict | None = None  # (src spec, dst spec) -> cost, when stitch costs come from a table
+    correction: Correction | None = None  # a per-model term beyond the parts (a device table's memory term)
     _stitch_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,11 +119,13 @@ class CostModel:
         return self._stitch_cache[key]
 
     def __call__(self, p: StitchPoint) -> float:
-        return self.back.back(p.j) + self.stitch(p) + self.front.front(p.i) + self.offset
+        extra = self.correction.point(p) if self.correction else 0.0
+        return self.back.back(p.j) + self.stitch(p) + self.front.front(p.i) + self.offset + extra
 
     def anchor_cost(self, role: str) -> float:
         """A whole anchor in this metric ('front' or 'back')."""
-        return (self.front if role == "front" else self.back).total + self.offset
+        extra = self.correction.anchor(role) if self.correction else 0.0
+        return (self.front if role == "front" else self.back).total + self.offset + extra
 
     def matrix(self) -> torch.Tensor:
         """cost(i, j) for every pair [La, Lb] (float64)."""

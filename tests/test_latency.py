@@ -134,3 +134,74 @@ def test_an_estimate_factor_is_used_as_given(tmp_path):
     req = _request(latency_estimate=LatencyEstimate(host_scale=3.0, source="test"))
     _, dev = DeviceLatency(req, None, None)(_variant())
     assert dev["ms"] == 6.0 and "x 3 (test)" in dev["method"]
+
+
+# ---- timing that holds: rounds normalised by their speed, and the spread a pack reads ----
+
+def test_each_round_is_normalised_by_the_speed_of_all_its_programs():
+    from toolkit.timing import summarise
+
+    # Files: the reference (0) and three others. Round 2 runs the whole process 1.5x slower; in round 3
+    # only the reference is 1.5x slow (its own odd round): that must not move the others.
+    fast = [[1.0, 1.0, 1.0], [0.4, 0.4, 0.4], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]]
+    slow = [[1.5, 1.5, 1.5], [0.6, 0.6, 0.6], [3.0, 3.0, 3.0], [1.5, 1.5, 1.5]]
+    odd = [[1.5, 1.5, 1.5], [0.4, 0.4, 0.4], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]]
+    entries, ref = summarise([fast, slow, odd], ref=0)
+    assert ref["round_speed"] == pytest.approx([1.0, 1.5, 1.0])
+    assert ref["p50_ms"] == pytest.approx(1.0)  # the reference's median normalised p50: 1.0, 1.0, 1.5
+    assert ref["round_p50_ms"] == [1.0, 1.5, 1.5] and ref["raw_spread"] == pytest.approx(0.5 / 3.0)
+    assert entries[1]["p50_ms"] == pytest.approx(0.4) and entries[1]["spread"] == pytest.approx(0.0)
+    assert entries[1]["raw_spread"] == pytest.approx((0.6 - 0.4) / (2 * 0.4))
+    assert entries[0]["spread"] == pytest.approx(0.5 / 2.0)  # the reference's odd round shows in its own spread
+    assert entries[1]["p50_ms"] <= entries[1]["p90_ms"] <= entries[1]["p99_ms"]
+
+
+def test_the_table_spread_weighs_each_entry_by_its_time():
+    from toolkit.formats import SPREAD_LIMIT, table_spread
+
+    got = table_spread([{"p50_ms": 9.0, "spread": 0.01}, {"p50_ms": 1.0, "spread": 0.5}])
+    assert got["spread"] == pytest.approx((9 * 0.01 + 1 * 0.5) / 10) and got["max_spread"] == 0.5
+    assert got["spread_limit"] == SPREAD_LIMIT and got["trusted"] is (got["spread"] <= SPREAD_LIMIT)
+    assert table_spread([{"p50_ms": 1.0, "spread": 2 * SPREAD_LIMIT}])["trusted"] is False
+
+
+def test_a_pack_flags_a_table_too_noisy_to_trust_or_without_a_spread(tmp_path):
+    from toolkit.formats import SPREAD_LIMIT
+
+    table = _table(tmp_path)  # written like a 1.0 table: each file timed once, no spread recorded
+    assert table.spread is None and "without a recorded spread" in table.trust_note()
+    for spread, flagged in ((SPREAD_LIMIT / 2, False), (SPREAD_LIMIT * 3, True)):
+        table.data["timing"] = {"spread": spread, "rounds": 5}
+        note = table.trust_note()
+        assert (note is not None and "FLAGGED" in note and "5 rounds" in note) if flagged else note is None
+
+
+def test_the_overhead_and_memory_term_are_recovered_from_whole_programs():
+    from restnet.package.latency import fit_corrections
+
+    o, beta, knee = 0.02, 0.2, 2.5  # ms per extra program; ms per M params beyond 2.5 M params
+    obs = []
+    for parts_ms, n, size in [(1.0, 10, 1.0), (2.0, 20, 2.0), (2.5, 25, 3.0), (3.0, 22, 4.0), (4.0, 30, 5.0),
+                              (3.5, 35, 6.0)]:
+        obs.append((parts_ms - (n - 1) * o + beta * max(size - knee, 0), parts_ms, n, size))
+    got = fit_corrections(obs)
+    assert got == pytest.approx((o, beta, knee), abs=0.06 * 6 / 60 + 1e-9)  # knee on a 61-point grid to 6 M
+
+
+def test_calibration_probes_refit_the_prediction(tmp_path):
+    """Whole stitched programs in the table (stitched.iII.jJJ) replace the anchors-only overhead fit."""
+    from toolkit.formats import stitched_name, stitched_point
+
+    assert stitched_point(stitched_name(3, 12)) == (3, 12) and stitched_point("stitch.nchw4x8x8-nchw6x8x8") is None
+    table = _table(tmp_path)
+    shapes = _shapes()  # 1 param per part: every program is far below any knee, so only o shows
+    blocks = table.data["blocks"]
+    for i, j in ((0, 0), (1, 0), (1, 1)):
+        parts = sum(list(FRONT_PARTS.values())[: i + 2]) + STITCH_MS + sum(list(BACK_PARTS.values())[j + 2:])
+        n = i + 2 - j + 3
+        blocks[stitched_name(i, j)] = {"p50_ms": parts - (n - 1) * 2 * OVERHEAD}  # twice the anchors' overhead
+    for v in table.data["variants"].values():
+        v["p50_ms"] -= 3 * OVERHEAD  # the anchors too: 2 x OVERHEAD per extra program
+    cm = predicted_cost_model(table, shapes, NAMES, 32)
+    assert cm.offset == pytest.approx(2 * OVERHEAD) and "fitted on 5 whole programs" in cm.source
+    assert cm(StitchPoint(0, 1)) == pytest.approx(1.0 + 2.0 + STITCH_MS + 0.3 - 3 * 2 * OVERHEAD)

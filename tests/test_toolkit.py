@@ -101,16 +101,24 @@ def test_switcher_picks_by_budget_and_never_reloads(host_pkg):
 @needs_device_venv
 def test_bench_then_pack_with_the_table_marks_latencies_measured(host_pkg, tmp_path):
     table_path = tmp_path / "latency-table.json"
-    res = _device(["-m", "toolkit.bench", str(host_pkg), "--runs", "5", "--warmup", "2", "--blocks",
+    res = _device(["-m", "toolkit.bench", str(host_pkg), "--runs", "5", "--warmup", "2", "--blocks", "--rounds", "2",
                    "--device", "test-host", "--out", str(table_path)])
-    assert "latency table:" in res.stdout
+    assert "latency table:" in res.stdout and "round 2/2" in res.stderr
     table = json.loads(table_path.read_text())
     m = json.loads((host_pkg / "manifest.json").read_text())
     assert set(table["variants"]) == {v["files"][0]["sha256"] for v in m["variants"]}
     assert set(table["blocks"]) == {p["name"] for p in m["probes"]}
     assert table["runtime"].startswith("executorch-numpy-runtime")
     for r in [*table["variants"].values(), *table["blocks"].values()]:
-        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["peak_rss_mb"] > r["baseline_rss_mb"] > 0
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["runtime"] == table["runtime"]
+        assert len(r["round_p50_ms"]) == 2 and r["spread"] >= 0 and r["raw_spread"] >= 0
+    assert all(r["peak_rss_mb"] > r["baseline_rss_mb"] > 0 for r in table["variants"].values())
+    timing = table["timing"]  # the cheapest variant is the reference, timed in every round
+    assert (table["minor"], timing["rounds"], timing["reference"]["id"]) == (1, 2, m["variants"][0]["id"])
+    assert len(timing["reference"]["round_speed"]) == 2 and all(s > 0 for s in timing["reference"]["round_speed"])
+    assert timing["reference"]["key"] in table["variants"] and 0 <= timing["spread"]
+    table["timing"]["spread"] = 1.0  # as if the device had been too noisy: the pack must say so
+    table_path.write_text(json.dumps(table))
 
     out = tmp_path / "host2"
     res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes",
@@ -118,6 +126,7 @@ def test_bench_then_pack_with_the_table_marks_latencies_measured(host_pkg, tmp_p
                            catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "predicted (device table test-host" in res.output
+    assert "FLAGGED: latencies spread +-100.0% over 2 rounds" in res.output
     m2 = json.loads((out / "manifest.json").read_text())
     assert (out / "latency-table.json").is_file()
     for v in m2["variants"]:

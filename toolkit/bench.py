@@ -10,6 +10,13 @@ into selection. A package made with ``--bundle shared`` also gets, per shared
 file, one process that holds two members live (the cheapest and the costliest):
 its peak RSS, and the time to switch to the second member (load its method and
 run it once) and back. No torch anywhere.
+
+Latencies (p50/p90/p99) do not come from those processes: one fresh process's
+timings move by up to ~1.5x from the next one's on a shared host, so every file
+is then timed in ``--rounds`` further fresh processes, interleaved with all the
+others, each round normalised by its own speed (``toolkit.timing``); the
+package's cheapest variant is the reference timed in every round. Each entry records its spread over the
+rounds, and the table its overall ``timing`` (reference, rounds, spread).
 """
 from __future__ import annotations
 
@@ -29,8 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import DEBUG_ENV, UsageError, run_main
-from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION, member_key
+from toolkit.formats import LATENCY_TABLE_FORMAT, LATENCY_TABLE_MINOR, LATENCY_TABLE_NAME, LATENCY_TABLE_VERSION, \
+    member_key, table_spread
 from toolkit.runtime import Loader
+from toolkit.timing import BURST, ROUNDS, example_input as _input, measure_rounds
+
+RSS_RUNS = 5  # calls in a file's own process: enough for its peak RSS
 
 # Set (e.g. to "aarch64 (qemu-user)") by scripts/aarch64-standin.sh: the table is then marked
 # emulated, and restnet refuses it as device latency.
@@ -43,13 +54,6 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _input(shape: list[int], layout: str) -> np.ndarray:
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    if layout == "NHWC":  # the manifest's shape is NCHW; this file wants channels last
-        x = x.transpose(0, 2, 3, 1).copy()
-    return x
 
 
 def measure(path: str, fmt: str, shape: list[int], layout: str, warmup: int, runs: int,
@@ -135,38 +139,69 @@ def _jobs(pkg, args) -> list[tuple[str, str, dict]]:
     return jobs
 
 
+def _reference(pkg, jobs: list[tuple[str, str, dict]]) -> tuple[int, dict]:
+    """(index into the timed files, the reference's record): the package's cheapest variant, fp32 (variants
+    are sorted by cost). Timed in every round even when ``--variant`` left it out of the table."""
+    v = pkg.manifest["variants"][0]
+    key = member_key(pkg.file_for(v, "fp32"))
+    keys = [k for _, k, _ in jobs]
+    return (keys.index(key) if key in keys else len(jobs)), {"key": key, "id": v["id"]}
+
+
+def _rss(job: dict, threads: int, warmup: int, pte_fallback: Loader | None) -> dict:
+    """A variant's file in its own fresh process, so that its peak RSS is its own (probes have none worth
+    reporting: nobody ships a probe)."""
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        res = ex.submit(measure, job["path"], job["format"], job["shape"], job["layout"], min(warmup, 3), RSS_RUNS,
+                        threads, pte_fallback, job.get("method")).result()
+    return {k: res[k] for k in ("peak_rss_mb", "baseline_rss_mb")}
+
+
+def _timed(kind: str, job: dict, rss: dict, timed: dict, runs: int, runtime: str) -> dict:
+    """One table entry: latency from the interleaved rounds, peak RSS (variants) from the file's own process."""
+    entry = {"id": job["id"], "format": job["format"], **timed, "runs": runs, **rss, "runtime": runtime}
+    if kind == "variant":
+        return {**entry, "dtype": job["dtype"], "kind": job["kind"], "anchor": job["anchor"]}
+    return {**entry, "sha256": job["sha256"]}
+
+
+def _header(pkg, threads: int, device: str | None) -> dict:
+    m = pkg.manifest
+    emulated = os.environ.get(EMULATED_ENV, "")
+    return {"format": LATENCY_TABLE_FORMAT, "version": LATENCY_TABLE_VERSION, "minor": LATENCY_TABLE_MINOR,
+            "device": device or platform.node(), "machine": emulated or platform.machine(),
+            "emulated": bool(emulated), "cpu_count": os.cpu_count(), "threads": threads,
+            "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "package": {"profile": m["profile"]["name"], "created": m["created"],
+                        "resolution": m["input"]["shape"][-1]},
+            "variants": {}, "blocks": {}, "bundles": {}}
+
+
 def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int = 50, warmup: int = 10,
               threads: int | None = None, device: str | None = None, out: str | Path | None = None,
-              progress=print, pte_fallback: Loader | None = None) -> tuple[Path, dict]:
+              progress=print, pte_fallback: Loader | None = None, rounds: int = ROUNDS) -> tuple[Path, dict]:
     """Measure and write the latency table; returns (path, table)."""
     from toolkit.switcher import Package
 
-    args = argparse.Namespace(variant=variant, blocks=blocks)
     pkg = Package(package)  # verifies everything first
-    m = pkg.manifest
-    threads = threads or m["profile"]["threads"]
-    jobs = _jobs(pkg, args)
-    emulated = os.environ.get(EMULATED_ENV, "")
-    table = {"format": LATENCY_TABLE_FORMAT, "version": LATENCY_TABLE_VERSION, "device": device or platform.node(),
-             "machine": emulated or platform.machine(), "emulated": bool(emulated),
-             "cpu_count": os.cpu_count(), "threads": threads,
-             "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-             "package": {"profile": m["profile"]["name"], "created": m["created"],
-                         "resolution": m["input"]["shape"][-1]},
-             "variants": {}, "blocks": {}, "bundles": {}}
-    ctx = mp.get_context("spawn")
-    for k, (kind, key, job) in enumerate(jobs, 1):
-        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            res = ex.submit(measure, job["path"], job["format"], job["shape"], job["layout"], warmup, runs,
-                            threads, pte_fallback, job.get("method")).result()
-        entry = {"id": job["id"], "format": job["format"], **res}
-        if kind == "variant":
-            table["variants"][key] = {**entry, "dtype": job["dtype"], "kind": job["kind"], "anchor": job["anchor"]}
-        else:
-            table["blocks"][key] = {**entry, "sha256": job["sha256"]}
-        table["runtime"] = res["runtime"]
-        progress(f"[{k}/{len(jobs)}] {kind} {_label(job)}: p50 {res['p50_ms']:.3f} ms, p90 {res['p90_ms']:.3f}, "
-                 f"p99 {res['p99_ms']:.3f}, peak RSS {res['peak_rss_mb']:.0f} MB")
+    threads = threads or pkg.manifest["profile"]["threads"]
+    jobs = _jobs(pkg, argparse.Namespace(variant=variant, blocks=blocks))
+    table = _header(pkg, threads, device)
+    rss = [_rss(job, threads, warmup, pte_fallback) if kind == "variant" else {} for kind, _, job in jobs]
+    for k, ((kind, _, job), r) in enumerate(zip(jobs, rss), 1):
+        if r:
+            progress(f"[{k}/{len(jobs)}] {kind} {_label(job)}: peak RSS {r['peak_rss_mb']:.0f} MB")
+    ref, ref_rec = _reference(pkg, jobs)
+    files = [{**job, "threads": threads} for _, _, job in jobs]
+    if ref == len(jobs):
+        v = pkg.manifest["variants"][0]
+        files.append(_jobs(pkg, argparse.Namespace(variant=[v["id"]], blocks=False))[0][2] | {"threads": threads})
+    timed, timing = measure_rounds(files, ref, rounds, runs, BURST, warmup, pte_fallback, progress)
+    table["runtime"] = timing.pop("runtime")
+    for (kind, key, job), r, t in zip(jobs, rss, timed):
+        table["variants" if kind == "variant" else "blocks"][key] = _timed(kind, job, r, t, runs, table["runtime"])
+    table["timing"] = {**timing, "reference": {**ref_rec, **timing.pop("reference")},
+                       **table_spread([*table["variants"].values(), *table["blocks"].values()])}
     table["bundles"] = _bundles(pkg, runs, threads, pte_fallback, progress) if not variant else {}
     path = Path(out) if out else pkg.root / LATENCY_TABLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,18 +243,38 @@ def _print_table(table: dict) -> None:
     rows = [("variant", _label(v), v) for v in table["variants"].values()]
     rows += [("block", k, b) for k, b in table["blocks"].items()]
     w = max([len(r[1]) for r in rows] + [10])
-    print(f"\n{'kind':8} {'id':{w}} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'peak RSS':>9}")
+    print(f"\n{'kind':8} {'id':{w}} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'peak RSS':>9} spread")
     for kind, name, r in rows:
-        print(f"{kind:8} {name:{w}} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['p99_ms']:9.3f} "
-              f"{r['peak_rss_mb']:7.0f}MB")
+        rss = f"{r['peak_rss_mb']:7.0f}MB" if "peak_rss_mb" in r else f"{'-':>9}"
+        print(f"{kind:8} {name:{w}} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['p99_ms']:9.3f} {rss} "
+              f"+-{100 * r.get('spread', 0):.1f}%")
     for b in table.get("bundles", {}).values():
         print(f"shared {b['path']} ({b['size'] / 2**20:.1f} MB), {' + '.join(b['methods'])} live: switch "
               f"{b['switch_ms']:.1f} ms (load method + run), held {b['held_p50_ms']:.3f} ms, peak RSS "
               f"{b['peak_rss_mb']:.0f} MB")
     print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
+    if t := table.get("timing"):
+        print(f"{t['rounds']} rounds of {t['runs']} runs, each normalised by its speed; reference {t['reference']['id']} (p50 "
+              f"{t['reference']['p50_ms']:.3f} ms, +-{100 * t['reference']['raw_spread']:.1f}% between processes); "
+              f"table spread +-{100 * t['spread']:.1f}%" + ("" if t["trusted"] else
+                                                           f": over +-{100 * t['spread_limit']:.0f}%, too noisy"))
     if table.get("emulated"):
         print(f"EMULATED ({table['machine']}): these timings say nothing about a device's latency; "
               "the table is marked so and restnet-pack refuses it")
+
+
+def _time_files(a: argparse.Namespace, pte_fallback: Loader | None) -> dict:
+    """--file mode: the files (and the reference) timed like a table's entries; {"timing", "files": path -> entry}."""
+    shape = [int(v) for v in a.shape.split(",")]
+    paths = list(dict.fromkeys(a.file))
+    ref = a.reference or paths[0]
+    if ref not in paths:
+        paths.append(ref)
+    files = [{"path": f, "format": a.format, "shape": shape, "layout": "NCHW", "threads": a.threads} for f in paths]
+    timed, timing = measure_rounds(files, paths.index(ref), a.rounds, a.runs, BURST, a.warmup, pte_fallback,
+                                   progress=lambda s: print(s, file=sys.stderr))
+    timing["reference"]["path"] = ref
+    return {"timing": {**timing, **table_spread(timed)}, "files": dict(zip(paths, timed))}
 
 
 def main(argv: list[str] | None = None, pte_fallback: Loader | None = None) -> int:
@@ -236,9 +291,14 @@ def main(argv: list[str] | None = None, pte_fallback: Loader | None = None) -> i
 def _main(argv: list[str], pte_fallback: Loader | None) -> int:
     ap = argparse.ArgumentParser(prog="restnet-bench", description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", help="Package folder (artifacts/<profile>).")
-    ap.add_argument("--file", default=None, help="Instead of a package: time this one file (prints JSON).")
+    ap.add_argument("--file", action="append", help="Instead of a package: time this file (repeatable; all take "
+                                                     "--format and --shape; prints JSON).")
+    ap.add_argument("--reference", default=None, help="With --file: the reference program timed in every round "
+                                                      "(default: the first --file).")
     ap.add_argument("--format", default="pte", help="With --file: its format.")
     ap.add_argument("--shape", default="1,3,64,64", help="With --file: input shape (NCHW).")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"Fresh processes that time every file, "
+                                                                f"interleaved (default {ROUNDS}).")
     ap.add_argument("--variant", action="append", help="Only this variant id (repeatable).")
     ap.add_argument("--blocks", action="store_true", help="Also measure the per-block probes (restnet-pack --probes).")
     ap.add_argument("--runs", type=int, default=50, help="Timed runs per file (default 50).")
@@ -247,20 +307,16 @@ def _main(argv: list[str], pte_fallback: Loader | None) -> int:
     ap.add_argument("--device", default=None, help="Device name recorded in the table (default: hostname).")
     ap.add_argument("--out", default=None, help="Table path (default: PACKAGE/latency-table.json).")
     a = ap.parse_args(argv)
-    if a.runs < 1 or a.warmup < 0:
-        ap.error("--runs must be >= 1 and --warmup >= 0")
+    if a.runs < 1 or a.warmup < 0 or a.rounds < 1:
+        ap.error("--runs and --rounds must be >= 1 and --warmup >= 0")
     if a.file:
-        shape = [int(v) for v in a.shape.split(",")]
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            res = ex.submit(measure, a.file, a.format, shape, "NCHW", a.warmup, a.runs, a.threads,
-                            pte_fallback).result()
-        print(json.dumps(res))
+        print(json.dumps(_time_files(a, pte_fallback)))
         return 0
     if not a.package:
         ap.error("give a PACKAGE (or --file)")
     path, table = run_bench(a.package, a.variant, a.blocks, a.runs, a.warmup, a.threads, a.device, a.out,
-                            progress=lambda s: print(s, file=sys.stderr), pte_fallback=pte_fallback)
+                            progress=lambda s: print(s, file=sys.stderr), pte_fallback=pte_fallback,
+                            rounds=a.rounds)
     _print_table(table)
     print(f"latency table: {path}")
     return 0

@@ -19,6 +19,13 @@ AGREEMENT_FLAG = 0.98
 # restnet-bench's output, read back by `restnet-pack --latency-table`.
 LATENCY_TABLE_FORMAT = "restnet-latency-table"
 LATENCY_TABLE_VERSION = 1
+# Minor versions add optional fields only (readers ignore what they do not know). 1: per-entry ``spread``,
+# ``raw_spread``, ``round_p50_ms`` and the top-level ``minor`` and ``timing`` (rounds, reference, table spread).
+LATENCY_TABLE_MINOR = 1
+# A table whose time-weighted spread over its rounds exceeds this cannot support predictions within +-10 %:
+# a pack that reads it says so (restnet.package.latency). On this 2-core host quiet tables came out at
+# +-4.1 and +-5.5 %, one with another job starting during its first round at +-10.5 %, one under load at +-21 %.
+SPREAD_LIMIT = 0.10
 LATENCY_TABLE_NAME = "latency-table.json"  # beside the package, where the switcher looks for it
 
 
@@ -34,12 +41,34 @@ def is_latency_table(data: Any) -> bool:
         and data.get("version") == LATENCY_TABLE_VERSION
 
 
+def table_spread(entries: list[dict]) -> dict:
+    """The table's spread: each entry's +- over the rounds (after the reference scaling), weighted by its p50,
+    so that a tiny program's noise counts as much as it adds to a sum of parts; and the largest one."""
+    total = sum(e["p50_ms"] for e in entries)
+    spread = sum(e["spread"] * e["p50_ms"] for e in entries) / total if total > 0 else 0.0
+    return {"spread": spread, "max_spread": max((e["spread"] for e in entries), default=0.0),
+            "spread_limit": SPREAD_LIMIT, "trusted": spread <= SPREAD_LIMIT}
+
+
 def part_name(role: str, part: str, index: int | None = None) -> str:
     """A per-block probe's name: ``front.stem``, ``front.block03``, ``back.head``.
 
     Names depend only on the pair's structure, so a table measured on the device maps back onto
     the workstation's cost model by name."""
     return f"{role}.block{index:02d}" if part == "block" else f"{role}.{part}"
+
+
+def stitched_name(i: int, j: int) -> str:
+    """A calibration probe's name: the whole stitched model at stitch point (i, j), ``stitched.i03.j12``."""
+    return f"stitched.i{i:02d}.j{j:02d}"
+
+
+def stitched_point(name: str) -> tuple[int, int] | None:
+    """(i, j) of a calibration probe's name, None for any other probe."""
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "stitched" and parts[1][1:].isdigit() and parts[2][1:].isdigit():
+        return int(parts[1][1:]), int(parts[2][1:])
+    return None
 
 
 class Feature(Protocol):

@@ -49,6 +49,8 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
     table = LatencyTable(req.latency_table) if req.latency_table else None
     if table is not None:
         table.check_fits(req.profile.name, runner.exp.resolution)
+        if note := table.trust_note():
+            log(note)
     clock = StageClock(log)
     with clock("check budgets"):
         cm, pred, plan = _check_budgets(runner, req, table, log)

@@ -3,14 +3,21 @@
 Two uses of a table (written by `restnet-bench` on the device): (1) a variant
 whose exact file (same sha256) was measured gets that measurement in the
 manifest, marked ``measured``; (2) with per-block probes measured
-(`restnet-bench --blocks`), the latency of any stitch point is predicted as the
-sum of its parts minus the per-program call overhead that one fused program
-does not pay:
+(`restnet-bench --blocks`), the latency of any stitch point is predicted from
+its parts:
 
-    predicted(i, j) = sum of part p50s - (parts - 1) x o
+    predicted(i, j) = sum of part p50s - (parts - 1) x o + beta x max(0, params(i, j) - knee)
 
-where o is fitted on the two anchors, whose whole programs were measured
-too: o = mean over anchors of (sum of parts - whole) / (parts - 1).
+o is the call overhead each separate program pays and one fused program does
+not (input and output copies, waking the thread pool); the last term is the
+weights a fused program cannot keep in cache: a part timed alone, back to back,
+keeps its own weights in cache, a whole model larger than the cache streams them
+from memory every run (measured on this host: small fronts ran 20-30 % faster
+than their parts, deep ones 10 % slower). o, beta and knee are fitted, by least
+squares on relative error, on every whole program the table timed: both anchors
+and the calibration probes (whole stitched models at points spread over the
+parameter range, restnet.package.probes). A table without calibration probes
+gets the older fit: o alone, from the anchors.
 
 Without a table, the device figure is the host measurement (a host profile),
 an estimate (host x the profile's factor), or absent; ``DeviceLatency`` says
@@ -20,8 +27,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from restnet.cost import CostModel, PartCosts
@@ -33,7 +42,9 @@ from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
 from restnet.training import checkpoint
 from toolkit.errors import PackageInvalid
-from toolkit.formats import is_latency_table, member_key, part_name, stitch_name
+from restnet.stitching import StitchPoint
+from toolkit.formats import SPREAD_LIMIT, is_latency_table, member_key, part_name, stitch_name, \
+    stitched_point
 
 
 class LatencyTableError(PackageInvalid, ValueError):
@@ -65,6 +76,26 @@ class LatencyTable:
         if pkg.get("resolution") not in (None, resolution):
             raise LatencyTableError(f"{self.path}: measured at {pkg['resolution']} px, this pack runs at {resolution} "
                                     "px; pass a table measured at this resolution (or --resolution to match)")
+
+    @property
+    def spread(self) -> float | None:
+        """The table's time-weighted +- over its rounds (restnet-bench 1.1); None: a 1.0 table, timed once."""
+        timing = self.data.get("timing")
+        return timing.get("spread") if isinstance(timing, dict) else None
+
+    def trust_note(self) -> str | None:
+        """Why this table's latencies should not be trusted, or None: a spread over ``SPREAD_LIMIT`` (the
+        predictions' own +-10 % target would drown in it), or no spread recorded at all."""
+        spread = self.spread
+        if spread is None:
+            return (f"{self.path}: latency table without a recorded spread (each file timed once, in one process); "
+                    "its figures may be ~1.5x off on a noisy device: measure again with this restnet-bench")
+        if spread > SPREAD_LIMIT:
+            rounds = self.data["timing"].get("rounds", "?")
+            return (f"{self.path}: FLAGGED: latencies spread +-{spread:.1%} over {rounds} rounds (limit "
+                    f"+-{SPREAD_LIMIT:.0%}), too noisy to trust; measure again on a quieter device or with more "
+                    "restnet-bench --rounds")
+        return None
 
     @property
     def device(self) -> str:
@@ -115,33 +146,93 @@ def _check_entries(path: Path, data: dict) -> None:
         raise LatencyTableError(f"{path}: field 'variants' is missing; measure again with restnet-bench")
 
 
+@dataclass(frozen=True)
+class MemoryTerm:
+    """beta ms per million parameters beyond ``knee`` million: weights a fused program streams from memory."""
+
+    beta: float
+    knee: float
+    params: CostModel  # the pair in parameters
+
+    def point(self, p: StitchPoint) -> float:
+        return self.beta * max(self.params(p) / 1e6 - self.knee, 0.0)
+
+    def anchor(self, role: str) -> float:
+        return self.beta * max(self.params.anchor_cost(role) / 1e6 - self.knee, 0.0)
+
+
+def fit_corrections(obs: list[tuple[float, float, int, float]]) -> tuple[float, float, float]:
+    """(o, beta, knee) from (measured, sum of parts, parts, params in M) of whole programs: least squares on
+    relative error for each knee on a grid over the observed sizes, the best knee kept; beta >= 0."""
+    y, s, n, size = (np.array(c, dtype=float) for c in zip(*obs))
+    best = (np.inf, 0.0, 0.0, 0.0)
+    for knee in np.linspace(0.0, size.max(), 61):
+        mem = np.maximum(size - knee, 0.0)
+        x = np.c_[-(n - 1), mem] / y[:, None]
+        (o, beta), *_ = np.linalg.lstsq(x, (y - s) / y, rcond=None)
+        if beta < 0:  # more weights never make a program faster: refit without the memory term
+            (o,), *_ = np.linalg.lstsq(x[:, :1], (y - s) / y, rcond=None)
+            beta = 0.0
+        err = float(np.sum(((s - (n - 1) * o + beta * mem) - y) ** 2 / y ** 2))
+        if err < best[0] - 1e-12:
+            best = (err, float(o), float(beta), float(knee))
+    return best[1:]
+
+
+def _observations(table: LatencyTable, raw: dict[str, PartCosts], shapes: CostModel, names: tuple[str, str],
+                  stitch_ms) -> list[tuple[float, float, int, float]]:
+    """(measured, sum of parts, parts, params in M) for each whole program the table timed: the fp32 anchors
+    and the calibration probes (``stitched.iII.jJJ``)."""
+    obs = []
+    for v in table.data["variants"].values():
+        if v.get("kind") == "anchor" and v.get("anchor") in names and v.get("dtype", "fp32") == "fp32":
+            role = "front" if v["anchor"] == names[0] else "back"
+            obs.append((v["p50_ms"], raw[role].total, len(raw[role].blocks) + 2, shapes.anchor_cost(role) / 1e6))
+    nb = len(raw["back"].blocks)
+    for name, b in table.data.get("blocks", {}).items():
+        if (ij := stitched_point(name)) is not None and ij[0] < len(raw["front"].blocks) and ij[1] < nb:
+            p = StitchPoint(*ij)
+            parts = raw["front"].front(p.i) + stitch_ms(p) + raw["back"].back(p.j)
+            obs.append((b["p50_ms"], parts, p.i + nb - p.j + 3, shapes(p) / 1e6))
+    return obs
+
+
 def predicted_cost_model(table: LatencyTable, shapes: CostModel, names: tuple[str, str],
                          resolution: int) -> CostModel:
-    """A latency CostModel from a device table: parts and stitch shapes by probe name, overhead-corrected.
-    ``shapes``: any cost model of the pair (only its block counts, feature specs and kernel size are read);
-    ``names``: the (front, back) anchor names the table's whole-anchor measurements are filed under."""
+    """A latency CostModel from a device table: parts and stitch shapes by probe name, corrected (see the
+    module). ``shapes``: the pair's params cost model (block counts, feature specs, kernel size and each
+    point's size); ``names``: the (front, back) anchor names the table's whole-anchor measurements are filed
+    under."""
     res = table.data.get("package", {}).get("resolution")
     if res is not None and res != resolution:
         raise LatencyTableError(f"{table.path}: measured at {res} px, this pack runs at {resolution} px")
-    parts, sums, raw = {}, {}, {}
-    for role, name in zip(("front", "back"), names):
+    raw = {}
+    for role in ("front", "back"):
         n_blocks = len(shapes.front.blocks if role == "front" else shapes.back.blocks)
-        pc = PartCosts(table.block_ms(part_name(role, "stem")),
-                       [table.block_ms(part_name(role, "block", k)) for k in range(n_blocks)],
-                       table.block_ms(part_name(role, "head")))
-        raw[role] = pc
-        parts[name] = n_blocks + 2
-        sums[name] = pc.total
-    o = table.overhead_ms(parts, sums)
+        raw[role] = PartCosts(table.block_ms(part_name(role, "stem")),
+                              [table.block_ms(part_name(role, "block", k)) for k in range(n_blocks)],
+                              table.block_ms(part_name(role, "head")))
+    stitches = {(s, d): table.block_ms(stitch_name(s, d)) for s in shapes.front_specs for d in shapes.back_specs}
+    stitch_ms = lambda p: stitches[(shapes.front_specs[p.i], shapes.back_specs[p.j])]  # noqa: E731
+    obs = _observations(table, raw, shapes, names, stitch_ms)
+    memory, how = None, "no whole program measured"
+    if len(obs) >= 4:  # three numbers fitted: at least one observation more
+        o, beta, knee = fit_corrections(obs)
+        memory = MemoryTerm(beta, knee, shapes)
+        how = (f"{o:.3f} ms per extra program, +{beta:.3f} ms per M params over {knee:.2f} M; fitted on "
+               f"{len(obs)} whole programs")
+    else:
+        o = table.overhead_ms({n: len(raw[r].blocks) + 2 for r, n in zip(("front", "back"), names)},
+                              {n: raw[r].total for r, n in zip(("front", "back"), names)})
+        how = f"{o:.3f} ms overhead per extra program, fitted on the anchors"
     shift = lambda pc: PartCosts(pc.stem - o, [b - o for b in pc.blocks], pc.head - o)  # noqa: E731
-    stitches = {}
-    for s in shapes.front_specs:
-        for d in shapes.back_specs:
-            stitches[(s, d)] = table.block_ms(stitch_name(s, d)) - o
+    spread = table.spread
+    trust = "spread unknown" if spread is None else f"table spread +-{spread:.1%}" + (
+        ", FLAGGED: too noisy" if spread > SPREAD_LIMIT else "")
     return CostModel("latency", shift(raw["front"]), shift(raw["back"]), shapes.front_specs, shapes.back_specs,
-                     shapes.kernel_size, source=f"predicted (device table {table.device}, sum of parts - "
-                                                f"{o:.3f} ms overhead per extra program)",
-                     offset=o, stitch_table=stitches)
+                     shapes.kernel_size, source=f"predicted (device table {table.device}, sum of parts - {how}; "
+                                                f"{trust})",
+                     offset=o, stitch_table={k: v - o for k, v in stitches.items()}, correction=memory)
 
 
 class DeviceLatency:

@@ -3,7 +3,10 @@
 A device measures them (`restnet-bench --blocks`) and the workstation predicts
 the latency of any stitch point without building it: the sum of its parts,
 corrected for the per-program call overhead that a single fused program does
-not pay (the look-up-table method of Once-for-All / nn-Meter). Probe names are
+not pay and for weights too large to stay in cache (the look-up-table method
+of Once-for-All / nn-Meter; restnet.package.latency). A few whole stitched
+programs (``stitched.iII.jJJ``) are timed beside the parts to fit those two
+corrections on the device itself. Probe names are
 a pure function of the pair and resolution, so a table measured on the device
 maps back onto the cost model by name.
 """
@@ -19,8 +22,11 @@ from restnet.anchors.blocks import BlockModel
 from restnet.cost import CostModel
 from restnet.export import get_format
 from restnet.package.exports import verified_file
-from restnet.stitching import FeatureSpec, StitchLayer
-from toolkit.formats import part_name, stitch_name
+from restnet.stitching import FeatureSpec, StitchedModel, StitchLayer, StitchPoint
+from toolkit.formats import part_name, stitch_name, stitched_name
+
+# Whole stitched programs timed beside the parts: what the prediction's two corrections are fitted on.
+CALIBRATION_POINTS = 8
 
 
 def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tuple[str, str, int | None, nn.Module,
@@ -55,6 +61,25 @@ def all_probes(front: BlockModel, back: BlockModel, front_specs: list[FeatureSpe
                 torch.zeros(1, *s.shape)
 
 
+def calibration_points(shapes: CostModel, count: int = CALIBRATION_POINTS) -> list[StitchPoint]:
+    """``count`` stitch points evenly spaced in parameter count (``shapes``: the pair's params cost model): the
+    memory term of the prediction has a knee in weight size, so the calibration programs must straddle it."""
+    pts = sorted((shapes(StitchPoint(i, j)), i, j) for i in range(len(shapes.front.blocks))
+                 for j in range(len(shapes.back.blocks)))
+    picks = sorted({round((k + 0.5) * len(pts) / count - 0.5) for k in range(count)})
+    return [StitchPoint(pts[k][1], pts[k][2]) for k in picks]
+
+
+def calibration_probes(front: BlockModel, back: BlockModel, shapes: CostModel,
+                       resolution: int) -> Iterator[tuple[str, str, str, int | None, nn.Module, torch.Tensor]]:
+    """The calibration programs, as ``all_probes`` yields its parts."""
+    x = torch.zeros(1, 3, resolution, resolution)
+    for p in calibration_points(shapes):
+        torch.manual_seed(0)
+        stitch = StitchLayer(shapes.front_specs[p.i], shapes.back_specs[p.j], shapes.kernel_size)
+        yield stitched_name(p.i, p.j), "stitch", "stitch", None, StitchedModel(front, back, p, stitch).eval(), x
+
+
 def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolution: int, fmt: str, root: Path,
                   threads: int, log: Callable[[str], None]) -> list[dict]:
     """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries.
@@ -64,6 +89,7 @@ def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolu
     (root / "probes").mkdir(exist_ok=True)
     out = []
     probes = list(all_probes(front, back, shapes.front_specs, shapes.back_specs, resolution, shapes.kernel_size))
+    probes += calibration_probes(front, back, shapes, resolution)
     log(f"export {len(probes)} per-block probes -> {fmt}")
     for name, role, part, idx, mod, x in probes:
         rel = f"probes/{name}{f.suffix}"
