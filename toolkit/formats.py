@@ -42,8 +42,8 @@ def is_latency_table(data: Any) -> bool:
 
 
 def table_spread(entries: list[dict]) -> dict:
-    """The table's spread: each entry's +- over the rounds (after the reference scaling), weighted by its p50,
-    so that a tiny program's noise counts as much as it adds to a sum of parts; and the largest one."""
+    """The table's spread: each entry's +- over the rounds (each round normalised by its speed), weighted by its
+    p50, so that a tiny program's noise counts as much as it adds to a sum of parts; and the largest one."""
     total = sum(e["p50_ms"] for e in entries)
     spread = sum(e["spread"] * e["p50_ms"] for e in entries) / total if total > 0 else 0.0
     return {"spread": spread, "max_spread": max((e["spread"] for e in entries), default=0.0),
