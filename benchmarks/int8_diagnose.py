@@ -11,10 +11,17 @@ A recipe is '+'-joined knobs: clamp (quantise the ReLU6 output, not the conv out
 c<N> (N calibration images), ft / ft<N> (fine-tune the weights through the quantisers on N images), obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
 fp32=<part> (leave one part unquantised), only=<part> (quantise one part only).
 Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), classifier.
+
+Two analyses of each recipe's program, beside its agreement:
+  --logit-error  the std of (int8 - fp32) logits, and the agreement of fp32 + a x (int8 - fp32) for
+                 smaller a: how much the error must shrink for a target agreement;
+  --bypass       the agreement with each activation quantiser removed in turn (its dequantize reads the
+                 float tensor), then with all of them: whether a few layers carry the loss.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -46,6 +53,52 @@ def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch
     return quantize(get_route("pte"), model, example, [calib], recipe, tune, log=print).program
 
 
+SHRINK = (0.75, 0.5, 0.35, 0.25)
+
+
+@torch.no_grad()
+def logits(model, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    return torch.cat([model(x[k:k + batch]) for k in range(0, len(x), batch)])
+
+
+def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
+    """The int8 logits' distance from fp32, and the agreement a smaller error of the same shape would give."""
+    ref, e = fp32.argmax(-1), q - fp32
+    top2 = fp32.topk(2, -1).values
+    return {"logit_err_std": float(e.std()), "logit_abs_max": float(fp32.abs().max()),
+            "margin_p02": float((top2[:, 0] - top2[:, 1]).quantile(0.02)),
+            **{f"agreement_if_error_x{a}": float(((fp32 + a * e).argmax(-1) == ref).float().mean()) for a in SHRINK}}
+
+
+def activation_quantisers(program: torch.fx.GraphModule) -> list[str]:
+    """Names of the per-tensor quantize nodes of activations (weights are constants, not these)."""
+    return [n.name for n in program.graph.nodes if n.op == "call_function"
+            and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target)
+            and not (isinstance(n.args[0], torch.fx.Node) and n.args[0].op == "get_attr")]
+
+
+def bypassed(program: torch.fx.GraphModule, names: list[str]) -> torch.fx.GraphModule:
+    """A copy of ``program`` in which the named activation quantisers are skipped."""
+    g = copy.deepcopy(program)
+    for node in [n for n in g.graph.nodes if n.name in set(names)]:
+        for user in list(node.users):
+            if "dequantize" in str(user.target):
+                user.replace_all_uses_with(node.args[0])
+    g.graph.eliminate_dead_code()
+    g.recompile()
+    return g
+
+
+def bypass_rows(program, x: torch.Tensor, ref: np.ndarray) -> list[dict]:
+    names = activation_quantisers(program)
+    rows = []
+    for name in [*names, "ALL"]:
+        got = predict(bypassed(program, names if name == "ALL" else [name]), x)
+        rows.append({"without": name, "agreement": float((got == ref).mean())})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", type=Path, default=Path("artifacts/rpi4"))
@@ -54,6 +107,8 @@ def main() -> None:
     ap.add_argument("--members", default="", help="comma-separated member indices (default: all)")
     ap.add_argument("--split", default="val", choices=("val", "test"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--logit-error", action="store_true", help="also the logit error and what shrinking it gives")
+    ap.add_argument("--bypass", action="store_true", help="also each activation quantiser removed in turn")
     a = ap.parse_args()
     env = setup_threads(2)
     runner, members = load_members(a.package)
@@ -61,7 +116,7 @@ def main() -> None:
         members = [members[int(i)] for i in a.members.split(",")]
     task = runner.task
     split = task.val if a.split == "val" else task.report
-    rows = []
+    rows, bypass = [], {}
     for m in members:
         x = inputs(task, split, m.spec, a.images, 7)
         y = np.concatenate([lab.numpy() for _, lab in task.raw_loader(split.subset(a.images, 7), 250)])
@@ -77,8 +132,13 @@ def main() -> None:
             rows.append({"member": m.name, "recipe": name, "n": len(x), "fp32_top1": float((ref == y).mean()),
                          "int8_top1": float((got == y).mean()), "agreement": float((got == ref).mean()),
                          "seconds": time.perf_counter() - t})
+            if a.logit_error:
+                rows[-1].update(logit_error(logits(m.model, x), logits(q, x)))
             print(rows[-1], flush=True)
-    emit("int8_diagnose", rows, {"split": a.split, "images": a.images, **env}, a.json)
+            if a.bypass:
+                bypass[f"{m.name} {name}"] = bypass_rows(q, x, ref)
+    emit("int8_diagnose", rows, {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}), **env},
+         a.json)
 
 
 if __name__ == "__main__":
