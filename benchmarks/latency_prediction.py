@@ -10,9 +10,9 @@
    sum of parts, with a per-program overhead and a memory term fitted on the
    anchors and the package's calibration programs);
 4. export a seeded sample of the other stitch points to .pte (cached: the file, never its
-   timing) and time them the same way, together with the package's own variants;
-   their figures are put on the table's level (x the median over those variants
-   of table p50 / this run's p50), so both sides are in the same units;
+   timing) and time them the same way, together with the package's whole programs
+   (variants and calibration programs); their figures are put on the table's level
+   (x the median over those programs of table p50 / this run's p50);
 5. print predicted vs measured, the share within +-10 % (target >= 90 %), the
    worst error, the table's spread and the whole models' spread.
 

@@ -15,8 +15,9 @@ Latencies (p50/p90/p99) do not come from those processes: one fresh process's
 timings move by up to ~1.5x from the next one's on a shared host, so every file
 is then timed in ``--rounds`` further fresh processes, interleaved with all the
 others, each round normalised by its own speed (``toolkit.timing``); the
-package's cheapest variant is the reference timed in every round. Each entry records its spread over the
-rounds, and the table its overall ``timing`` (reference, rounds, spread).
+package's cheapest variant is the reference timed in every round. Each entry
+records its spread over the rounds, and the table its overall ``timing``
+(reference, rounds, spread).
 """
 from __future__ import annotations
 
@@ -254,8 +255,8 @@ def _print_table(table: dict) -> None:
               f"{b['peak_rss_mb']:.0f} MB")
     print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
     if t := table.get("timing"):
-        print(f"{t['rounds']} rounds of {t['runs']} runs, each normalised by its speed; reference {t['reference']['id']} (p50 "
-              f"{t['reference']['p50_ms']:.3f} ms, +-{100 * t['reference']['raw_spread']:.1f}% between processes); "
+        print(f"{t['rounds']} rounds of {t['runs']} runs, each normalised by its speed; reference "
+              f"{t['reference']['id']} (p50 {t['reference']['p50_ms']:.3f} ms, +-{100 * t['reference']['raw_spread']:.1f}% between processes); "
               f"table spread +-{100 * t['spread']:.1f}%" + ("" if t["trusted"] else
                                                            f": over +-{100 * t['spread_limit']:.0f}%, too noisy"))
     if table.get("emulated"):
