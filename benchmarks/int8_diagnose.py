@@ -8,7 +8,8 @@ images come from the training split without the validation images, as in a pack.
       --recipes base,clamp,clamp+c1024 --parts stem,stitch,head,dw --json out.json
 
 A recipe is '+'-joined knobs: clamp (quantise the ReLU6 output, not the conv output before it),
-c<N> (N calibration images), ft / ft<N> (fine-tune the weights through the quantisers on N images), obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
+c<N> (N calibration images), ft / ft<N> (fine-tune the weights through the quantisers on N images),
+obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
 fp32=<part> (leave one part unquantised), only=<part> (quantise one part only).
 Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), classifier.
 
@@ -41,8 +42,12 @@ def inputs(task, split, spec, n: int | None = None, seed: int = 0) -> torch.Tens
 
 
 @torch.no_grad()
-def predict(model, x: torch.Tensor, batch: int = 250) -> np.ndarray:
-    return torch.cat([model(x[k:k + batch]) for k in range(0, len(x), batch)]).argmax(-1).numpy()
+def logits(model, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    return torch.cat([model(x[k:k + batch]) for k in range(0, len(x), batch)])
+
+
+def predict(model, x: torch.Tensor) -> np.ndarray:
+    return logits(model, x).argmax(-1).numpy()
 
 
 def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch.Tensor | None = None
@@ -54,11 +59,6 @@ def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch
 
 
 SHRINK = (0.75, 0.5, 0.35, 0.25)
-
-
-@torch.no_grad()
-def logits(model, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
-    return torch.cat([model(x[k:k + batch]) for k in range(0, len(x), batch)])
 
 
 def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
@@ -120,7 +120,8 @@ def main() -> None:
     for m in members:
         x = inputs(task, split, m.spec, a.images, 7)
         y = np.concatenate([lab.numpy() for _, lab in task.raw_loader(split.subset(a.images, 7), 250)])
-        ref = predict(m.model, x)
+        fp32 = logits(m.model, x)
+        ref = fp32.argmax(-1).numpy()
         for name in a.recipes.split(","):
             r = int8_recipe.parse(name)
             calib = inputs(task, task.train, m.spec, r.calibration, runner.exp.seed + 17)
@@ -128,17 +129,18 @@ def main() -> None:
             tune = inputs(task, task.train, m.spec, r.finetune.images, runner.exp.seed + 29) \
                 if r.finetune.images else None
             q = simulate(m.model, r, calib, tune)
-            got = predict(q, x)
+            out = logits(q, x)
+            got = out.argmax(-1).numpy()
             rows.append({"member": m.name, "recipe": name, "n": len(x), "fp32_top1": float((ref == y).mean()),
                          "int8_top1": float((got == y).mean()), "agreement": float((got == ref).mean()),
                          "seconds": time.perf_counter() - t})
             if a.logit_error:
-                rows[-1].update(logit_error(logits(m.model, x), logits(q, x)))
+                rows[-1].update(logit_error(fp32, out))
             print(rows[-1], flush=True)
             if a.bypass:
                 bypass[f"{m.name} {name}"] = bypass_rows(q, x, ref)
-    emit("int8_diagnose", rows, {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}), **env},
-         a.json)
+    summary = {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}), **env}
+    emit("int8_diagnose", rows, summary, a.json)
 
 
 if __name__ == "__main__":

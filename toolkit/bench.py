@@ -256,7 +256,8 @@ def _print_table(table: dict) -> None:
     print(f"runtime: {table.get('runtime', '?')}; threads {table['threads']}; device {table['device']}")
     if t := table.get("timing"):
         print(f"{t['rounds']} rounds of {t['runs']} runs, each normalised by its speed; reference "
-              f"{t['reference']['id']} (p50 {t['reference']['p50_ms']:.3f} ms, +-{100 * t['reference']['raw_spread']:.1f}% between processes); "
+              f"{t['reference']['id']} (p50 {t['reference']['p50_ms']:.3f} ms, "
+              f"+-{100 * t['reference']['raw_spread']:.1f}% between processes); "
               f"table spread +-{100 * t['spread']:.1f}%" + ("" if t["trusted"] else
                                                            f": over +-{100 * t['spread_limit']:.0f}%, too noisy"))
     if table.get("emulated"):
