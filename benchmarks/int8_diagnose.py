@@ -18,6 +18,10 @@ Two analyses of each recipe's program, beside its agreement:
                  smaller a: how much the error must shrink for a target agreement;
   --bypass       the agreement with each activation quantiser removed in turn (its dequantize reads the
                  float tensor), then with all of them: whether a few layers carry the loss.
+And, per member (with --floor): how fragile the fp32 member's own decisions are, which bounds what any
+int8 recipe can agree: its input quantised exactly as the int8 program quantises it (nothing else),
+uniform input noise of +-0.5 and +-1 grey level, and its weights rounded to int8 per channel (nothing
+else).
 """
 from __future__ import annotations
 
@@ -70,6 +74,42 @@ def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
             **{f"agreement_if_error_x{a}": float(((fp32 + a * e).argmax(-1) == ref).float().mean()) for a in SHRINK}}
 
 
+def _row(tag: str, fp32: torch.Tensor, out: torch.Tensor) -> dict:
+    return {"perturbation": tag, "agreement": float((out.argmax(-1) == fp32.argmax(-1)).float().mean()),
+            "logit_err_std": float((out - fp32).std())}
+
+
+def _int8_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy whose conv / linear weights are rounded to symmetric int8 per output channel (as the
+    quantizers' weights are; BN folding only scales each channel, so folding first changes nothing)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                w = mod.weight
+                s = (w.abs().flatten(1).amax(1).clamp_min(1e-12) / 127).view(-1, *[1] * (w.dim() - 1))
+                w.copy_(torch.round(w / s).clamp(-127, 127) * s)
+    return model
+
+
+def floor_rows(model, spec, x: torch.Tensor, fp32: torch.Tensor, program: torch.fx.GraphModule) -> list[dict]:
+    """Agreement of the fp32 member under perturbations far smaller than a whole int8 program's: if
+    these already change more than 2 % of decisions, no int8 recipe reaches 98 % agreement."""
+    first = next(n for n in program.graph.nodes if n.op == "call_function"
+                 and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target))
+    s, z = float(first.args[1]), int(first.args[2])
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    grey = 1 / 255 / std  # one grey level of the uint8 image, in model-input units
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows = [_row(f"input quantised as int8 (scale {s / float(grey.mean()):.2f} grey levels) only", fp32,
+                 logits(model, (torch.clamp(torch.round(x / s) + z, -128, 127) - z) * s)),
+            *[_row(f"input noise +-{a} grey level", fp32, logits(model, x + a * noise * grey)) for a in (0.5, 1)],
+            _row("weights int8 per channel only", fp32, logits(_int8_weights(model), x))]
+    for r in rows:
+        print(r, flush=True)
+    return rows
+
+
 def activation_quantisers(program: torch.fx.GraphModule) -> list[str]:
     """Names of the per-tensor quantize nodes of activations (weights are constants, not these)."""
     return [n.name for n in program.graph.nodes if n.op == "call_function"
@@ -109,6 +149,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--logit-error", action="store_true", help="also the logit error and what shrinking it gives")
     ap.add_argument("--bypass", action="store_true", help="also each activation quantiser removed in turn")
+    ap.add_argument("--floor", action="store_true", help="also the fp32 member's agreement under small perturbations")
     a = ap.parse_args()
     env = setup_threads(2)
     runner, members = load_members(a.package)
@@ -116,7 +157,7 @@ def main() -> None:
         members = [members[int(i)] for i in a.members.split(",")]
     task = runner.task
     split = task.val if a.split == "val" else task.report
-    rows, bypass = [], {}
+    rows, bypass, floor = [], {}, {}
     for m in members:
         x = inputs(task, split, m.spec, a.images, 7)
         y = np.concatenate([lab.numpy() for _, lab in task.raw_loader(split.subset(a.images, 7), 250)])
@@ -139,7 +180,10 @@ def main() -> None:
             print(rows[-1], flush=True)
             if a.bypass:
                 bypass[f"{m.name} {name}"] = bypass_rows(q, x, ref)
-    summary = {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}), **env}
+            if a.floor and m.name not in floor:
+                floor[m.name] = floor_rows(m.model, m.spec, x, fp32, q)
+    summary = {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}),
+               **({"floor": floor} if floor else {}), **env}
     emit("int8_diagnose", rows, summary, a.json)
 
 
