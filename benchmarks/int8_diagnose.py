@@ -93,8 +93,8 @@ def _int8_weights(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def floor_rows(model, spec, x: torch.Tensor, fp32: torch.Tensor, program: torch.fx.GraphModule) -> list[dict]:
-    """Agreement of the fp32 member under perturbations far smaller than a whole int8 program's: if
-    these already change more than 2 % of decisions, no int8 recipe reaches 98 % agreement."""
+    """Agreement of the fp32 member under perturbations smaller than a whole int8 program's. The first
+    is part of every fully integer program: what it changes is lost before any layer is quantised."""
     first = next(n for n in program.graph.nodes if n.op == "call_function"
                  and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target))
     s, z = float(first.args[1]), int(first.args[2])
