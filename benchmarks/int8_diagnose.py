@@ -18,8 +18,8 @@ Two analyses of each recipe's program, beside its agreement:
                  smaller a: how much the error must shrink for a target agreement;
   --bypass       the agreement with each activation quantiser removed in turn (its dequantize reads the
                  float tensor), then with all of them: whether a few layers carry the loss.
-And, per member (with --floor): how fragile the fp32 member's own decisions are, which bounds what any
-int8 recipe can agree: its input quantised exactly as the int8 program quantises it (nothing else),
+And, per member (with --floor): how fragile the fp32 member's own decisions are, i.e. how little int8
+noise it takes to change them: its input quantised exactly as the int8 program quantises it (nothing else),
 uniform input noise of +-0.5 and +-1 grey level, and its weights rounded to int8 per channel (nothing
 else).
 """
