@@ -74,6 +74,17 @@ def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
             **{f"agreement_if_error_x{a}": float(((fp32 + a * e).argmax(-1) == ref).float().mean()) for a in SHRINK}}
 
 
+def _activation_quantize_nodes(program: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The per-tensor quantize nodes of activations (weights are constants, not these)."""
+    return [n for n in program.graph.nodes if n.op == "call_function"
+            and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target)
+            and isinstance(n.args[0], torch.fx.Node) and n.args[0].op != "get_attr"]
+
+
+def activation_quantisers(program: torch.fx.GraphModule) -> list[str]:
+    return [n.name for n in _activation_quantize_nodes(program)]
+
+
 def _row(tag: str, fp32: torch.Tensor, out: torch.Tensor) -> dict:
     return {"perturbation": tag, "agreement": float((out.argmax(-1) == fp32.argmax(-1)).float().mean()),
             "logit_err_std": float((out - fp32).std())}
@@ -95,8 +106,7 @@ def _int8_weights(model: torch.nn.Module) -> torch.nn.Module:
 def floor_rows(model, spec, x: torch.Tensor, fp32: torch.Tensor, program: torch.fx.GraphModule) -> list[dict]:
     """Agreement of the fp32 member under perturbations smaller than a whole int8 program's. The first
     is part of every fully integer program: what it changes is lost before any layer is quantised."""
-    first = next(n for n in program.graph.nodes if n.op == "call_function"
-                 and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target))
+    first = _activation_quantize_nodes(program)[0]  # the image's (after the stem's padding, on lite models)
     s, z = float(first.args[1]), int(first.args[2])
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
     grey = 1 / 255 / std  # one grey level of the uint8 image, in model-input units
@@ -108,13 +118,6 @@ def floor_rows(model, spec, x: torch.Tensor, fp32: torch.Tensor, program: torch.
     for r in rows:
         print(r, flush=True)
     return rows
-
-
-def activation_quantisers(program: torch.fx.GraphModule) -> list[str]:
-    """Names of the per-tensor quantize nodes of activations (weights are constants, not these)."""
-    return [n.name for n in program.graph.nodes if n.op == "call_function"
-            and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target)
-            and not (isinstance(n.args[0], torch.fx.Node) and n.args[0].op == "get_attr")]
 
 
 def bypassed(program: torch.fx.GraphModule, names: list[str]) -> torch.fx.GraphModule:
