@@ -65,7 +65,7 @@ def measure(m: Member, fmt: str, data: CheckData, x: torch.Tensor, y: np.ndarray
     qpath, fpath = tmp / f"m{route.suffix}", tmp / f"m{f.suffix}"
     tune = data.tune_images(m.spec) if data.recipe.finetune.images else None
     q = quantize(route, m.model, example, data.calibration_batches(m.spec), data.recipe, tune,
-                 log=lambda s: print(f"  {m.name} {fmt}: {s}", flush=True))
+                 log=lambda s: print(f"  {m.name} {fmt}: {s}", flush=True), spec=m.spec)
     route.export(q, example, qpath)
     seconds = time.perf_counter() - t
     f.export(m.model, example, fpath)
