@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from restnet.export import pte_int8, tflite_int8
 from restnet.data import InputSpec
+from restnet.export import pte_int8, tflite_int8
 from restnet.export.base import Int8Route, Quantized
 from restnet.export.int8_finetune import finetune
 from restnet.export.int8_input import pin_input
