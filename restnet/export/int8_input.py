@@ -49,7 +49,7 @@ def image_quantizer(program: GraphModule) -> Node | None:
         return None
     src = nodes[0].args[0]
     while src.op == "call_function" and str(src.target) in _PAD and not any(
-            isinstance(a, (int, float)) and a != 0 for a in src.args[2:]):
+            isinstance(a, (int, float)) and a != 0 for a in (*src.args[2:], *src.kwargs.values())):
         src = src.args[0]
     return nodes[0] if src.op == "placeholder" else None
 
