@@ -7,8 +7,9 @@ possible input exactly: x = (p - 255 mean) / (255 std), so q = p - 128 at scale 
 point 255 mean - 128, and the zero padding (x = 0) is the zero point itself. The calibrated observer
 would pick its own range from a few hundred images (the histogram observer may clip the extremes) and
 round every pixel; pinned, the int8 file sees exactly what the fp32 file sees, and fine-tuning
-(int8_finetune) has only the weights' and activations' rounding to absorb. On lite0 (2,000 validation
-images, weights fine-tuned on 20,000) that moved top-1 agreement with fp32 from 97.0 % to 98.15 %.
+(int8_finetune) has only the weights' and activations' rounding to absorb. On lite0 (simulated, 2,000
+validation images, weights fine-tuned on 20,000) that moved top-1 agreement with fp32 from 97.0 % to
+98.15 %; the real .int8.pte of the default pack reached 97.82 % on the 5,000 validation images.
 """
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def _resize_text(r: dict) -> str:
     if r.get("output", "float32") == "uint8":
         return (f"{r['interpolation']} on the uint8 image, uint8 out, antialias when shrinking: Pillow's "
                 "`Image.resize` is the reference (Keys cubic a = -0.5 for bicubic); every figure here was measured "
-                "on those very pixels, which an int8 file also takes without loss")
+                "on those very pixels")
     return f"{r['interpolation']} on float pixels in 0..1, antialias when shrinking"
 
 
