@@ -147,7 +147,8 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as d:
                     rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
             print(rows[-1], flush=True)
-    emit("int8", rows, {"package": str(a.package), "recipe": recipe.describe(), "images": len(x), **env}, a.json)
+    used = "the package's own files (the pack's recipe)" if a.shipped else recipe.describe()
+    emit("int8", rows, {"package": str(a.package), "recipe": used, "images": len(x), **env}, a.json)
 
 
 if __name__ == "__main__":
