@@ -39,3 +39,14 @@ def test_rho_is_exact_at_the_threshold():
            _v("s3", "stitched", 43, 0.7940), _v("a1", "anchor", 48, 0.7988)]
     s = family_stats(fam)
     assert s["spearman_rho"] == 0.8 and "(>= 0.8)" in describe(s)
+
+
+def test_a_family_of_tied_accuracies_has_no_correlation_and_stays_json():
+    """All members equally accurate (a tiny test pack can do that): scipy's rho is nan, which is not JSON
+    (firmware parsers refuse it) and never equals itself; the manifest says rho 0, p 1 instead."""
+    import json
+
+    fam = [_v("a0", "anchor", 10, 0.083), _v("s1", "stitched", 11, 0.083), _v("a1", "anchor", 12, 0.083)]
+    s = family_stats(fam)
+    assert (s["spearman_rho"], s["rho_p"]) == (0.0, 1.0) and "(< 0.8)" in describe(s)
+    assert json.loads(json.dumps(s, allow_nan=False)) == s

@@ -8,6 +8,8 @@ inspect` can recompute them on any package.
 """
 from __future__ import annotations
 
+import math
+
 from scipy.stats import spearmanr
 
 RHO_TARGET = 0.8  # the family's accuracy rises with cost
@@ -30,6 +32,10 @@ def family_stats(variants: list[dict]) -> dict | None:
     gaps = [(b["cost"] - a["cost"], a["id"], b["id"]) for a, b in zip(vs, vs[1:])]
     gap, left, right = max(gaps)
     rho, p = spearmanr(costs, accs)
+    if not (math.isfinite(rho) and math.isfinite(p)):
+        # All accuracies (or costs) tied: no ranking to correlate. scipy says nan, which is not JSON
+        # (a firmware parser refuses the manifest): report no correlation and no evidence, rho 0, p 1.
+        rho, p = 0.0, 1.0
     # Spearman's rho over n members takes discrete values (1 - 6 d / (n^3 - n)): round off float noise,
     # so that two adjacent swaps among five give 0.8, not 0.7999999999.
     return {"members": len(vs), "spearman_rho": round(float(rho), 9), "rho_p": float(p),
