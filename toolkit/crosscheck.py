@@ -78,8 +78,7 @@ def preprocess_diff(meta: dict, arrays: dict) -> list[float]:
     out = []
     for s, spec in enumerate(meta["specs"]):
         r = spec["resolution"]
-        resize = {"size": [r, r], "interpolation": spec["interpolation"], "output": spec.get("output", "float32")}
-        full = {"resize": resize, "scale": 1 / 255,
+        full = {"resize": {"size": [r, r], "interpolation": spec["interpolation"]}, "scale": 1 / 255,
                 "mean": spec["mean"], "std": spec["std"], "layout": "NCHW"}
         mine = np.concatenate([preprocess(im, full) for im in images])
         out.append(float(np.abs(mine - arrays[f"inputs_{s}"]).max()))
