@@ -105,3 +105,20 @@ def test_a_malformed_version_is_refused(version):
     m["schema_version"] = version
     with pytest.raises(PackageError, match="field 'schema_version'.*not MAJOR.MINOR"):
         validate_manifest(m)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_restnet_never_builds_a_manifest_with_a_non_finite_number(value):
+    """NaN and infinity are not JSON (json.dumps writes them anyway): the models refuse them by field."""
+    with pytest.raises(ValueError, match=r"spearman_rho\n.*finite number"):
+        mf.FamilyInfo(members=3, spearman_rho=value, rho_p=1.0, largest_gap=0.3, gap_between=["a", "b"],
+                      targets={"rho": 0.8})
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_the_toolkit_refuses_a_manifest_with_a_non_finite_number(tmp_path, token):
+    text = json.dumps(_manifest(), indent=2).replace('"spearman_rho": 1.0', f'"spearman_rho": {token}')
+    assert token in text
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(PackageError, match=rf"manifest.json: not valid JSON: {token} is not a JSON number"):
+        read_manifest(tmp_path)

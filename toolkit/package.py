@@ -148,6 +148,11 @@ def _check_one(root: Path, f: dict) -> tuple[bool, str]:
     return True, "sha256 ok"
 
 
+def _no_constant(name: str) -> float:
+    """Python's json reads NaN and Infinity, which JSON does not have: a firmware parser would fail on them."""
+    raise ValueError(f"{name} is not a JSON number (a manifest holds finite numbers only)")
+
+
 def read_manifest(root: str | Path) -> tuple[Path, dict]:
     """(package root, validated manifest); refuses anything malformed."""
     root = Path(root)
@@ -155,7 +160,7 @@ def read_manifest(root: str | Path) -> tuple[Path, dict]:
     if not path.is_file():
         raise PackageError(f"{root}: not a restnet package (no manifest.json)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(), parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, nesting past the parser's limit
         raise PackageError(f"{path}: not valid JSON: {err}") from None
     validate_manifest(manifest, str(path))

@@ -34,7 +34,8 @@ Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are not JSON: a firmware parser would reject the whole manifest, so no field may hold them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ProfileInfo(_Model):

@@ -141,4 +141,4 @@ def write_package_files(root: Path, cka: dict, manifest: dict) -> None:
     (root / "manifest.schema.json").write_text(mf.schema_text())
     (root / "README.md").write_text(firmware.readme(manifest))
     report.write(root, cka, manifest)
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
