@@ -12,10 +12,15 @@ host latency of the fp32 and int8 files at the same threads, interleaved (fp32, 
 
   .venv/bin/python benchmarks/int8.py --package artifacts/rpi4 [--routes pte,tflite] [--images 10000]
       [--recipe default|base|clamp+c1024...] [--latency] [--json out.json]
+
+With ``--shipped`` the package's own files are measured instead (sha256 checked against the manifest,
+only the routes the package ships; no quantising): fp32 top-1 of eager and of the fp32 file, and the
+int8 file's agreement with both.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -27,7 +32,7 @@ from _common import emit, setup_threads
 from _int8_members import Member, load_members
 
 from restnet.data import to_model_input
-from restnet.export import get_format, int8_recipe
+from restnet.export import get_format, int8_recipe, sha256_of
 from restnet.export.int8 import get_route, quantize
 from restnet.package.exports import CheckData
 from restnet.timing import measure_callable_ms
@@ -65,7 +70,7 @@ def measure(m: Member, fmt: str, data: CheckData, x: torch.Tensor, y: np.ndarray
     qpath, fpath = tmp / f"m{route.suffix}", tmp / f"m{f.suffix}"
     tune = data.tune_images(m.spec) if data.recipe.finetune.images else None
     q = quantize(route, m.model, example, data.calibration_batches(m.spec), data.recipe, tune,
-                 log=lambda s: print(f"  {m.name} {fmt}: {s}", flush=True))
+                 log=lambda s: print(f"  {m.name} {fmt}: {s}", flush=True), spec=m.spec)
     route.export(q, example, qpath)
     seconds = time.perf_counter() - t
     f.export(m.model, example, fpath)
@@ -81,6 +86,33 @@ def measure(m: Member, fmt: str, data: CheckData, x: torch.Tensor, y: np.ndarray
     return row
 
 
+def measure_shipped(m: Member, fmt: str, files: dict, package: Path, x: torch.Tensor, y: np.ndarray, a) -> dict:
+    """The package's own int8 file (and its fp32 file) for ``fmt``, checked against the manifest's
+    sha256 and run on the test inputs: the very files a device gets, no re-quantisation."""
+    f = get_format(fmt)
+    paths = {}
+    for dtype in ("fp32", "int8"):
+        (entry,) = [e for e in files if e["format"] == fmt and e["dtype"] == dtype]
+        path = package / entry["path"]
+        if sha256_of(path) != entry["sha256"]:
+            raise SystemExit(f"{path}: sha256 differs from the manifest's")
+        paths[dtype] = path
+    with torch.no_grad():
+        ref = torch.cat([m.model(x[k:k + 250]) for k in range(0, len(x), 250)]).argmax(-1).numpy()
+    fp32_run, run = f.load(paths["fp32"], a.threads), f.load(paths["int8"], a.threads)
+    got, got32 = file_predictions(run, x, f.input_layout), file_predictions(fp32_run, x, f.input_layout)
+    row = {"member": m.name, "route": get_route(fmt).suffix, "n": len(x),
+           "fp32_MB": paths["fp32"].stat().st_size / 2 ** 20, "int8_MB": paths["int8"].stat().st_size / 2 ** 20,
+           "fp32_top1": float((ref == y).mean()), "fp32_file_top1": float((got32 == y).mean()),
+           "int8_top1": float((got == y).mean()), "delta_points": float((got == y).mean() - (ref == y).mean()) * 100,
+           "agreement": float((got == ref).mean()), "agreement_files": float((got == got32).mean()),
+           "quantise_s": None}
+    if a.latency:
+        x1 = x[:1].numpy() if f.input_layout == "NCHW" else x[:1].numpy().transpose(0, 2, 3, 1).copy()
+        row.update(interleaved_ms(fp32_run, run, x1, a.rounds, a.runs))
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", type=Path, default=Path("artifacts/rpi4"))
@@ -93,6 +125,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--shipped", action="store_true",
+                    help="measure the package's own int8 files (the routes it ships) instead of quantising again")
     a = ap.parse_args()
     env = setup_threads(a.threads)
     recipe = int8_recipe.DEFAULT if a.recipe == "default" else int8_recipe.parse(a.recipe)
@@ -101,13 +135,20 @@ def main() -> None:
         members = [members[int(i)] for i in a.members.split(",")]
     task, rows = runner.task, []
     data = CheckData.of(task, runner.exp.seed, recipe)  # the images a pack calibrates and fine-tunes on
+    shipped = {v["id"]: v["files"] for v in json.loads((a.package / "manifest.json").read_text())["variants"]}
     for m in members:
         x, y = test_inputs(task, m, a.images)
         for fmt in a.routes.split(","):
-            with tempfile.TemporaryDirectory() as d:
-                rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
+            if a.shipped:
+                if not any(e["format"] == fmt and e["dtype"] == "int8" for e in shipped[m.name]):
+                    continue  # the package ships no int8 file in this format
+                rows.append({**measure_shipped(m, fmt, shipped[m.name], a.package, x, y, a), "recipe": "shipped"})
+            else:
+                with tempfile.TemporaryDirectory() as d:
+                    rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
             print(rows[-1], flush=True)
-    emit("int8", rows, {"package": str(a.package), "recipe": recipe.describe(), "images": len(x), **env}, a.json)
+    used = "the package's own files (the pack's recipe)" if a.shipped else recipe.describe()
+    emit("int8", rows, {"package": str(a.package), "recipe": used, "images": len(x), **env}, a.json)
 
 
 if __name__ == "__main__":

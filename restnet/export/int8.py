@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from restnet.data import InputSpec
 from restnet.export import pte_int8, tflite_int8
 from restnet.export.base import Int8Route, Quantized
 from restnet.export.int8_finetune import finetune
+from restnet.export.int8_input import pin_input
 from restnet.export.int8_recipe import DEFAULT, Recipe
 
 ROUTES: dict[str, Int8Route] = {r.format: r for r in (pte_int8.ROUTE, tflite_int8.ROUTE)}
@@ -34,10 +36,13 @@ def get_route(fmt: str) -> Int8Route:
 
 def quantize(route: Int8Route, model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],
              recipe: Recipe = DEFAULT, tune: torch.Tensor | None = None,
-             log: Callable[[str], None] | None = None) -> Quantized:
-    """The route's PT2E stages, then, when the recipe fine-tunes and ``tune`` (training images, never
-    validation ones) is given, its weights fine-tuned through the quantisers towards ``model``'s logits."""
+             log: Callable[[str], None] | None = None, spec: InputSpec | None = None) -> Quantized:
+    """The route's PT2E stages; with ``spec``, the image quantiser pinned to whole grey levels where one
+    int8 grid holds them all (int8_input); then, when the recipe fine-tunes and ``tune`` (training images,
+    never validation ones) is given, its weights fine-tuned through the quantisers towards ``model``'s logits."""
     q = route.quantize(model, example, calibration, recipe)
+    if spec is not None and (grid := pin_input(q.program, spec)) and log:
+        log(f"int8 input pinned to whole grey levels (scale {grid[0]:.6g}, zero point {grid[1]})")
     if recipe.finetune.images and tune is not None:
         with torch.no_grad():
             teacher = torch.cat([model(tune[k:k + 256]) for k in range(0, len(tune), 256)])

@@ -84,7 +84,7 @@ def input_info(spec: InputSpec, resolution: int) -> mf.InputInfo:
     return mf.InputInfo(shape=[1, 3, resolution, resolution], layout="NCHW", dtype="float32", color="RGB",
                         scale=1 / 255, mean=list(spec.mean), std=list(spec.std),
                         resize=mf.Resize(size=[resolution, resolution], interpolation=spec.interpolation,
-                                         antialias=True, grayscale="replicate to 3 channels"))
+                                         antialias=True, grayscale="replicate to 3 channels", output="uint8"))
 
 
 def _variant(b: Built, vid: str, device: DeviceLatency, req: PackRequest, anchors: dict[str, AnchorFacts],

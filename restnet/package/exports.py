@@ -93,7 +93,8 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
         return record
     tmp = slot / f".model.tmp{route.suffix}"
     tune = data.tune_images(spec) if recipe.finetune.images else None
-    route.export(quantize(route, model, example, data.calibration_batches(spec), recipe, tune, log), example, tmp)
+    route.export(quantize(route, model, example, data.calibration_batches(spec), recipe, tune, log, spec),
+                 example, tmp)
     run = f.load(tmp, threads)
     with torch.no_grad():
         c = compare_with_eager(model, run, data.val_batches(spec), example.shape[0])

@@ -40,6 +40,14 @@ Python: `Interpreter(model_path="{path}").get_signature_runner("METHOD")`.""",
 }
 
 
+def _resize_text(r: dict) -> str:
+    if r.get("output", "float32") == "uint8":
+        return (f"{r['interpolation']} on the uint8 image, uint8 out, antialias when shrinking: Pillow's "
+                "`Image.resize` is the reference (Keys cubic a = -0.5 for bicubic); every figure here was measured "
+                "on those very pixels")
+    return f"{r['interpolation']} on float pixels in 0..1, antialias when shrinking"
+
+
 def _shared(m: dict) -> str:
     """How to load a family shipped as one file (``--bundle shared``, manifest 1.3)."""
     parts = []
@@ -126,7 +134,7 @@ Top-1 is on {_split(m)}.
 ## Input: preprocessing the device must reproduce
 
 1. Decode to RGB, uint8 (a one-channel image: {inp['resize']['grayscale']}).
-2. Resize to {h}×{w} ({inp['resize']['interpolation']}, antialias when shrinking; no crop).
+2. Resize to {h}×{w} ({_resize_text(inp['resize'])}; no crop).
 3. Multiply by {inp['scale']:.6g} (0..255 → 0..1), subtract mean ({mean}), divide by std ({std}) per channel.
 4. Lay out as {inp['layout']} float32, shape {inp['shape']} (a file may say `input_layout: NHWC`: transpose).
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 from toolkit.package import VERSION_KEY
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -94,6 +94,10 @@ class Resize(_Model):
     interpolation: Literal["bilinear", "bicubic", "nearest"]
     antialias: bool = Field(description="Antialias when downscaling.")
     grayscale: str = Field(description="How a one-channel image becomes three channels.")
+    output: Literal["float32", "uint8"] = Field(
+        default="float32", description="1.4: 'uint8' = the uint8 image is resized as uint8 (Pillow's resampling, "
+                                       "the reference implementation), then scaled; 'float32' (before 1.4) = the "
+                                       "pixels are scaled first and resized as floats.")
 
 
 class InputInfo(_Model):

@@ -68,7 +68,7 @@ def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) 
         for f in files:
             rec = {"format": FORMAT, "version": 1, "images": key, "split": f"{task.name} {split_name}",
                    "spec": {"resolution": spec.resolution, "mean": list(spec.mean), "std": list(spec.std),
-                            "interpolation": spec.interpolation},
+                            "interpolation": spec.interpolation, "output": "uint8"},
                    "sha256": f["sha256"], "logits": logits.tolist()}
             checkpoint.atomic_write_json(rec, _record(f))
 

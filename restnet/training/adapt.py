@@ -123,7 +123,8 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     if cfg.augment == "none":  # added later: caches of anchors adapted without augmentation stay valid
         del cfg_key["augment"]
     key = checkpoint.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=cfg_key, weights=wkey,
-                            num_classes=num_classes, pretrained=pretrained, init="seeded", v=__version__)
+                            num_classes=num_classes, pretrained=pretrained, init="seeded", v=__version__,
+                            input=[list(spec.mean), list(spec.std), spec.interpolation])
     path = cache_dir("task-anchors") / f"{name}-{key}.pt"
     if (saved := checkpoint.cached(path)) is not None:
         net = timm_for_task(name, task.num_classes, resolution)
