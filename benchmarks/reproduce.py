@@ -54,7 +54,7 @@ METRIC, WINDOW = "flops", 0.25  # the pack's cost metric (MACs) and selection wi
 
 @dataclass(frozen=True)
 class Mode:
-    """How much of each experiment runs. The anchors are always the pack's (20,000 images, 1 epoch, 64 px)."""
+    """How much of each experiment runs. The anchors are always the pack's (30,000 images, 1 epoch, 64 px)."""
 
     name: str
     budgets: int  # Table I budgets between the anchors

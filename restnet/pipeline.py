@@ -60,7 +60,7 @@ class Experiment:
     back: str = "tf_efficientnet_lite0"
     data: str = "cifar10"
     resolution: int = 64
-    train_size: int | None = 20000
+    train_size: int | None = 30000
     val_size: int | None = 5000
     test_size: int | None = None
     stitch_train_size: int | None = 10000
