@@ -63,7 +63,7 @@ class Experiment:
     train_size: int | None = 30000
     val_size: int | None = 5000
     test_size: int | None = None
-    stitch_train_size: int | None = 10000
+    stitch_train_size: int | None = 15000
     seed: int = 0
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     front_weights: str | None = None

@@ -40,9 +40,9 @@ class TrainConfig:
     """Optimiser settings are the paper's (CNN pairs: SGD, lr 0.01, momentum 0.9,
     wd 5e-3, batch 256; transformer pairs use lr 0.00375, wd 0.05, batch 128).
     Epochs and data sizes are CPU-sized: the paper trains 150-300 epochs. Two epochs
-    over the pack's 10,000 stitch images (fewer than the 30,000 an anchor's adaptation
-    sees): with 3 the members' extra training lifted the top members onto the front
-    anchor (README, "A fair family")."""
+    over the pack's 15,000 stitch images = the 30,000 images an anchor's adaptation
+    sees: with 3 the members' extra training lifted the top members onto the front
+    anchor, with 2 over 10,000 they stayed near the back one (README, "A fair family")."""
 
     strategy: str = "stitch"
     epochs: int = 2
