@@ -38,7 +38,7 @@ def main() -> None:
     rows: list[dict] = []
     for k, size in enumerate(int(s) for s in a.sizes.split(",")):
         r = Runner(replace(Experiment(), stitch_train_size=size), log=lambda *_: None)
-        split = getattr(r.task, "val" if a.split == "val" else "report")
+        split = r.task.val if a.split == "val" else r.task.report
         if k == 0:
             for name, anchor in ((r.exp.back, r.back), (r.exp.front, r.front)):
                 rows.append({"model": f"anchor {name}", "stitch_images": "-",
