@@ -190,3 +190,19 @@ def test_int8_input_takes_whole_grey_levels_exactly(stitched, fmt, tmp_path):
         route.export(q, x[:1], path)
         (inp,) = Interpreter(model_path=str(path)).get_input_details()
         assert inp["dtype"] == np.int8 and inp["quantization"] == (1 / 128, -1), inp["quantization"]
+
+
+def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
+    """int8_diagnose's recipe names build the very Finetune the pack would run; a typo in a recipe name
+    or a loss must stop the benchmark, not quietly measure the default."""
+    from restnet.export.int8_finetune import Finetune
+    from restnet.export.int8_recipe import parse
+
+    r = parse("clamp+ft30000+mse+flip+ep2")
+    assert r.clamp and r.finetune == Finetune(images=30000, epochs=2, loss="mse", flip=True)
+    assert parse("clamp+ft").finetune == Finetune()
+    assert "mirrored" in r.finetune.describe() and "mse" in r.finetune.describe()
+    with pytest.raises(ValueError, match="losses: kl, mse"):
+        Finetune(loss="l1")
+    with pytest.raises(ValueError, match="unknown int8 recipe knob"):
+        parse("clamp+fliped")

@@ -44,6 +44,8 @@ def quantize(route: Int8Route, model: nn.Module, example: torch.Tensor, calibrat
     if spec is not None and (grid := pin_input(q.program, spec)) and log:
         log(f"int8 input pinned to whole grey levels (scale {grid[0]:.6g}, zero point {grid[1]})")
     if recipe.finetune.images and tune is not None:
+        if recipe.finetune.flip:
+            tune = torch.cat([tune, tune.flip(-1)])  # mirrored: the same grey levels, another image
         with torch.no_grad():
             teacher = torch.cat([model(tune[k:k + 256]) for k in range(0, len(tune), 256)])
         # The converted program shares the tensors PT2E did not rewrite (the classifier's, ...) with ``model``:

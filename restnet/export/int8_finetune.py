@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.fx import GraphModule
 
+from restnet.progress import bar
+
 
 @dataclass(frozen=True)
 class Finetune:
@@ -32,11 +34,30 @@ class Finetune:
     epochs: int = 1
     lr: float = 5e-6  # Adam; weights are already close, a larger step un-learns the fp32 model
     batch: int = 32
+    loss: str = "kl"  # kl: KL(fp32 softmax || int8 softmax) | mse: squared logit error (what agreement depends on)
+    flip: bool = False  # also the mirrored images (twice the steps): more distinct images without new data
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown int8 fine-tuning loss {self.loss!r}; losses: {', '.join(LOSSES)}")
 
     def describe(self) -> str:
         if not self.images:
             return "no fine-tuning"
-        return f"weights fine-tuned through the int8 quantisers ({self.images} images x {self.epochs} epochs, lr {self.lr:g})"
+        extra = (", mirrored too" if self.flip else "") + (f", {self.loss} loss" if self.loss != "kl" else "")
+        return (f"weights fine-tuned through the int8 quantisers ({self.images} images x {self.epochs} epochs, "
+                f"lr {self.lr:g}{extra})")
+
+
+def _kl(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.kl_div(F.log_softmax(out, -1), F.log_softmax(teacher, -1), log_target=True, reduction="batchmean")
+
+
+def _mse(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out, teacher)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"kl": _kl, "mse": _mse}
 
 
 def _round(x: torch.Tensor) -> torch.Tensor:
@@ -99,11 +120,10 @@ def finetune(program: GraphModule, images: torch.Tensor, teacher: torch.Tensor, 
         with torch.enable_grad():
             for epoch in range(cfg.epochs):
                 order, total = torch.randperm(len(images), generator=g), 0.0
-                for k in range(0, len(images), cfg.batch):
+                for k in bar(range(0, len(images), cfg.batch), f"int8 fine-tune, epoch {epoch + 1}/{cfg.epochs}"):
                     i = order[k:k + cfg.batch]
                     out = program(images[i])
-                    loss = F.kl_div(F.log_softmax(out, -1), F.log_softmax(teacher[i], -1), log_target=True,
-                                    reduction="batchmean")
+                    loss = LOSSES[cfg.loss](out, teacher[i])
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -111,7 +131,7 @@ def finetune(program: GraphModule, images: torch.Tensor, teacher: torch.Tensor, 
                 if not math.isfinite(total):
                     raise FloatingPointError(f"int8 fine-tuning diverged in epoch {epoch + 1} (loss {total})")
                 if log:
-                    log(f"int8 fine-tune epoch {epoch + 1}/{cfg.epochs}: KL to fp32 {total / len(images):.4f}")
+                    log(f"int8 fine-tune epoch {epoch + 1}/{cfg.epochs}: {cfg.loss} to fp32 {total / len(images):.4f}")
     finally:
         for p in params:
             p.requires_grad_(False)

@@ -63,7 +63,11 @@ def parse(name: str) -> Recipe:
         elif knob in ("weights", "activations"):
             r = dataclasses.replace(r, tensors=knob)
         elif knob == "ft" or (knob.startswith("ft") and knob[2:].isdigit()):
-            r = dataclasses.replace(r, finetune=Finetune(images=int(knob[2:] or Finetune().images)))
+            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, images=int(knob[2:] or Finetune().images)))
+        elif knob in ("mse", "flip"):
+            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, **({"loss": "mse"} if knob == "mse" else {"flip": True})))
+        elif knob.startswith("ep") and knob[2:].isdigit():
+            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, epochs=int(knob[2:])))
         elif knob == "b64":
             r = dataclasses.replace(r, batch1=False)
         elif knob.startswith("c") and knob[1:].isdigit():
