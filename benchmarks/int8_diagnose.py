@@ -9,7 +9,8 @@ images come from the training split without the validation images, as in a pack.
 
 A recipe is '+'-joined knobs: clamp (quantise the ReLU6 output, not the conv output before it),
 c<N> (N calibration images), ft / ft<N> (fine-tune the weights through the quantisers on N images;
-then mse: squared logit error instead of KL, flip: the mirrored images too, ep<N>: N epochs),
+then kl / mse: the loss, KL of the softmax or squared logit error (the default), flip: the mirrored
+images too, ep<N>: N epochs),
 obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
 fp32=<part> (leave one part unquantised), only=<part> (quantise one part only).
 Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), classifier.

@@ -90,6 +90,9 @@ class Int8(_Strict):
         "Training images the int8 weights are fine-tuned on through their quantisers, towards the fp32 "
         "logits (0: post-training quantisation only)."))
     finetune_epochs: PositiveInt = Field(default=1, description="Passes over those images.")
+    finetune_loss: Literal["mse", "kl"] = Field(default="mse", description=(
+        "What the fine-tuning minimises: 'mse', the squared error of the int8 logits against the fp32 ones; "
+        "'kl', the KL divergence of their softmax (the default until 2026-12-06)."))
 
 
 class Profile(_Strict):

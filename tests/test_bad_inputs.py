@@ -52,6 +52,7 @@ def pack(tmp_path: Path, *args: str) -> list[str]:
     ("negative_budget", ["negative_budget.yaml, line 21: field 'budgets.values.0': Input should be greater than 0"]),
     ("negative_finetune", ["negative_finetune.yaml, line 20: field 'int8.finetune_images': Input should be greater "
                            "than or equal to 0"]),
+    ("unknown_loss", ["unknown_loss.yaml, line 20: field 'int8.finetune_loss': Input should be 'mse' or 'kl'"]),
     ("unknown_backend", ["unknown_backend.yaml, line 15: field 'backend': Input should be 'executorch-xnnpack' or "
                          "'tflite'"]),
     ("not_a_mapping", ["not_a_mapping.yaml: expected a mapping of fields at the top level, got list"]),
@@ -230,7 +231,7 @@ def test_every_exit_code_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     for code, label in EXIT_CODES.items():
         assert f"| {code} | {label} |" in doc, f"docs/reliability.md lacks the row for exit {code}"
-    assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 9
+    assert os.path.isdir(PROFILES) and len(list(PROFILES.glob("*.yaml"))) == 10
 
 
 @pytest.mark.parametrize("kind", ["garbage", "pickled", "other-npz"])

@@ -201,6 +201,7 @@ def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
     r = parse("clamp+ft30000+mse+flip+ep2")
     assert r.clamp and r.finetune == Finetune(images=30000, epochs=2, loss="mse", flip=True)
     assert parse("clamp+ft").finetune == Finetune()
+    assert parse("clamp+ft+kl").finetune.loss == "kl"
     assert "mirrored" in r.finetune.describe() and "mse" in r.finetune.describe()
     with pytest.raises(ValueError, match="losses: kl, mse"):
         Finetune(loss="l1")

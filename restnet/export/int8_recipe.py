@@ -64,8 +64,10 @@ def parse(name: str) -> Recipe:
             r = dataclasses.replace(r, tensors=knob)
         elif knob == "ft" or (knob.startswith("ft") and knob[2:].isdigit()):
             r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, images=int(knob[2:] or Finetune().images)))
-        elif knob in ("mse", "flip"):
-            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, **({"loss": "mse"} if knob == "mse" else {"flip": True})))
+        elif knob in ("mse", "kl"):
+            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, loss=knob))
+        elif knob == "flip":
+            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, flip=True))
         elif knob.startswith("ep") and knob[2:].isdigit():
             r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, epochs=int(knob[2:])))
         elif knob == "b64":

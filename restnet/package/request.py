@@ -44,7 +44,8 @@ class PackRequest:
         """The profile's ``int8`` settings on top of the measured default recipe."""
         s = self.profile.int8
         return Recipe(calibration=s.calibration,
-                      finetune=Finetune(images=s.finetune_images, epochs=s.finetune_epochs))
+                      finetune=Finetune(images=s.finetune_images, epochs=s.finetune_epochs,
+                                        loss=s.finetune_loss))
 
     @property
     def int8_formats(self) -> tuple[str, ...]:
