@@ -63,7 +63,8 @@ def parse(name: str) -> Recipe:
         elif knob in ("weights", "activations"):
             r = dataclasses.replace(r, tensors=knob)
         elif knob == "ft" or (knob.startswith("ft") and knob[2:].isdigit()):
-            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, images=int(knob[2:] or Finetune().images)))
+            images = int(knob[2:] or Finetune().images)
+            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, images=images))
         elif knob in ("mse", "kl"):
             r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, loss=knob))
         elif knob == "flip":
