@@ -120,7 +120,7 @@ def finetune(program: GraphModule, images: torch.Tensor, teacher: torch.Tensor, 
     try:
         for p in params:
             p.requires_grad_(True)
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt, loss_of = torch.optim.Adam(params, lr=cfg.lr), LOSSES[cfg.loss]
         g = torch.Generator().manual_seed(seed)
         with torch.enable_grad():
             for epoch in range(cfg.epochs):
@@ -128,7 +128,7 @@ def finetune(program: GraphModule, images: torch.Tensor, teacher: torch.Tensor, 
                 for k in bar(range(0, len(images), cfg.batch), f"int8 fine-tune, epoch {epoch + 1}/{cfg.epochs}"):
                     i = order[k:k + cfg.batch]
                     out = program(images[i])
-                    loss = LOSSES[cfg.loss](out, teacher[i])
+                    loss = loss_of(out, teacher[i])
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

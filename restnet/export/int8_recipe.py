@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.fx import GraphModule, Node
 
-from restnet.export.int8_finetune import Finetune
+from restnet.export.int8_finetune import LOSSES, Finetune
 
 CLAMPS = ("hardtanh.default", "hardtanh_.default", "clamp.default")
 FUSABLE = ("conv2d.default", "convolution.default", "linear.default", "add.Tensor")
@@ -50,6 +50,11 @@ class Recipe:
 DEFAULT = Recipe()  # what --int8 uses: ReLU6 observed after the clamp, 256 images, histogram, per-channel
 
 
+def _tuned(r: Recipe, **changes) -> Recipe:
+    """``r`` with its fine-tuning settings changed, the others kept (knobs combine in any order)."""
+    return dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, **changes))
+
+
 def parse(name: str) -> Recipe:
     """'base' = the stock quantizer; else '+'-joined knobs (see benchmarks/int8_diagnose.py)."""
     r = Recipe(clamp=False, finetune=Finetune(images=0))
@@ -63,14 +68,13 @@ def parse(name: str) -> Recipe:
         elif knob in ("weights", "activations"):
             r = dataclasses.replace(r, tensors=knob)
         elif knob == "ft" or (knob.startswith("ft") and knob[2:].isdigit()):
-            images = int(knob[2:] or Finetune().images)
-            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, images=images))
-        elif knob in ("mse", "kl"):
-            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, loss=knob))
+            r = _tuned(r, images=int(knob[2:] or Finetune().images))
+        elif knob in LOSSES:
+            r = _tuned(r, loss=knob)
         elif knob == "flip":
-            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, flip=True))
+            r = _tuned(r, flip=True)
         elif knob.startswith("ep") and knob[2:].isdigit():
-            r = dataclasses.replace(r, finetune=dataclasses.replace(r.finetune, epochs=int(knob[2:])))
+            r = _tuned(r, epochs=int(knob[2:]))
         elif knob == "b64":
             r = dataclasses.replace(r, batch1=False)
         elif knob.startswith("c") and knob[1:].isdigit():
