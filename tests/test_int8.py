@@ -205,5 +205,11 @@ def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
     assert "mirrored" in r.finetune.describe() and "mse" in r.finetune.describe()
     with pytest.raises(ValueError, match="losses: kl, mse"):
         Finetune(loss="l1")
+    # profiles.py names the losses itself (it must load without torch); the two lists must stay one set
+    from typing import get_args
+
+    from restnet.export.int8_finetune import LOSSES
+    from restnet.profiles import Int8
+    assert set(get_args(Int8.model_fields["finetune_loss"].annotation)) == set(LOSSES)
     with pytest.raises(ValueError, match="unknown int8 recipe knob"):
         parse("clamp+fliped")
