@@ -2,6 +2,9 @@
 uninterrupted one does (same weights, bit for bit)."""
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 import torch
 from torch import nn
@@ -152,3 +155,48 @@ def test_a_damaged_feature_file_is_recomputed_not_trained_on(tmp_path):
     assert features.open_cached(path) is None and not path.exists()  # discarded, not trusted
     again = front_features(model, task, None, path).rows(torch.arange(24))[0]
     assert torch.equal(again, good)
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one rename inside checkpoint.seal."""
+
+
+@pytest.mark.parametrize("kill_at", [0, 1, 2])
+def test_replacing_a_checkpoint_never_leaves_it_unreadable(kill_at, tmp_path, monkeypatch):
+    """A kill between the entry's rename and its digest's used to leave a new entry under the old digest:
+    the resumed run discarded it and started over (a flaky CI run of test_method_cli showed it)."""
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.atomic_save({"epoch": 1}, path)
+    real, calls = checkpoint.os.replace, []
+
+    def replace(src, dst):
+        if len(calls) == kill_at:
+            raise _Killed
+        calls.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    with pytest.raises(_Killed):
+        checkpoint.atomic_save({"epoch": 2}, path)
+    monkeypatch.setattr(checkpoint.os, "replace", real)
+    assert checkpoint.cached(path) == {"epoch": 1 if kill_at < 2 else 2}
+    checkpoint.atomic_save({"epoch": 3}, path)  # and the next write after the kill seals as usual
+    assert checkpoint.cached(path) == {"epoch": 3}
+    assert (tmp_path / "checkpoint.pt.sha256").read_text().split() == [checkpoint._digests(path)[0]]
+
+
+def test_temporary_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    gone = _dead_pid()
+    stale, live = tmp_path / f".checkpoint.pt.{gone}.x1.tmp", tmp_path / f".checkpoint.pt.{os.getpid()}.x2.tmp"
+    stale_digest = tmp_path / f".checkpoint.pt.sha256.{gone}.x3.tmp"
+    for p in (stale, live, stale_digest):
+        p.write_bytes(b"half")
+    checkpoint.atomic_save({"epoch": 1}, path)
+    assert not stale.exists() and not stale_digest.exists() and live.exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
