@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from restnet import __version__, distributed
@@ -27,7 +28,7 @@ from restnet.selection import Selection, select_family
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
 from restnet.training import checkpoint
 from restnet.training.adapt import AdaptConfig, TaskAnchor, adapt_anchor
-from restnet.training.evaluate import accuracy, host_latency_ms
+from restnet.training.evaluate import accuracy, host_latency_ms, predictions
 from restnet.training.stitch import (
     TrainConfig,
     TrainResult,
@@ -114,6 +115,21 @@ class Runner:
             checkpoint.atomic_write_json({"accuracy": acc}, path)
         distributed.barrier()
         return acc
+
+    def val_correct(self, model: torch.nn.Module, spec, digest: str | None = None) -> np.ndarray:
+        """Per validation image, whether the model's top-1 is right (what restnet.package.dominance compares);
+        cached by the weights' digest."""
+        split = self.task.val
+        digest = digest or checkpoint.state_digest(model)
+        path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}-correct.json"
+        if (hit := checkpoint.cached(path)) is not None:
+            return np.frombuffer(hit["correct"].encode(), dtype=np.uint8) == ord("1")
+        pred, label = predictions(model, self.task.loader(split, spec, 128), desc="val accuracy")
+        correct = (pred == label).numpy()
+        if distributed.is_main():
+            checkpoint.atomic_write_json({"correct": "".join("1" if c else "0" for c in correct)}, path)
+        distributed.barrier()
+        return correct
 
     def _anchor(self, name: str, weights, classes) -> TaskAnchor:
         t = time.perf_counter()

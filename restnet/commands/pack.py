@@ -41,6 +41,9 @@ pack_options = _stack(
                  help="Threads for host latency [default: the profile's, at most this machine's cores]."),
     click.option("--anchors/--no-anchors", "include_anchors", default=True, show_default=True,
                  help="Also ship both anchors as variants (the two ends of the family)."),
+    click.option("--keep-dominated", is_flag=True,
+                 help="Also ship stitched members that a cheaper member beats on the validation images (McNemar's "
+                      "exact test, p < 0.01 after Bonferroni); by default they are dropped and the log names them."),
     click.option("--int8/--no-int8", default=None,
                  help="Also ship an int8 file per variant for each format that has an int8 route (.int8.pte, "
                       ".int8.tflite; PT2E static, calibrated on 256 training images, ReLU6 ranges after the clamp, weights "
@@ -78,7 +81,7 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
-                 int8=None, window=None, ladder=None, bundle=None):
+                 int8=None, window=None, ladder=None, bundle=None, keep_dominated=False):
     """Everything resolved and validated before any heavy work."""
     from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.profiles import ProfileError, load_profile
@@ -107,6 +110,7 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                       between=budgets_between or b.between or 3, ladder=ladder, band=b.band if band is None else band,
                       window=b.window if window is None else window,
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
+                      keep_dominated=keep_dominated,
                       train_overrides=train_overrides, probes=probes,
                       int8=prof.dtype == "int8" if int8 is None else int8,
                       latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None),
@@ -173,8 +177,8 @@ def pack_command(console, log_console):
     @training_options
     @debug_option
     def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
-             band, threads, include_anchors, int8, probes, bundle, latency_table, strategy, epochs, lr, batch_size,
-             no_ls_init, **opts):
+             band, threads, include_anchors, keep_dominated, int8, probes, bundle, latency_table, strategy, epochs, lr,
+             batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
@@ -182,7 +186,7 @@ def pack_command(console, log_console):
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                            include_anchors, over, tflite_converter, probes, latency_table, int8, window, ladder,
-                           bundle)
+                           bundle, keep_dominated)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

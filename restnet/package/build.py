@@ -28,7 +28,7 @@ from restnet.package.exports import CheckData, export_variant
 from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
-from restnet.package import bundle, family, reference
+from restnet.package import bundle, dominance, family, reference
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
@@ -69,6 +69,8 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
         trained = [(s, runner.train(s.point, cfg).model.eval()) for s in sels]
     with clock("evaluate"):
         built = _evaluate(runner, req, cm, trained, cfg, plan.ships)
+        if not req.keep_dominated:
+            built = _drop_dominated(runner, built, cm, log)
     ids = variant_ids(req.profile.name, req.metric, built)
     with staged_dir(req.out) as tmp:
         with clock("export + verify"):
@@ -139,6 +141,19 @@ def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tup
                                runner.report_accuracy(a.model, a.spec), stats.params, stats.flops, 0, a.spec, role=role))
     built.sort(key=lambda b: (b.cost, b.kind))
     return built
+
+
+def _drop_dominated(runner: Runner, built: list[Built], cm: CostModel, log: Callable[[str], None]) -> list[Built]:
+    """The family without the stitched members a cheaper member beats on validation (restnet.package.dominance)."""
+    correct = [runner.val_correct(b.model, b.spec) for b in built]
+    drops = dominance.dominated([b.cost for b in built], correct, [b.kind == "stitched" for b in built])
+    for d in drops:
+        b, by = built[d.index], built[d.by]
+        log(f"[yellow]dropped {b.name} ({b.cost:.4g} {cm.unit}): val top-1 {d.accuracy:.2%}, below "
+            f"{by.name}'s {d.by_accuracy:.2%} at {by.cost:.4g} {cm.unit} (McNemar p = {d.p:.1g}); "
+            "--keep-dominated ships it[/]")
+    gone = {d.index for d in drops}
+    return [b for i, b in enumerate(built) if i not in gone]
 
 
 def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str], root: Path,

@@ -25,6 +25,7 @@ class PackRequest:
     window: float = 0.0
     threads: int = 1  # host measurement threads
     include_anchors: bool = True
+    keep_dominated: bool = False  # ship stitched members a cheaper member beats on val (restnet.package.dominance)
     train_overrides: dict = field(default_factory=dict)
     probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
     int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
