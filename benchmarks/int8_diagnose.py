@@ -10,7 +10,7 @@ images come from the training split without the validation images, as in a pack.
 A recipe is '+'-joined knobs: clamp (quantise the ReLU6 output, not the conv output before it),
 c<N> (N calibration images), ft / ft<N> (fine-tune the weights through the quantisers on N images;
 then kl / mse: the loss, KL of the softmax or squared logit error (the default), flip: the mirrored
-images too, ep<N>: N epochs),
+images too, ep<N>: N epochs, lr<X>: Adam's rate, e.g. lr2.5e-6),
 obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
 fp32=<part> (leave one part unquantised), only=<part> (quantise one part only).
 Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), classifier.

@@ -202,6 +202,7 @@ def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
     assert r.clamp and r.finetune == Finetune(images=30000, epochs=2, loss="mse", flip=True)
     assert parse("clamp+ft").finetune == Finetune()
     assert parse("clamp+ft+kl").finetune.loss == "kl"
+    assert parse("clamp+ft+ep2+lr2.5e-6").finetune == Finetune(epochs=2, lr=2.5e-6)
     assert "mirrored" in r.finetune.describe() and "mse" in r.finetune.describe()
     with pytest.raises(ValueError, match="losses: kl, mse"):
         Finetune(loss="l1")
@@ -213,3 +214,5 @@ def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
     assert set(get_args(Int8.model_fields["finetune_loss"].annotation)) == set(LOSSES)
     with pytest.raises(ValueError, match="unknown int8 recipe knob"):
         parse("clamp+fliped")
+    with pytest.raises(ValueError, match="unknown int8 recipe knob"):
+        parse("clamp+ft+lr0")

@@ -75,6 +75,8 @@ def parse(name: str) -> Recipe:
             r = _tuned(r, flip=True)
         elif knob.startswith("ep") and knob[2:].isdigit():
             r = _tuned(r, epochs=int(knob[2:]))
+        elif knob.startswith("lr") and _positive(knob[2:]):
+            r = _tuned(r, lr=float(knob[2:]))
         elif knob == "b64":
             r = dataclasses.replace(r, batch1=False)
         elif knob.startswith("c") and knob[1:].isdigit():
@@ -91,6 +93,13 @@ def parse(name: str) -> Recipe:
         if p not in PARTS:
             raise ValueError(f"unknown part {p!r}; parts: {', '.join(PARTS)}")
     return r
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def _target(n: Node) -> str:
