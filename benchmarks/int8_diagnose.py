@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from _common import emit, setup_threads
 from _int8_members import load_members
 
 from restnet.data import to_model_input
-from restnet.export import int8_recipe
+from restnet.export import get_format, int8_recipe
+from restnet.export.base import Quantized
 from restnet.export.int8 import get_route, quantize
 from restnet.export.int8_input import activation_quantize_nodes
 
@@ -75,6 +77,21 @@ def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
     return {"logit_err_std": float(e.std()), "logit_abs_max": float(fp32.abs().max()),
             "margin_p02": float((top2[:, 0] - top2[:, 1]).quantile(0.02)),
             **{f"agreement_if_error_x{a}": float(((fp32 + a * e).argmax(-1) == ref).float().mean()) for a in SHRINK}}
+
+
+def file_rows(program: torch.nn.Module, x: torch.Tensor, fp32: torch.Tensor, sim: torch.Tensor) -> dict:
+    """The simulated program lowered to a real .int8.pte (the route's own export) and run by ExecuTorch,
+    one image at a time as a device runs it."""
+    fmt = get_format("pte")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.int8.pte"
+        get_route("pte").export(Quantized(copy.deepcopy(program)), x[:1], path)
+        run = fmt.load(path, 2)
+        real = torch.from_numpy(np.concatenate([run(x[k:k + 1].numpy()) for k in range(len(x))]))
+    ref, got = fp32.argmax(-1), real.argmax(-1)
+    return {"file_agreement": float((got == ref).float().mean()),
+            "file_vs_sim_agreement": float((got == sim.argmax(-1)).float().mean()),
+            "file_logit_err_std": float((real - fp32).std()), "file_minus_sim_std": float((real - sim).std())}
 
 
 def activation_quantisers(program: torch.fx.GraphModule) -> list[str]:
@@ -149,6 +166,9 @@ def main() -> None:
     ap.add_argument("--logit-error", action="store_true", help="also the logit error and what shrinking it gives")
     ap.add_argument("--bypass", action="store_true", help="also each activation quantiser removed in turn")
     ap.add_argument("--floor", action="store_true", help="also the fp32 member's agreement under small perturbations")
+    ap.add_argument("--file", action="store_true",
+                    help="also lower each recipe's program to the .int8.pte the pack would write and run that file: "
+                         "its agreement with fp32 and with the simulation (what XNNPACK's kernels change)")
     a = ap.parse_args()
     env = setup_threads(2)
     runner, members = load_members(a.package)
@@ -176,6 +196,8 @@ def main() -> None:
                          "seconds": time.perf_counter() - t})
             if a.logit_error:
                 rows[-1].update(logit_error(fp32, out))
+            if a.file:
+                rows[-1].update(file_rows(q, x, fp32, out))
             print(rows[-1], flush=True)
             if a.bypass:
                 bypass[f"{m.name} {name}"] = bypass_rows(q, x, ref)
