@@ -9,6 +9,7 @@ what exists, and a second run of anything is cheap.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -105,31 +106,36 @@ class Runner:
 
     def report_accuracy(self, model: torch.nn.Module, spec, digest: str | None = None) -> float:
         """Top-1 on the report split (test where there is one); cached by the weights' digest."""
-        split = self.task.report
-        digest = digest or checkpoint.state_digest(model)
-        path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}.json"
-        if (hit := checkpoint.cached(path)) is not None:
-            return hit["accuracy"]
-        acc = accuracy(model, self.task.loader(split, spec, 128), desc=f"{self.task.report_name} accuracy")
-        if distributed.is_main():  # every rank evaluates the whole split; one writes
-            checkpoint.atomic_write_json({"accuracy": acc}, path)
-        distributed.barrier()
-        return acc
+        def compute() -> dict:
+            split = self.task.report
+            return {"accuracy": accuracy(model, self.task.loader(split, spec, 128),
+                                         desc=f"{self.task.report_name} accuracy")}
+
+        return self._cached_eval(model, digest, self.task.report, "", compute)["accuracy"]
 
     def val_correct(self, model: torch.nn.Module, spec, digest: str | None = None) -> np.ndarray:
         """Per validation image, whether the model's top-1 is right (what restnet.package.dominance compares);
         cached by the weights' digest."""
-        split = self.task.val
+        def compute() -> dict:
+            pred, label = predictions(model, self.task.loader(self.task.val, spec, 128), desc="val accuracy")
+            return {"correct": "".join("1" if c else "0" for c in (pred == label).tolist())}
+
+        hit = self._cached_eval(model, digest, self.task.val, "-correct", compute)
+        return np.frombuffer(hit["correct"].encode(), dtype=np.uint8) == ord("1")
+
+    def _cached_eval(self, model: torch.nn.Module, digest: str | None, split, kind: str,
+                     compute: Callable[[], dict]) -> dict:
+        """An evaluation's JSON record, from the cache (keyed by weights, split and resolution) or computed:
+        every rank evaluates the whole split, one writes."""
         digest = digest or checkpoint.state_digest(model)
-        path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}-correct.json"
+        path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}{kind}.json"
         if (hit := checkpoint.cached(path)) is not None:
-            return np.frombuffer(hit["correct"].encode(), dtype=np.uint8) == ord("1")
-        pred, label = predictions(model, self.task.loader(split, spec, 128), desc="val accuracy")
-        correct = (pred == label).numpy()
+            return hit
+        record = compute()
         if distributed.is_main():
-            checkpoint.atomic_write_json({"correct": "".join("1" if c else "0" for c in correct)}, path)
+            checkpoint.atomic_write_json(record, path)
         distributed.barrier()
-        return correct
+        return record
 
     def _anchor(self, name: str, weights, classes) -> TaskAnchor:
         t = time.perf_counter()
