@@ -1,4 +1,5 @@
 """A package's members rebuilt from restnet's caches (no training): what the int8 benchmarks quantise.
+Also how those benchmarks run a shipped or lowered file over images (file_logits).
 
 The package's manifest names each member's anchors and stitch point; the pipeline's Runner (the
 pack's default Experiment at the manifest's resolution) loads the adapted anchors and the trained
@@ -12,6 +13,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from restnet.data import InputSpec
@@ -53,3 +55,11 @@ def load_members(package: Path) -> tuple[Runner, list[Member]]:
                              f"{v['accuracy']:.4%}: not the shipped model")
         out.append(Member(v["id"], v["kind"], model, spec, v["accuracy"]))
     return runner, out
+
+
+def file_logits(run, x: torch.Tensor, layout: str) -> np.ndarray:
+    """A loaded file's logits for every image in ``x`` (NCHW), one at a time as a device runs it."""
+    arr = x.numpy()
+    if layout == "NHWC":
+        arr = arr.transpose(0, 2, 3, 1)
+    return np.concatenate([run(np.ascontiguousarray(arr[k:k + 1])) for k in range(len(arr))])

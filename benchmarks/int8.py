@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import emit, setup_threads
-from _int8_members import Member, load_members
+from _int8_members import Member, file_logits, load_members
 
 from restnet.data import to_model_input
 from restnet.export import get_format, int8_recipe, sha256_of
@@ -45,10 +45,7 @@ def test_inputs(task, m: Member, n: int | None) -> tuple[torch.Tensor, np.ndarra
 
 
 def file_predictions(run, x: torch.Tensor, layout: str) -> np.ndarray:
-    arr = x.numpy()
-    if layout == "NHWC":
-        arr = arr.transpose(0, 2, 3, 1)
-    return np.concatenate([run(np.ascontiguousarray(arr[k:k + 1])) for k in range(len(arr))]).argmax(-1)
+    return file_logits(run, x, layout).argmax(-1)
 
 
 def interleaved_ms(fp32, int8, x: np.ndarray, rounds: int, runs: int) -> dict:

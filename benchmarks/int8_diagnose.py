@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import emit, setup_threads
-from _int8_members import load_members
+from _int8_members import file_logits, load_members
 
 from restnet.data import to_model_input
 from restnet.export import get_format, int8_recipe
@@ -107,8 +107,7 @@ def file_rows(program: torch.nn.Module, x: torch.Tensor, fp32: torch.Tensor, sim
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.int8.pte"
         get_route("pte").export(Quantized(copy.deepcopy(program)), x[:1], path)
-        run = fmt.load(path, 2)
-        real = torch.from_numpy(np.concatenate([run(x[k:k + 1].numpy()) for k in range(len(x))]))
+        real = torch.from_numpy(file_logits(fmt.load(path, 2), x, fmt.input_layout))
     ref, got = fp32.argmax(-1), real.argmax(-1)
     return {"file_agreement": float((got == ref).float().mean()),
             "file_vs_sim_agreement": float((got == sim.argmax(-1)).float().mean()),
