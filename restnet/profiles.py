@@ -93,6 +93,12 @@ class Int8(_Strict):
     finetune_loss: Literal["mse", "kl"] = Field(default="mse", description=(
         "What the fine-tuning minimises: 'mse', the squared error of the int8 logits against the fp32 ones; "
         "'kl', the KL divergence of their softmax (the default until 2026-12-06)."))
+    float_parts: list[Literal["entry", "classifier", "first", "dw"]] = Field(
+        default_factory=lambda: ["entry", "classifier"], description=(
+            "Parts of the int8 file left float: 'entry' (every conv up to and including the first depthwise "
+            "one: the image's first rounding reaches every later layer), 'classifier' (the last linear: the "
+            "logits are not rounded to an int8 grid), 'first' (the first conv), 'dw' (every depthwise conv). "
+            "[] = a fully integer file (an .int8.tflite then takes and returns int8 tensors)."))
 
 
 class Profile(_Strict):

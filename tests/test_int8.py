@@ -176,7 +176,7 @@ def test_int8_input_takes_whole_grey_levels_exactly(stitched, fmt, tmp_path):
     raw = torch.from_numpy(rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8))
     x = to_model_input(raw, spec)
     assert on_grid(x, (1 / 128, -1))
-    route, recipe = get_route(fmt), Recipe(finetune=Finetune(images=0))
+    route, recipe = get_route(fmt), Recipe(fp32=(), finetune=Finetune(images=0))  # fully integer
     calibrated = image_quantizer(route.quantize(stitched, x[:1], [x], recipe).program)
     assert calibrated is not None and tuple(calibrated.args[1:3]) != (1 / 128, -1)  # what pinning replaces
     q = quantize(route, stitched, x[:1], [x], recipe, spec=spec)
@@ -190,6 +190,40 @@ def test_int8_input_takes_whole_grey_levels_exactly(stitched, fmt, tmp_path):
         route.export(q, x[:1], path)
         (inp,) = Interpreter(model_path=str(path)).get_input_details()
         assert inp["dtype"] == np.int8 and inp["quantization"] == (1 / 128, -1), inp["quantization"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["pte", "tflite"])
+def test_float_parts_stay_float_in_both_routes(stitched, fmt, tmp_path):
+    """The default recipe leaves the entry convs (up to the first depthwise one) and the classifier float
+    in both routes: no weight of theirs is quantised, nothing before the first depthwise conv's output and
+    nothing after the classifier is rounded, and the .tflite then takes and returns float32. A fully
+    integer recipe quantises them (so the check can fail), and its .tflite has int8 tensors at both ends."""
+    from restnet.export.int8 import get_route
+    from restnet.export.int8_finetune import Finetune
+    from restnet.export.int8_recipe import Recipe, part_of
+
+    route, x = get_route(fmt), photos(8, seed=7)
+    for recipe, float_io in ((Recipe(finetune=Finetune(images=0)), True),
+                             (Recipe(fp32=(), finetune=Finetune(images=0)), False)):
+        q = route.quantize(stitched, x[:1], [x], recipe)
+        g, in_part = q.program.graph, part_of(q.program)
+        convs = [n for n in g.nodes if n.op == "call_function" and "conv" in str(n.target)]
+        entry = [n for n in convs if in_part(n, "entry")]
+        (cls,) = [n for n in g.nodes if n.op == "call_function" and in_part(n, "classifier")]
+        assert len(entry) == 2, entry  # lite2's stem conv and its first block's depthwise conv
+        for node in (*entry, cls):
+            weight_dq = "dequantize" in str(node.args[1].target) if node.args[1].op == "call_function" else False
+            assert weight_dq != float_io, (node.name, node.args[1])
+        assert any("quantize" in str(u.target) for u in cls.users) != float_io
+        if fmt == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            path = tmp_path / f"m{int(float_io)}.int8.tflite"
+            route.export(q, x[:1], path)
+            it = Interpreter(model_path=str(path))
+            ends = [d["dtype"] for d in (*it.get_input_details(), *it.get_output_details())]
+            assert ends == ([np.float32] * 2 if float_io else [np.int8] * 2), ends
 
 
 def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
@@ -212,6 +246,12 @@ def test_recipe_knobs_set_the_finetuning_and_refuse_unknown_ones():
     from restnet.export.int8_finetune import LOSSES
     from restnet.profiles import Int8
     assert set(get_args(Int8.model_fields["finetune_loss"].annotation)) == set(LOSSES)
+    from restnet.export.int8_recipe import DEFAULT, PARTS
+    (parts,) = get_args(Int8.model_fields["float_parts"].annotation)
+    assert set(get_args(parts)) <= set(PARTS)
+    assert tuple(Int8().float_parts) == DEFAULT.fp32
+    assert parse("clamp+fp32=entry+fp32=classifier+ft") == DEFAULT
+    assert parse("clamp+ft").fp32 == ()  # knobs build from the stock (fully integer) quantizer
     with pytest.raises(ValueError, match="unknown int8 recipe knob"):
         parse("clamp+fliped")
     with pytest.raises(ValueError, match="unknown int8 recipe knob"):

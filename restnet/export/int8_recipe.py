@@ -6,12 +6,14 @@ pre-clamp range (BN-folded, often tens of units wide and half negative) and the 
 sees gets a fraction of the 256 levels. ``clamp`` moves the output observer to after the clamp, as
 both quantizers already do for ReLU; XNNPACK and the TFLite converter fuse the clamp into the conv.
 
-A ``Recipe`` also carries the knobs benchmarks/int8_diagnose.py measures (calibration size, activation
-observer, per-tensor weights, parts left fp32).
+A ``Recipe`` also says which parts stay float (by default the entry convs and the classifier: where
+one rounding reaches every later layer, and where it rounds the logits themselves) and carries the knobs
+benchmarks/int8_diagnose.py measures (calibration size, activation observer, per-tensor weights).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ from restnet.export.int8_finetune import LOSSES, Finetune
 
 CLAMPS = ("hardtanh.default", "hardtanh_.default", "clamp.default")
 FUSABLE = ("conv2d.default", "convolution.default", "linear.default", "add.Tensor")
-PARTS = ("stem", "front", "stitch", "back", "head", "dw", "first", "classifier")
+PARTS = ("stem", "front", "stitch", "back", "head", "dw", "first", "entry", "classifier")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,11 @@ class Recipe:
     calibration: int = 256  # images
     observer: str = "hist"  # hist | minmax | ma | pct
     per_channel: bool = True
-    fp32: tuple[str, ...] = ()  # parts left unquantised
+    # Parts left float. "entry": the image's first rounding (the stem's ReLU6 output) reached every later
+    # layer and was the largest single error of all 88 quantisers of the rpi4 44M member; "classifier": the
+    # logits are not rounded to an int8 grid (step 0.08 there; 0.3 % of val images tie or flip on that alone).
+    # Both cost a few per cent of the MACs (README "int8"). () = a fully integer program.
+    fp32: tuple[str, ...] = ("entry", "classifier")
     only: str | None = None  # quantise this part only
     batch1: bool = True  # calibrate one image at a time (as the pack does)
     tensors: str = "both"  # both | weights | activations: which tensors are quantised (diagnosis only)
@@ -42,12 +48,14 @@ class Recipe:
                 "per-channel weights" if self.per_channel else "per-tensor weights"]
         if self.clamp:
             bits.append("ReLU6 output observed after the clamp")
+        bits.append(f"left float: {', '.join(self.fp32)}" if self.fp32 else "fully integer")
         if self.finetune.images:
             bits.append(self.finetune.describe())
         return ", ".join(bits)
 
 
-DEFAULT = Recipe()  # what --int8 uses: ReLU6 observed after the clamp, 256 images, histogram, per-channel
+DEFAULT = Recipe()  # what --int8 uses: ReLU6 observed after the clamp, 256 images, histogram, per-channel,
+# the entry and the classifier float, fine-tuned
 
 
 def _tuned(r: Recipe, **changes) -> Recipe:
@@ -56,8 +64,9 @@ def _tuned(r: Recipe, **changes) -> Recipe:
 
 
 def parse(name: str) -> Recipe:
-    """'base' = the stock quantizer; else '+'-joined knobs (see benchmarks/int8_diagnose.py)."""
-    r = Recipe(clamp=False, finetune=Finetune(images=0))
+    """'base' = the stock quantizer (fully integer); else '+'-joined knobs (see benchmarks/int8_diagnose.py).
+    The pack's default is 'clamp+fp32=entry+fp32=classifier+ft'."""
+    r = Recipe(clamp=False, fp32=(), finetune=Finetune(images=0))
     for knob in name.split("+"):
         if knob == "base":
             continue
@@ -161,21 +170,43 @@ def _config(base, recipe: Recipe):
     return dataclasses.replace(base, input_activation=act, output_activation=act)
 
 
+def _shape(gm: GraphModule, n: Node) -> tuple[int, ...] | None:
+    """A weight's shape: from the node's traced value, its attribute, or through its (de)quantize ops
+    (a converted program's weights have no traced value)."""
+    if (val := n.meta.get("val")) is not None:
+        return tuple(val.shape)
+    if n.op == "get_attr":
+        return tuple(functools.reduce(getattr, n.target.split("."), gm).shape)
+    if n.op == "call_function" and "quantize" in str(n.target) and n.args and isinstance(n.args[0], Node):
+        return _shape(gm, n.args[0])
+    return None
+
+
+def _depthwise(gm: GraphModule, conv: Node) -> bool:
+    w = _shape(gm, conv.args[1]) if isinstance(conv.args[1], Node) else None
+    return w is not None and w[1] == 1 and w[0] > 1
+
+
 def part_of(gm: GraphModule) -> Callable[[Node, str], bool | None]:
-    """``in_part(node, part)``: True/False, or None for nodes no part claims (weights, constants)."""
+    """``in_part(node, part)``: True/False, or None for nodes no part claims (weights, constants).
+    By graph, for any model: ``first`` the first conv, ``entry`` every conv up to and including the first
+    depthwise one (none when there is none), ``dw`` the depthwise convs, ``classifier`` the last linear.
+    By module name, for stitched members: ``stem``, ``front``, ``stitch``, ``back``, ``head``."""
     convs = [n for n in gm.graph.nodes if _target(n) in ("conv2d.default", "convolution.default")]
     first = convs[0] if convs else None
+    linears = [n for n in gm.graph.nodes if _target(n) == "linear.default"]
+    dws = [n for n in convs if _depthwise(gm, n)]
+    entry = set(convs[:convs.index(dws[0]) + 1]) if dws else set()
 
     def in_part(n: Node, part: str) -> bool | None:
         if part == "dw":
-            if n not in convs:
-                return None
-            w = n.args[1].meta.get("val") if isinstance(n.args[1], Node) else None
-            return w is not None and w.shape[1] == 1 and w.shape[0] > 1
+            return None if n not in convs else _depthwise(gm, n)
         if part == "first":
             return None if n not in convs else n is first
+        if part == "entry":
+            return None if n not in convs else n in entry
         if part == "classifier":
-            return None if n.op != "call_function" else _target(n) == "linear.default"
+            return None if n.op != "call_function" else bool(linears) and n is linears[-1]
         stack = n.meta.get("nn_module_stack")
         if not stack:
             return None
@@ -228,11 +259,19 @@ def xnnpack_quantizer(recipe: Recipe, gm: GraphModule | None = None):
 
 
 def litert_quantizer(recipe: Recipe):
-    """litert-torch's PT2EQuantizer set up for ``recipe`` (no part filters: it has no filter hook)."""
+    """litert-torch's PT2EQuantizer set up for ``recipe``. It has no public filter hook, so the recipe's part
+    filter is joined to the filter its pattern annotators already take (every static pattern passes through
+    ``_annotate_all_static_patterns``; litert-torch is pinned in pyproject.toml)."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
-    if recipe.fp32 or recipe.only:
-        raise ValueError("the litert-torch route cannot leave parts fp32")
-
     base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel, is_dynamic=False)
-    return _clamped(PT2EQuantizer, recipe)().set_global(_config(base, recipe))
+
+    class Filtered(_clamped(PT2EQuantizer, recipe)):
+        def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
+            keep = node_filter(recipe, model)
+            if keep is not None:
+                outer = filter_fn
+                filter_fn = keep if outer is None else (lambda n: outer(n) and keep(n))
+            return super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
+
+    return Filtered().set_global(_config(base, recipe))

@@ -44,7 +44,7 @@ class PackRequest:
     def int8_recipe(self) -> Recipe:
         """The profile's ``int8`` settings on top of the measured default recipe."""
         s = self.profile.int8
-        return Recipe(calibration=s.calibration,
+        return Recipe(calibration=s.calibration, fp32=tuple(dict.fromkeys(s.float_parts)),
                       finetune=Finetune(images=s.finetune_images, epochs=s.finetune_epochs,
                                         loss=s.finetune_loss))
 
