@@ -91,9 +91,9 @@ def _dequantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _tflite(path: Path, threads: int | None, _fallback: Loader | None = None) -> tuple[Methods, str]:
-    """A fully integer model (int8 input/output tensors) is fed and read through the scale and zero
-    point stored in the file, so every loaded file takes and returns float32. One interpreter per file:
-    its signatures share the file's tensors."""
+    """A float32 tensor is passed as is; an int8 one (a fully integer model) is fed and read through the
+    scale and zero point stored in the file, so every loaded file takes and returns float32. One
+    interpreter per file: its signatures share the file's tensors."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:

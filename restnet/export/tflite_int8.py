@@ -5,10 +5,11 @@ capture (torch.export) -> prepare_pt2e with litert-torch's PT2EQuantizer
 images -> convert_pt2e (quantize ops kept unfolded, as litert-torch expects)
 -> [fine-tune, restnet.export.int8_finetune] -> litert_torch.convert with the same quantizer -> serialise.
 
-Unlike the int8 .pte, the file's input and output tensors are int8, each with
-its own scale and zero point in the model (a fully integer model: firmware
-can feed quantised pixels directly). toolkit.runtime reads them and
-quantises/dequantises, so callers still pass float32 and get float32 logits.
+With the default recipe the entry convs and the classifier stay float, so the file takes and returns
+float32 like the fp32 .tflite. A fully integer recipe (profile ``int8.float_parts: []``) gives int8 input
+and output tensors, each with its own scale and zero point in the model (firmware can then feed quantised
+pixels directly). toolkit.runtime reads the tensor types and quantises/dequantises where needed, so
+callers always pass float32 and get float32 logits.
 """
 from __future__ import annotations
 

@@ -22,10 +22,13 @@ num_threads=N)` and its signature runner (`serving_default`). Input layout per f
 
 INT8_NOTE = f"""## int8 files
 
-`*.int8.pte` take and return float32 like the fp32 files. `*.int8.tflite` are fully integer: the input
-and output tensors are int8. Quantise the preprocessed float input with the input tensor's scale and
-zero point, `q = clamp(round(x / scale) + zero_point, -128, 127)`, and read logits as
-`(q - zero_point) * scale` with the output tensor's (`TfLiteTensor.params`). int8 files are not held to the
+`*.int8.pte` take and return float32 like the fp32 files. `*.int8.tflite` take and return float32 too with
+the default recipe (the entry convolutions and the classifier stay float); a profile with
+`int8: {float_parts: []}` makes them fully integer, with int8 input and output tensors: quantise the
+preprocessed float input with the input tensor's scale and zero point,
+`q = clamp(round(x / scale) + zero_point, -128, 127)`, and read logits as `(q - zero_point) * scale` with
+the output tensor's (`TfLiteTensor.params`). Branch on the tensor's type, not the file name.
+int8 files are not held to the
 fp32 gate: the manifest gives each its own `accuracy` and `top1_agreement` with fp32, and `flagged: true`
 below {percent(AGREEMENT_FLAG)} agreement.
 
