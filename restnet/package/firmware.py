@@ -24,7 +24,7 @@ INT8_NOTE = f"""## int8 files
 
 `*.int8.pte` take and return float32 like the fp32 files. `*.int8.tflite` take and return float32 too with
 the default recipe (the entry convolutions and the classifier stay float); a profile with
-`int8: {float_parts: []}` makes them fully integer, with int8 input and output tensors: quantise the
+`int8: {{float_parts: []}}` makes them fully integer, with int8 input and output tensors: quantise the
 preprocessed float input with the input tensor's scale and zero point,
 `q = clamp(round(x / scale) + zero_point, -128, 127)`, and read logits as `(q - zero_point) * scale` with
 the output tensor's (`TfLiteTensor.params`). Branch on the tensor's type, not the file name.
