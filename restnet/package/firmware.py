@@ -28,9 +28,9 @@ the default recipe (the entry convolutions and the classifier stay float); a pro
 preprocessed float input with the input tensor's scale and zero point,
 `q = clamp(round(x / scale) + zero_point, -128, 127)`, and read logits as `(q - zero_point) * scale` with
 the output tensor's (`TfLiteTensor.params`). Branch on the tensor's type, not the file name.
-int8 files are not held to the
-fp32 gate: the manifest gives each its own `accuracy` and `top1_agreement` with fp32, and `flagged: true`
-below {percent(AGREEMENT_FLAG)} agreement.
+
+int8 files are not held to the fp32 gate: the manifest gives each its own `accuracy` and `top1_agreement`
+with fp32, and `flagged: true` below {percent(AGREEMENT_FLAG)} agreement.
 
 """
 
