@@ -120,7 +120,7 @@ def export_variant(b: Built, vid: str, req: PackRequest, data: CheckData, exampl
     for fmt in req.int8_formats:
         route = get_route(fmt)
         rel = f"variants/{vid}{route.suffix}"
-        log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}), check agreement with fp32")
+        log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}; {data.recipe.describe()}), check agreement with fp32")
         rec = int8_file(b.model, fmt, example, data, b.spec, req.threads, root / rel, log)
         if rec["flagged"]:
             log(f"[yellow]int8 {vid} ({fmt}): top-1 agreement with fp32 {rec['top1_agreement']:.2%} "
