@@ -33,10 +33,11 @@ class Recipe:
     calibration: int = 256  # images
     observer: str = "hist"  # hist | minmax | ma | pct
     per_channel: bool = True
-    # Parts left float. "entry": the image's first rounding (the stem's ReLU6 output) reached every later
-    # layer and was the largest single error of all 88 quantisers of the rpi4 44M member; "classifier": the
-    # logits are not rounded to an int8 grid (step 0.08 there; 0.3 % of val images tie or flip on that alone).
-    # Both cost a few per cent of the MACs (README "int8"). () = a fully integer program.
+    # Parts left float. "entry": the image's first rounding (the stem's ReLU6 output) reaches every later
+    # layer; on the rpi4 44M member it was the largest single error of all 88 activation quantisers (a
+    # quarter of the logit error's variance). "classifier": the logits are not rounded to an int8 grid
+    # (step 0.08 there; 0.3 % of val images tie or flip on that alone). Both cost a few per cent of the
+    # MACs (README "int8"). () = a fully integer program.
     fp32: tuple[str, ...] = ("entry", "classifier")
     only: str | None = None  # quantise this part only
     batch1: bool = True  # calibrate one image at a time (as the pack does)
