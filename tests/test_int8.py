@@ -201,6 +201,7 @@ def test_float_parts_stay_float_in_both_routes(stitched, fmt, tmp_path):
     integer recipe quantises them (so the check can fail), and its .tflite has int8 tensors at both ends."""
     from restnet.export.int8 import get_route
     from restnet.export.int8_finetune import Finetune
+    from restnet.export.int8_input import activation_quantize_nodes
     from restnet.export.int8_recipe import Recipe, part_of
 
     route, x = get_route(fmt), photos(8, seed=7)
@@ -216,6 +217,9 @@ def test_float_parts_stay_float_in_both_routes(stitched, fmt, tmp_path):
             weight_dq = "dequantize" in str(node.args[1].target) if node.args[1].op == "call_function" else False
             assert weight_dq != float_io, (node.name, node.args[1])
         assert any("quantize" in str(u.target) for u in cls.users) != float_io
+        order = {n: k for k, n in enumerate(g.nodes)}
+        first_rounding = order[activation_quantize_nodes(q.program)[0]]
+        assert (first_rounding > order[entry[-1]]) == float_io  # float entry: no activation rounded inside it
         if fmt == "tflite":
             from ai_edge_litert.interpreter import Interpreter
 
