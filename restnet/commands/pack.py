@@ -47,7 +47,8 @@ pack_options = _stack(
     click.option("--int8/--no-int8", default=None,
                  help="Also ship an int8 file per variant for each format that has an int8 route (.int8.pte, "
                       ".int8.tflite; PT2E static, calibrated on 256 training images, ReLU6 ranges after the clamp, weights "
-                      "fine-tuned through the quantisers towards fp32 (the profile's int8: section); top-1 agreement with fp32 "
+                      "fine-tuned through the quantisers towards fp32, the entry convs and the classifier left float (the "
+                      "profile's int8: section); top-1 agreement with fp32 "
                       f"reported, < {percent(AGREEMENT_FLAG)} flagged) [default: on when the profile's dtype is "
                       "int8]."),
     click.option("--probes", is_flag=True,
