@@ -13,13 +13,18 @@ then kl / mse: the loss, KL of the softmax or squared logit error (the default),
 images too, ep<N>: N epochs, lr<X>: Adam's rate, e.g. lr2.5e-6),
 obs=<hist|minmax|ma|pct> (activation observer), pt (per-tensor weights),
 fp32=<part> (leave one part unquantised), only=<part> (quantise one part only).
-Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), classifier.
+Parts: stem, front, stitch, back, head, dw (depthwise convs), first (the first conv), entry (every conv up
+to the first depthwise one), classifier (the last linear). The pack's default recipe is
+clamp+fp32=entry+fp32=classifier+ft.
 
 Analyses of each recipe's program, beside its agreement:
   --logit-error  the std of (int8 - fp32) logits, and the agreement of fp32 + a x (int8 - fp32) for
                  smaller a: how much the error must shrink for a target agreement;
   --bypass       the agreement with each activation quantiser removed in turn (its dequantize reads the
                  float tensor), then with all of them: whether a few layers carry the loss;
+  --budget       the logit error each activation quantiser adds alone (all the others skipped), over the
+                 program with none: where the error comes from, by a measure less noisy than agreement
+                 (it chose the float entry and classifier, README "int8");
   --ties K       the agreement of K copies whose rounding ties fall otherwise (float-level noise on the
                  biases and scales): the spread any one figure, simulated or real, is drawn from;
   --file         the program lowered to the real .int8.pte and run by ExecuTorch.
@@ -175,6 +180,26 @@ def bypass_rows(program, x: torch.Tensor, ref: np.ndarray) -> list[dict]:
     return rows
 
 
+def budget_rows(program, x: torch.Tensor, fp32: torch.Tensor) -> dict:
+    """Each activation quantiser kept alone: the std of its logits' change over the program with none (the
+    weights' own error excluded). Removing one at a time by agreement hid the stem's quantiser (README "int8")."""
+    names = activation_quantisers(program)
+    none = logits(bypassed(program, names), x)
+    nodes = {n.name: n for n in program.graph.nodes}
+    rows = []
+    for name in names:
+        src = nodes[name].args[0]
+        stack = list((src.meta.get("nn_module_stack") or {"": ("",)}).values())[-1][0]
+        alone = logits(bypassed(program, [k for k in names if k != name]), x)
+        rows.append({"quantiser": name, "of": src.name, "module": stack, "scale": float(nodes[name].args[1]),
+                     "alone_logit_err_std": float((alone - none).std())})
+    rows.sort(key=lambda r: -r["alone_logit_err_std"])
+    for r in rows[:10]:
+        print(r, flush=True)
+    return {"logit_err_std": float((logits(program, x) - fp32).std()),
+            "weights_only_logit_err_std": float((none - fp32).std()), "quantisers": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", type=Path, default=Path("artifacts/rpi4"))
@@ -186,6 +211,8 @@ def main() -> None:
     ap.add_argument("--logit-error", action="store_true", help="also the logit error and what shrinking it gives")
     ap.add_argument("--bypass", action="store_true", help="also each activation quantiser removed in turn")
     ap.add_argument("--floor", action="store_true", help="also the fp32 member's agreement under small perturbations")
+    ap.add_argument("--budget", action="store_true",
+                    help="also the logit error each activation quantiser adds alone (the others skipped)")
     ap.add_argument("--ties", type=int, default=0, metavar="K",
                     help="also K copies of the program with every 1-D fp32 tensor (biases, per-channel scales) times "
                          "1 + 1e-6 N(0, 1): rounding ties fall otherwise, as in another runtime; their agreement with "
@@ -200,7 +227,7 @@ def main() -> None:
         members = [members[int(i)] for i in a.members.split(",")]
     task = runner.task
     split = task.val if a.split == "val" else task.report
-    rows, bypass, floor = [], {}, {}
+    rows, bypass, floor, budget = [], {}, {}, {}
     for m in members:
         x = inputs(task, split, m.spec, a.images, 7)
         y = np.concatenate([lab.numpy() for _, lab in task.raw_loader(split.subset(a.images, 7), 250)])
@@ -227,9 +254,12 @@ def main() -> None:
             print(rows[-1], flush=True)
             if a.bypass:
                 bypass[f"{m.name} {name}"] = bypass_rows(q, x, ref)
+            if a.budget:
+                budget[f"{m.name} {name}"] = budget_rows(q, x, fp32)
             if a.floor and m.name not in floor:
                 floor[m.name] = floor_rows(m.model, m.spec, x, fp32, q)
     summary = {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}),
+               **({"budget": budget} if budget else {}),
                **({"floor": floor} if floor else {}), **env}
     emit("int8_diagnose", rows, summary, a.json)
 
