@@ -180,23 +180,23 @@ def bypass_rows(program, x: torch.Tensor, ref: np.ndarray) -> list[dict]:
     return rows
 
 
-def budget_rows(program, x: torch.Tensor, fp32: torch.Tensor) -> dict:
+def budget_rows(program, x: torch.Tensor, fp32: torch.Tensor, out: torch.Tensor) -> dict:
     """Each activation quantiser kept alone: the std of its logits' change over the program with none (the
-    weights' own error excluded). Removing one at a time by agreement hid the stem's quantiser (README "int8")."""
+    weights' own error excluded); ``out``: the whole program's logits. Removing one at a time by agreement hid
+    the stem's quantiser (README "int8")."""
     names = activation_quantisers(program)
     none = logits(bypassed(program, names), x)
     nodes = {n.name: n for n in program.graph.nodes}
     rows = []
     for name in names:
         src = nodes[name].args[0]
-        stack = list((src.meta.get("nn_module_stack") or {"": ("",)}).values())[-1][0]
         alone = logits(bypassed(program, [k for k in names if k != name]), x)
-        rows.append({"quantiser": name, "of": src.name, "module": stack, "scale": float(nodes[name].args[1]),
-                     "alone_logit_err_std": float((alone - none).std())})
+        rows.append({"quantiser": name, "of": src.name, "module": int8_recipe.module_path(src) or "",
+                     "scale": float(nodes[name].args[1]), "alone_logit_err_std": float((alone - none).std())})
     rows.sort(key=lambda r: -r["alone_logit_err_std"])
     for r in rows[:10]:
         print(r, flush=True)
-    return {"logit_err_std": float((logits(program, x) - fp32).std()),
+    return {"logit_err_std": float((out - fp32).std()),
             "weights_only_logit_err_std": float((none - fp32).std()), "quantisers": rows}
 
 
@@ -255,7 +255,7 @@ def main() -> None:
             if a.bypass:
                 bypass[f"{m.name} {name}"] = bypass_rows(q, x, ref)
             if a.budget:
-                budget[f"{m.name} {name}"] = budget_rows(q, x, fp32)
+                budget[f"{m.name} {name}"] = budget_rows(q, x, fp32, out)
             if a.floor and m.name not in floor:
                 floor[m.name] = floor_rows(m.model, m.spec, x, fp32, q)
     summary = {"split": a.split, "images": a.images, **({"bypass": bypass} if bypass else {}),

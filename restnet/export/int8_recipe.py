@@ -188,6 +188,12 @@ def _depthwise(gm: GraphModule, conv: Node) -> bool:
     return w is not None and w[1] == 1 and w[0] > 1
 
 
+def module_path(n: Node) -> str | None:
+    """The innermost module a traced node came from ("front_blocks.0.conv_pw"), None for nodes of none."""
+    stack = n.meta.get("nn_module_stack")
+    return list(stack.values())[-1][0] if stack else None
+
+
 def part_of(gm: GraphModule) -> Callable[[Node, str], bool | None]:
     """``in_part(node, part)``: True/False, or None for nodes no part claims (weights, constants).
     By graph, for any model: ``first`` the first conv, ``entry`` every conv up to and including the first
@@ -208,10 +214,9 @@ def part_of(gm: GraphModule) -> Callable[[Node, str], bool | None]:
             return None if n not in convs else n in entry
         if part == "classifier":
             return None if n.op != "call_function" else bool(linears) and n is linears[-1]
-        stack = n.meta.get("nn_module_stack")
-        if not stack:
+        path = module_path(n)
+        if path is None:
             return None
-        path = list(stack.values())[-1][0]
         root = path.split(".")[0].removeprefix("L['self'].").removeprefix("L__self___")
         names = {"front": ("front_blocks",), "back": ("back_blocks",)}.get(part, (part,))
         return any(path.startswith(p) or root.startswith(p) for p in names)
