@@ -1,6 +1,8 @@
 """CIFAR-10 loader on small fixtures (never the whole archive): checksums, sources, decoding, splits."""
 from __future__ import annotations
 
+from collections import Counter
+
 import hashlib
 import io
 import os
@@ -142,6 +144,15 @@ def test_task_carves_val_from_train_and_reports_on_test(tmp_path, monkeypatch, c
     assert np.bincount(task.val.labels, minlength=10).tolist() == [2] * 10  # stratified
     again = load_task("cifar10", train_size=50, val_size=20, seed=0)
     assert task.fingerprint() == again.fingerprint()
+    # The training images train_size leaves out are kept apart (an int8 file's flag is also checked on
+    # them): train and unused split the non-val training images between them, and train is the same subset.
+    whole = load_task("cifar10", val_size=20, seed=0)
+    assert whole.unused is None and whole.train.subset(50, 0).fingerprint() == task.train.fingerprint()
+
+    def images(*splits):
+        return Counter(s.images[i].tobytes() + bytes([s.labels[i]]) for s in splits for i in range(len(s)))
+
+    assert len(task.unused) == 30 and images(task.train, task.unused) == images(whole.train)
 
 
 def test_carve_is_disjoint_stratified_and_seeded():

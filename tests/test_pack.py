@@ -235,7 +235,13 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
         fp32, int8 = v["files"]
         assert (fp32["format"], int8["format"]) == (fmt, fmt)
         assert (fp32["dtype"], int8["dtype"]) == ("fp32", "int8") and int8["path"].endswith(f".int8.{fmt}")
-        assert 0.0 <= int8["top1_agreement"] <= 1.0 and int8["flagged"] == (int8["top1_agreement"] < 0.98)
+        assert 0.0 <= int8["top1_agreement"] <= 1.0 and int8["flagged"] == (int8["check_agreement"] < 0.98)
+        # The flag's check: the 48 val images and 3 x 48 of the training images --train-size 128 left unused;
+        # the val images' share of it is top1_agreement.
+        val = m["task"]["val_size"]
+        assert int8["check_images"] == val + 3 * val
+        spare_same = int8["check_agreement"] * int8["check_images"] - int8["top1_agreement"] * val
+        assert abs(spare_same - round(spare_same)) < 1e-6 and 0 <= round(spare_same) <= 3 * val
         assert int8["size"] < 0.5 * fp32["size"], "int8 weights should be about a quarter of fp32"
         # Both run through the device runtime with float32 in and out (a .tflite int8 model has int8
         # tensors at its edges: the runtime applies their scale and zero point). How close int8 logits

@@ -49,7 +49,8 @@ pack_options = _stack(
                       ".int8.tflite; PT2E static, calibrated on 256 training images, ReLU6 ranges after the clamp, weights "
                       "fine-tuned through the quantisers towards fp32, the entry convs and the classifier left float (the "
                       "profile's int8: section); top-1 agreement with fp32 "
-                      f"reported, < {percent(AGREEMENT_FLAG)} flagged) [default: on when the profile's dtype is "
+                      "reported on the validation split and, with the training images the pack leaves unused, "
+                      f"checked: < {percent(AGREEMENT_FLAG)} flagged) [default: on when the profile's dtype is "
                       "int8]."),
     click.option("--probes", is_flag=True,
                  help="Also ship every anchor block and stitching-layer shape as its own program, for "

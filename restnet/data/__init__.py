@@ -50,11 +50,18 @@ class Split(Dataset):
 
     def subset(self, n: int | None, seed: int = 0) -> "Split":
         """A seeded random subset of ``n`` samples (all when n is None or too big)."""
+        return self.subset_and_rest(n, seed)[0]
+
+    def subset_and_rest(self, n: int | None, seed: int = 0) -> tuple["Split", "Split | None"]:
+        """``subset(n, seed)`` and the samples it leaves out (None when it takes all)."""
         if n is None or n >= len(self):
-            return self
+            return self, None
         if n < 1:
             raise ValueError(f"subset size must be >= 1, got {n}")
-        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        order = np.random.default_rng(seed).permutation(len(self))
+        return self._take(np.sort(order[:n])), self._take(np.sort(order[n:]))
+
+    def _take(self, idx: np.ndarray) -> "Split":
         imgs = [self.images[i] for i in idx] if isinstance(self.images, list) else self.images[idx]
         return Split(imgs, self.labels[idx], self._res, self._interp)
 
@@ -76,6 +83,9 @@ class Task:
     val: Split
     test: Split | None = None  # None: the data has no test split of its own (an ImageFolder without test/)
     skipped: list = field(default_factory=list)  # (file, why): unreadable images left out of an ImageFolder
+    # Training images left out by ``train_size``: no stage trains, calibrates or decides on them, so they can
+    # check a file's agreement with its fp32 model (no labels needed) beside the validation split.
+    unused: Split | None = None
 
     @property
     def report(self) -> Split:
@@ -185,7 +195,7 @@ def load_task(name: str, train_size: int | None = None, val_size: int | None = N
                 raise DataUnavailable(f"{path}: test/ has other classes than train/ ({tclasses} vs {classes})")
             test = Split(sp, sl, resolution)
         task = Task(path.name, classes, Split(tp, tl, resolution), Split(vp, vl, resolution), test, skipped)
-    task.train = task.train.subset(train_size, seed)
+    task.train, task.unused = task.train.subset_and_rest(train_size, seed)
     task.val = task.val.subset(val_size, seed + 1)
     if task.test is not None:
         task.test = task.test.subset(test_size, seed + 2)

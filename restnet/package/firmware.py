@@ -30,7 +30,8 @@ preprocessed float input with the input tensor's scale and zero point,
 the output tensor's (`TfLiteTensor.params`). Branch on the tensor's type, not the file name.
 
 int8 files are not held to the fp32 gate: the manifest gives each its own `accuracy` and `top1_agreement`
-with fp32, and `flagged: true` below {percent(AGREEMENT_FLAG)} agreement.
+with fp32 on the validation split, `check_agreement` over `check_images` (the validation split and the
+training images no stage of the pack used), and `flagged: true` when that is below {percent(AGREEMENT_FLAG)}.
 
 """
 

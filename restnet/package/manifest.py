@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 from toolkit.package import VERSION_KEY
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -134,8 +134,15 @@ class FileEntry(_Model):
     dtype: Literal["fp32", "int8"] = "fp32"
     accuracy: float | None = Field(default=None, description="int8 only: this file's own top-1 on the validation "
                                                              "split (the same images as top1_agreement).")
-    flagged: bool | None = Field(default=None, description=f"int8 only: top-1 agreement with fp32 below "
-                                                           f"{percent(AGREEMENT_FLAG)}.")
+    check_agreement: float | None = Field(default=None, ge=0, le=1, description=(
+        "1.5, int8 only: share with the same top-1 as fp32 over every check image (check_images): the "
+        "validation split and the training images no stage of the pack used (none for an ImageFolder without "
+        "a train_size). 'flagged' is decided on it."))
+    check_images: int | None = Field(default=None, ge=1, description="1.5, int8 only: how many images "
+                                                                      "check_agreement is over.")
+    flagged: bool | None = Field(default=None, description=(
+        f"int8 only: top-1 agreement with fp32 below {percent(AGREEMENT_FLAG)}; from 1.5 over check_images "
+        "(check_agreement), before it over the validation split (top1_agreement)."))
     method: str | None = Field(default=None, description=(
         "1.3: the method (.pte) or signature (.tflite) that is this variant inside a file shared by several "
         "variants (see 'bundles'); absent: the file is this variant alone (.pte method 'forward', the "
