@@ -1,13 +1,12 @@
 """CIFAR-10 loader on small fixtures (never the whole archive): checksums, sources, decoding, splits."""
 from __future__ import annotations
 
-from collections import Counter
-
 import hashlib
 import io
 import os
 import pickle
 import tarfile
+from collections import Counter
 
 import numpy as np
 import pytest
