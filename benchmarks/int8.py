@@ -14,8 +14,8 @@ host latency of the fp32 and int8 files at the same threads, interleaved (fp32, 
       [--recipe default|base|clamp+c1024...] [--latency] [--json out.json]
 
 With ``--shipped`` the package's own files are measured instead (sha256 checked against the manifest,
-only the routes the package ships; no quantising): fp32 top-1 of eager and of the fp32 file, and the
-int8 file's agreement with both.
+only the routes the package ships; no quantising): fp32 top-1 of eager and of the fp32 file, the
+int8 file's agreement with both, and its recipe as the manifest records it (1.5).
 """
 from __future__ import annotations
 
@@ -137,14 +137,16 @@ def main() -> None:
         x, y = test_inputs(task, m, a.images)
         for fmt in a.routes.split(","):
             if a.shipped:
-                if not any(e["format"] == fmt and e["dtype"] == "int8" for e in shipped[m.name]):
+                int8 = [e for e in shipped[m.name] if e["format"] == fmt and e["dtype"] == "int8"]
+                if not int8:
                     continue  # the package ships no int8 file in this format
-                rows.append({**measure_shipped(m, fmt, shipped[m.name], a.package, x, y, a), "recipe": "shipped"})
+                rows.append({**measure_shipped(m, fmt, shipped[m.name], a.package, x, y, a),
+                             "recipe": int8[0].get("recipe", "not recorded (manifest before 1.5)")})
             else:
                 with tempfile.TemporaryDirectory() as d:
                     rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
             print(rows[-1], flush=True)
-    used = "the package's own files (the pack's recipe)" if a.shipped else recipe.describe()
+    used = "the package's own files (each row: the manifest's recipe)" if a.shipped else recipe.describe()
     emit("int8", rows, {"package": str(a.package), "recipe": used, "images": len(x), **env}, a.json)
 
 

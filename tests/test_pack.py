@@ -240,6 +240,7 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
         # the val images' share of it is top1_agreement.
         val = m["task"]["val_size"]
         assert int8["check_images"] == val + 3 * val
+        assert "left float: entry, classifier" in int8["recipe"] and "fine-tuned" in int8["recipe"]
         spare_same = int8["check_agreement"] * int8["check_images"] - int8["top1_agreement"] * val
         assert abs(spare_same - round(spare_same)) < 1e-6 and 0 <= round(spare_same) <= 3 * val
         assert int8["size"] < 0.5 * fp32["size"], "int8 weights should be about a quarter of fp32"

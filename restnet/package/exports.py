@@ -107,10 +107,13 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
                   "input_layout": f.input_layout,
                   "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
         record = store_record(tmp, cached, record, dest)
+    extra = {"recipe": recipe.describe()}
     if record.get("check_fingerprint") != data.check_fingerprint():
         # Checked on the unused training images apart from the file, so a cached file is not re-quantised
         # to be checked on more images.
-        record = {**record, **_pooled_check(model, f.load(cached, threads), data, spec, example, record)}
+        extra.update(_pooled_check(model, f.load(cached, threads), data, spec, example, record))
+    if any(record.get(k) != v for k, v in extra.items()):
+        record = {**record, **extra}
         checkpoint.atomic_write_json(record, cached.with_name("record.json"))
     return record
 

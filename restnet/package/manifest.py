@@ -140,6 +140,9 @@ class FileEntry(_Model):
         "a train_size). 'flagged' is decided on it."))
     check_images: int | None = Field(default=None, ge=1, description="1.5, int8 only: how many images "
                                                                       "check_agreement is over.")
+    recipe: str | None = Field(default=None, description=(
+        "1.5, int8 only: how the file was quantised (calibration, observer, weights, parts left float, "
+        "fine-tuning), in words."))
     flagged: bool | None = Field(default=None, description=(
         f"int8 only: top-1 agreement with fp32 below {percent(AGREEMENT_FLAG)}; from 1.5 over check_images "
         "(check_agreement), before it over the validation split (top1_agreement)."))
