@@ -87,11 +87,11 @@ def measure_shipped(m: Member, fmt: str, files: dict, package: Path, x: torch.Te
     """The package's own int8 file (and its fp32 file) for ``fmt``, checked against the manifest's
     sha256 and run on the test inputs: the very files a device gets, no re-quantisation."""
     f = get_format(fmt)
-    paths = {}
+    paths, entries = {}, {}
     for dtype in ("fp32", "int8"):
-        (entry,) = [e for e in files if e["format"] == fmt and e["dtype"] == dtype]
-        path = package / entry["path"]
-        if sha256_of(path) != entry["sha256"]:
+        (entries[dtype],) = [e for e in files if e["format"] == fmt and e["dtype"] == dtype]
+        path = package / entries[dtype]["path"]
+        if sha256_of(path) != entries[dtype]["sha256"]:
             raise SystemExit(f"{path}: sha256 differs from the manifest's")
         paths[dtype] = path
     with torch.no_grad():
@@ -107,6 +107,7 @@ def measure_shipped(m: Member, fmt: str, files: dict, package: Path, x: torch.Te
     if a.latency:
         x1 = x[:1].numpy() if f.input_layout == "NCHW" else x[:1].numpy().transpose(0, 2, 3, 1).copy()
         row.update(interleaved_ms(fp32_run, run, x1, a.rounds, a.runs))
+    row["recipe"] = entries["int8"].get("recipe", "not recorded (manifest before 1.5)")
     return row
 
 
@@ -137,11 +138,9 @@ def main() -> None:
         x, y = test_inputs(task, m, a.images)
         for fmt in a.routes.split(","):
             if a.shipped:
-                int8 = [e for e in shipped[m.name] if e["format"] == fmt and e["dtype"] == "int8"]
-                if not int8:
+                if not any(e["format"] == fmt and e["dtype"] == "int8" for e in shipped[m.name]):
                     continue  # the package ships no int8 file in this format
-                rows.append({**measure_shipped(m, fmt, shipped[m.name], a.package, x, y, a),
-                             "recipe": int8[0].get("recipe", "not recorded (manifest before 1.5)")})
+                rows.append(measure_shipped(m, fmt, shipped[m.name], a.package, x, y, a))
             else:
                 with tempfile.TemporaryDirectory() as d:
                     rows.append({**measure(m, fmt, data, x, y, a, Path(d)), "recipe": a.recipe})
