@@ -29,6 +29,7 @@ from restnet.selection import Selection, select_family
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
 from restnet.training import checkpoint
 from restnet.training.adapt import AdaptConfig, TaskAnchor, adapt_anchor
+from restnet.training.converge import describe_curve
 from restnet.training.evaluate import accuracy, host_latency_ms, predictions
 from restnet.training.stitch import (
     TrainConfig,
@@ -139,8 +140,11 @@ class Runner:
 
     def _anchor(self, name: str, weights, classes) -> TaskAnchor:
         t = time.perf_counter()
-        a = adapt_anchor(name, self.task, self.exp.resolution, self.exp.adapt, weights, classes, self.exp.pretrained)
+        a = adapt_anchor(name, self.task, self.exp.resolution, self.exp.adapt, weights, classes, self.exp.pretrained,
+                         self.log)
         self.log(f"anchor {name}: val accuracy {a.accuracy:.2%} ({a.source}; {time.perf_counter() - t:.0f} s)")
+        if a.curve:
+            self.log(f"anchor {name}: {describe_curve(a.curve, a.stopped)}")
         return a
 
     @cached_property

@@ -27,6 +27,32 @@ def _stack(*options):
     return decorate
 
 
+class _EpochsOrAuto(click.ParamType):
+    name = "epochs"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            n = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number of epochs (>= 1) nor 'auto'", param, ctx)
+        if n < 1:
+            self.fail(f"{n} epochs: use a whole number >= 1, or 'auto'", param, ctx)
+        return n
+
+
+def adapt_epochs(given, data: str) -> int | None:
+    """The adaptation's epochs (None: until converged) for what the user gave on ``data``."""
+    from restnet.data import BUILTIN
+
+    if given is None:
+        return 1 if data.lower() in BUILTIN else None
+    return None if given == "auto" else given
+
+
 def _defaults():
     from restnet.pipeline import Experiment
 
@@ -57,7 +83,18 @@ experiment_options = _stack(  # shared by every method verb
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--adapt", type=click.Choice(["finetune", "probe"]), default="finetune", show_default=True,
                  help="How ImageNet anchors are adapted to the task."),
-    click.option("--adapt-epochs", type=click.IntRange(min=1), default=_D.adapt.epochs, show_default=True),
+    click.option("--adapt-epochs", type=_EpochsOrAuto(), default=None, metavar="N|auto",
+                 help="Adaptation epochs, or auto: until the validation top-1 stops improving (rounds of >= 300 "
+                      "steps; the learning rate drops tenfold at the first round that buys < 0.3 points, the next "
+                      "such round ends it) [default: auto for an ImageFolder; 1 on the built-in data sets, whose "
+                      "anchors this would take hours to converge on this CPU]."),
+    click.option("--adapt-max-epochs", type=click.IntRange(min=1), default=_D.adapt.max_epochs, show_default=True,
+                 help="With --adapt-epochs auto: stop after this many epochs."),
+    click.option("--adapt-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="With --adapt-epochs auto: stop after this many minutes of training per anchor."),
+    click.option("--adapt-augment", type=click.Choice(["none", "flip"]), default=None,
+                 help="Augmentation while adapting [default: flip with --adapt-epochs auto (several epochs), none "
+                      "for a fixed number]."),
     click.option("--front-weights", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="Checkpoint for the front anchor (timm state dict)."),
     click.option("--front-classes", type=int, default=None,
@@ -112,9 +149,17 @@ def _train_config(r, strategy, epochs, lr, batch_size, no_ls_init):
     return r.train_config(strategy=strategy, epochs=epochs, ls_init=not no_ls_init, **over)
 
 
+def _adapt_config(opts: dict):
+    from restnet.training.adapt import AdaptConfig
+
+    epochs = adapt_epochs(opts["adapt_epochs"], opts["data_name"])
+    augment = opts["adapt_augment"] or ("flip" if epochs is None else "none")
+    return AdaptConfig(method=opts["adapt"], epochs=epochs, seed=opts["seed"], augment=augment,
+                       max_epochs=opts["adapt_max_epochs"], max_minutes=opts["adapt_minutes"])
+
+
 def make_runner(opts: dict, console):
     from restnet.pipeline import CKAConfig, Experiment, Runner
-    from restnet.training.adapt import AdaptConfig
 
     front, back = opts["front"], opts["back"]
     if opts["direction"] == "fast-to-slow":
@@ -124,7 +169,7 @@ def make_runner(opts: dict, console):
             front=front, back=back, data=opts["data_name"], resolution=opts["resolution"],
             train_size=opts["train_size"], val_size=opts["val_size"], test_size=opts["test_size"],
             stitch_train_size=opts["stitch_train_size"], seed=opts["seed"],
-            adapt=AdaptConfig(method=opts["adapt"], epochs=opts["adapt_epochs"], seed=opts["seed"]),
+            adapt=_adapt_config(opts),
             front_weights=opts["front_weights"], front_classes=opts["front_classes"],
             back_weights=opts["back_weights"], back_classes=opts["back_classes"],
             cka=CKAConfig(opts["cka_estimator"], opts["cka_batch"], opts["cka_repeats"]),
