@@ -65,3 +65,37 @@ def test_equal_costs_are_not_cheaper():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="one entry per member"):
         dominated([1.0], [], [True])
+
+
+def test_the_small_anchor_trained_alike_drops_the_members_it_beats_and_never_ships():
+    """The pack's drop step (restnet.package.build): the control competes at the small anchor's cost."""
+    from restnet.data import InputSpec
+    from restnet.package.build import _drop_dominated
+    from restnet.package.fairness import AnchorControl
+    from restnet.package.variants import Built
+
+    rng = np.random.default_rng(1)
+    small = _correct(5000, 4050, rng)  # 81 %
+    alike = small.copy()
+    alike[rng.choice(np.flatnonzero(~small), 80, replace=False)] = True  # +1.6 points from training alone
+    member = alike.copy()
+    member[rng.choice(np.flatnonzero(member), 40, replace=False)] = False  # above the shipped anchor, below alike
+    close = alike.copy()
+    close[rng.choice(np.flatnonzero(close), 3, replace=False)] = False  # 3 images: noise, kept
+    spec = InputSpec(32, (0.5,) * 3, (0.5,) * 3)
+
+    def built(kind, name, cost, correct):
+        return Built(kind, correct, name, cost, float(correct.mean()), 0, 0, 0, spec)
+
+    family = [built("anchor", "small", 1.0, small), built("stitched", "m1", 2.0, member),
+              built("stitched", "m2", 3.0, close), built("anchor", "large", 4.0, small)]
+
+    class Val:  # the runner's cached validation correctness, keyed here by the "model" itself
+        def val_correct(self, model, spec):
+            return model
+
+    control = AnchorControl("back", "small", 8, 1.0, 0.81, 0.826, alike)
+    lines = []
+    kept = _drop_dominated(Val(), family, type("CM", (), {"unit": "MACs"})(), control, lines.append)
+    assert [b.name for b in kept] == ["small", "m2", "large"]
+    assert len(lines) == 1 and "dropped m1" in lines[0] and "below small trained alike's" in lines[0]

@@ -137,6 +137,11 @@ def test_pack_writes_a_verified_package(packed):
 
     assert fam == family_stats(m["variants"]) and fam["members"] == len(m["variants"])
     assert "Spearman rho(cost, top-1)" in text and "largest cost gap" in text
+    for a in m["anchors"].values():  # the control: each anchor given the members' training
+        alike = a["trained_alike"]
+        assert 0 <= alike["accuracy"] <= 1 and alike["after_block"] == a["blocks"] // 2
+        assert f"control: {a['name']} trained alike" in text
+        assert f"| {a['name']} | {a['accuracy']:.2%} | {alike['accuracy']:.2%}" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -32,6 +32,10 @@ class AnchorFacts:
     flops: int
     blocks: int
     spec: InputSpec
+    trained_alike: float  # the anchor given the members' training (restnet.package.fairness), same split
+    control_block: int  # where that control was cut and stitched to itself
+    curve: list[dict] | None = None  # adapted until converged: validation top-1 per round
+    stopped: str | None = None
 
 
 def build_manifest(req: PackRequest, budgets: list[float], built: list[Built], ids: list[str],
@@ -50,7 +54,11 @@ def build_manifest(req: PackRequest, budgets: list[float], built: list[Built], i
         schema_version=mf.SCHEMA_VERSION, created=_now(), restnet_version=__version__,
         profile=_profile_info(req, budgets, ladder, "shared" if bundles else "files"), task=_task_info(task),
         anchors={role: mf.AnchorInfo(name=a.name, weights=a.weights, accuracy=a.accuracy, params=a.params,
-                                     flops=a.flops, blocks=a.blocks) for role, a in anchors.items()},
+                                     flops=a.flops, blocks=a.blocks,
+                                     trained_alike=mf.TrainedAlike(accuracy=a.trained_alike,
+                                                                   after_block=a.control_block),
+                                     **_adaptation(a))
+                 for role, a in anchors.items()},
         input=input_info(anchors["front"].spec, resolution),
         output=mf.OutputInfo(shape=[1, task.num_classes], kind="logits",
                              note=mf.OutputInfo.model_fields["note"].default),
@@ -128,6 +136,14 @@ def _anchor_parts(b: Built, anchors: dict[str, AnchorFacts], resolution: int) ->
     if b.spec != anchors["front"].spec:
         parts["input"] = input_info(b.spec, resolution)
     return parts
+
+
+def _adaptation(a: AnchorFacts) -> dict:
+    if not a.curve:
+        return {}
+    return {"adaptation": mf.Adaptation(stopped=a.stopped, curve=[mf.CurvePoint(epochs=c["epochs"],
+                                                                                val_accuracy=c["val_accuracy"])
+                                                                  for c in a.curve])}
 
 
 def _latency_source(variants: list[mf.Variant]) -> str:

@@ -28,11 +28,12 @@ from restnet.package.exports import CheckData, export_variant
 from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
-from restnet.package import bundle, dominance, family, reference
+from restnet.package import bundle, dominance, fairness, family, reference
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
 from restnet.selection import Selection
+from restnet.training.control import trained_alike
 from restnet.training.stitch import TrainConfig, trainable_params
 from toolkit.formats import LATENCY_TABLE_NAME
 
@@ -67,16 +68,19 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
     cfg = runner.train_config(**req.train_overrides)
     with clock("train stitches"):
         trained = [(s, runner.train(s.point, cfg).model.eval()) for s in sels]
+    with clock("control"):
+        controls = _controls(runner, cfg, cm, log)
     with clock("evaluate"):
         built = _evaluate(runner, req, cm, trained, cfg, plan.ships)
         if not req.keep_dominated:
-            built = _drop_dominated(runner, built, cm, log)
+            built = _drop_dominated(runner, built, cm, fairness.small(controls), log)
     ids = variant_ids(req.profile.name, req.metric, built)
     with staged_dir(req.out) as tmp:
         with clock("export + verify"):
             probes, bundles = _export(runner, req, built, ids, tmp, log)
         with clock("write package"):
-            manifest = build_manifest(req, budgets, built, ids, DeviceLatency(req, table, pred), _anchor_facts(runner),
+            manifest = build_manifest(req, budgets, built, ids, DeviceLatency(req, table, pred),
+                                      _anchor_facts(runner, controls),
                                       runner.task, runner.exp.resolution, probes, plan.ladder, bundles)
             check_storage(req.profile, tmp)
             log(family.describe(manifest.get("family")))
@@ -143,14 +147,36 @@ def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tup
     return built
 
 
-def _drop_dominated(runner: Runner, built: list[Built], cm: CostModel, log: Callable[[str], None]) -> list[Built]:
-    """The family without the stitched members a cheaper member beats on validation (restnet.package.dominance)."""
-    correct = [runner.val_correct(b.model, b.spec) for b in built]
-    drops = dominance.dominated([b.cost for b in built], correct, [b.kind == "stitched" for b in built])
+def _controls(runner: Runner, cfg: TrainConfig, cm: CostModel,
+              log: Callable[[str], None]) -> dict[str, fairness.AnchorControl]:
+    """Both anchors trained alike to the members (restnet.training.control; cached), evaluated and logged."""
+    specs = runner.cost_model("params")
+    out = {}
+    for role, anchor, block_specs in (("front", runner.front, specs.front_specs),
+                                      ("back", runner.back, specs.back_specs)):
+        c = trained_alike(role, anchor, block_specs, runner.stitch_task, cfg, runner.exp.kernel_size,
+                          runner.exp.seed)
+        out[role] = fairness.AnchorControl(role, anchor.model.name, c.after_block, cm.anchor_cost(role),
+                                           runner.report_accuracy(anchor.model, anchor.spec),
+                                           runner.report_accuracy(c.model, anchor.spec),
+                                           runner.val_correct(c.model, anchor.spec))
+        log(fairness.describe(out[role], runner.task.report_name))
+    if warn := fairness.warning(out.values()):
+        log(f"[yellow]{warn}[/]")
+    return out
+
+
+def _drop_dominated(runner: Runner, built: list[Built], cm: CostModel, control: fairness.AnchorControl,
+                    log: Callable[[str], None]) -> list[Built]:
+    """The family without the stitched members that a cheaper member, or the small anchor trained alike
+    (restnet.package.fairness), beats on validation (restnet.package.dominance)."""
+    correct = [runner.val_correct(b.model, b.spec) for b in built] + [control.val_correct]
+    names = [b.name for b in built] + [control.label]
+    costs = [b.cost for b in built] + [control.cost]
+    drops = dominance.dominated(costs, correct, [b.kind == "stitched" for b in built] + [False])
     for d in drops:
-        b, by = built[d.index], built[d.by]
-        log(f"[yellow]dropped {b.name} ({b.cost:.4g} {cm.unit}): val top-1 {d.accuracy:.2%}, below "
-            f"{by.name}'s {d.by_accuracy:.2%} at {by.cost:.4g} {cm.unit} (McNemar p = {d.p:.1g}); "
+        log(f"[yellow]dropped {names[d.index]} ({costs[d.index]:.4g} {cm.unit}): val top-1 {d.accuracy:.2%}, below "
+            f"{names[d.by]}'s {d.by_accuracy:.2%} at {costs[d.by]:.4g} {cm.unit} (McNemar p = {d.p:.1g}); "
             "--keep-dominated ships it[/]")
     gone = {d.index for d in drops}
     return [b for i, b in enumerate(built) if i not in gone]
@@ -180,8 +206,9 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
                          root, req.threads, log), bundles
 
 
-def _anchor_facts(runner: Runner) -> dict[str, AnchorFacts]:
+def _anchor_facts(runner: Runner, controls: dict[str, fairness.AnchorControl]) -> dict[str, AnchorFacts]:
     return {role: AnchorFacts(a.model.name, a.source, runner.report_accuracy(a.model, a.spec), stats.params,
-                              stats.flops, len(stats.blocks), a.spec)
+                              stats.flops, len(stats.blocks), a.spec, controls[role].trained_alike,
+                              controls[role].after_block, a.curve, a.stopped)
             for role, a, stats in (("front", runner.front, runner.front_stats),
                                    ("back", runner.back, runner.back_stats))}

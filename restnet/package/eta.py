@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from restnet.paths import cache_dir
 from restnet.training import checkpoint
 
-STAGES = ("check budgets", "adapt anchors", "CKA", "select", "train stitches", "evaluate", "export + verify",
-          "write package")
+STAGES = ("check budgets", "adapt anchors", "CKA", "select", "train stitches", "control", "evaluate",
+          "export + verify", "write package")
 # First-run guesses for the ETA (seconds, default pair, this 2-core machine); later runs use the last run's.
 FIRST_RUN_SECONDS = {"check budgets": 5, "adapt anchors": 270, "CKA": 20, "select": 2, "train stitches": 240,
-                     "evaluate": 90, "export + verify": 150, "write package": 10}
+                     "control": 150, "evaluate": 90, "export + verify": 150, "write package": 10}
 
 
 class StageClock:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 from toolkit.package import VERSION_KEY
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -67,6 +67,25 @@ class ProfileInfo(_Model):
                                   "format's variants are methods of one file (see the manifest's 'bundles').")
 
 
+class TrainedAlike(_Model):
+    accuracy: float = Field(ge=0, le=1, description="Top-1 on the split named by task.accuracy_split of the "
+                                                    "anchor given the stitched members' training.")
+    after_block: int = Field(ge=0, description="The anchor was cut after this block, stitched to itself there "
+                                               "and trained with the members' settings on their images.")
+
+
+class CurvePoint(_Model):
+    epochs: int = Field(ge=1)
+    val_accuracy: float = Field(ge=0, le=1)
+
+
+class Adaptation(_Model):
+    stopped: str = Field(description="Why adaptation ended: converged (a round at the smaller learning rate bought "
+                                     "less than the minimum gain), epoch limit or time limit.")
+    curve: list[CurvePoint] = Field(description="Validation top-1 after each round; the best round's weights "
+                                                "are the anchor's.")
+
+
 class AnchorInfo(_Model):
     name: str = Field(description="timm model name.")
     weights: str = Field(description="Where the weights came from and how they were adapted to the task.")
@@ -74,6 +93,12 @@ class AnchorInfo(_Model):
     params: int
     flops: int
     blocks: int
+    trained_alike: TrainedAlike | None = Field(
+        default=None, description="1.6: the control a member is measured against: what the members' extra "
+                                  "training alone gives this anchor (its gain over `accuracy`). A stitched member "
+                                  "below the small anchor's figure on the validation images is not shipped.")
+    adaptation: Adaptation | None = Field(
+        default=None, description="1.6, anchors adapted until converged: the convergence curve.")
 
 
 class TaskInfo(_Model):

@@ -50,6 +50,12 @@ def accuracy_vs_cost(m: dict, path: Path) -> None:
                 ax.annotate(v["front"]["anchor"] if kind == "anchor" else
                             f"[:{v['front']['blocks'][1] + 1}]→[{v['back']['blocks'][0]}:]", (x, y),
                             textcoords="offset points", xytext=(5, -10), fontsize=8)
+    alike = [a for a in m["anchors"].values() if a.get("trained_alike")]
+    for k, a in enumerate(alike):  # each anchor trained alike, at that anchor's cost
+        v = next((v for v in m["variants"] if v["kind"] == "anchor" and v["front"]["anchor"] == a["name"]), None)
+        if v is not None:
+            ax.scatter([_cost_value(m, v)], [a["trained_alike"]["accuracy"] * 100], marker="s", facecolors="none",
+                       edgecolors="tab:orange", zorder=3, label="anchor trained alike (control)" if k == 0 else None)
     for b in m["profile"]["budgets"]:
         ax.axvline(b / 1e6 if m["profile"]["metric"] != "latency" else b, color="grey", ls=":", lw=1)
     ax.set_xlabel(_cost_label(m) + "  (dotted: budgets)")
@@ -60,6 +66,27 @@ def accuracy_vs_cost(m: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _curve_lines(anchors: dict) -> list[str]:
+    """Each anchor adapted until converged: its validation curve."""
+    from restnet.training.converge import describe_curve
+
+    return [f"Adaptation of {a['name']}: {describe_curve(a['adaptation']['curve'], a['adaptation']['stopped'])}.\n"
+            for a in anchors.values() if a.get("adaptation")]
+
+
+def _control_lines(anchors: dict) -> list[str]:
+    """Each anchor given the members' training (restnet.package.fairness): the control the family is measured
+    against."""
+    rows = [(a["name"], a["accuracy"], a["trained_alike"]) for a in anchors.values() if a.get("trained_alike")]
+    if not rows:
+        return []
+    return ["Control: each anchor cut after its middle block, stitched to itself and trained like the members "
+            "(same settings, same images). A member below the small anchor's control on the validation images "
+            "is not shipped.", "", "| anchor | as shipped | trained alike | gain (points) |", "|---|---|---|---|",
+            *(f"| {n} | {acc:.2%} | {t['accuracy']:.2%} (after block {t['after_block']}) | "
+              f"{100 * (t['accuracy'] - acc):+.2f} |" for n, acc, t in rows), ""]
 
 
 def write(root: Path, cka: dict, m: dict) -> None:
@@ -77,6 +104,7 @@ def write(root: Path, cka: dict, m: dict) -> None:
              f"Anchors (task-adapted): "
              f"front {a['front']['name']} {a['front']['accuracy']:.2%} ({a['front']['weights']}), "
              f"back {a['back']['name']} {a['back']['accuracy']:.2%} ({a['back']['weights']}).", "",
+             *_control_lines(a), *_curve_lines(a),
              f"Selection: Algorithm 1, metric {m['profile']['metric']}, budgets "
              + ", ".join(f"{b:.4g}" for b in m["profile"]["budgets"]) + f" {m['profile']['unit']}"
              + (f", band {m['profile']['band']:g} (beyond the paper)" if m["profile"]["band"] else "") + ".",
