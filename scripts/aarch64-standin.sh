@@ -140,7 +140,7 @@ build() {
     || die "pip could not install requirements/device.txt for aarch64 / Python $pyver; see $LOG"
   in_rootfs python -m compileall -q -j 0 "$VENV/lib" >>"$LOG" 2>&1 || true  # runs never write bytecode
   in_rootfs python -c 'import importlib.util as u, platform, sys
-import numpy, PIL, jsonschema, skimage, executorch_numpy_runtime, ai_edge_litert.interpreter
+import numpy, PIL, jsonschema, skimage, executorch_numpy_runtime, ai_edge_litert.interpreter, cryptography.hazmat.primitives.asymmetric.ed25519
 assert u.find_spec("torch") is None, "torch must not be in the stand-in"
 print("stand-in:", platform.machine(), "Python", sys.version.split()[0], "numpy", numpy.__version__)' >>"$LOG" 2>&1 \
     || die "the device requirements do not import in the stand-in; see $LOG"
