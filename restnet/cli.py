@@ -111,10 +111,12 @@ def profiles() -> None:
 from restnet.commands import adapt as _adapt  # noqa: E402
 from restnet.commands import method as _method  # noqa: E402
 from restnet.commands import pack as _pack  # noqa: E402
+from restnet.commands import sign as _sign  # noqa: E402
 
 _method.register(main, console, log_console)
 main.add_command(_adapt.adapt_command(console, log_console))
 _pack.register(main, console, log_console)
+_sign.register(main, console, log_console)
 
 
 def bench_main() -> None:

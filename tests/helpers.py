@@ -30,3 +30,26 @@ def restnet_cache(path: Path) -> Iterator[Path]:
             os.environ.pop("RESTNET_CACHE")
         else:
             os.environ["RESTNET_CACHE"] = old
+
+
+SEED_MANIFEST = Path(__file__).resolve().parent / "bad_inputs" / "seeds" / "manifest.json"
+
+
+def small_package(root: Path) -> dict:
+    """A package with real files and a valid manifest, made in milliseconds: the seed manifest (a real tiny
+    pack's, schema 1.2) with every file it lists written as a few random bytes whose sha256 and size it
+    records. For what reads manifests and files (signing, verification), not for runtimes."""
+    import hashlib
+    import json
+
+    m = json.loads(SEED_MANIFEST.read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    for v in m["variants"]:
+        for f in v["files"]:
+            data = os.urandom(64)
+            (root / f["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (root / f["path"]).write_bytes(data)
+            f["size"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    (root / m["task"]["labels_file"]).write_text("\n".join(m["task"]["classes"]) + "\n")
+    (root / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    return m

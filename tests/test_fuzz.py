@@ -14,15 +14,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from helpers import small_package
 from hypothesis.extra import numpy as hnp
 
 from restnet.package.latency import LatencyTable, LatencyTableError
 from restnet.profiles import Profile, ProfileError, load_profile
 from toolkit.package import PackageError, check_files, read_manifest
 from toolkit.preprocess import PreprocessError, preprocess
+from toolkit.errors import PackageUntrusted
+from toolkit.signature import SIG_NAME, TrustedKey, key_id, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "tests" / "bad_inputs" / "seeds"
@@ -149,6 +153,53 @@ def test_latency_table_reader_on_any_bytes(data):
 @given(mutated(TABLE), st.sampled_from(["front.stem", "front.block00", "back.head"]))
 def test_latency_table_reader_on_mutated_tables(doc, name):
     _read_table(json.dumps(doc).encode(), name)
+
+
+# ---- the signature check: manifest.sig verifies with the trusted key, or PackageUntrusted ----
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory):
+    """(package, its trusted key, its manifest, its manifest.sig as parsed JSON), signed by a fresh key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from restnet.package.signing import SigningKey, stamp, write_signature
+
+    root = tmp_path_factory.mktemp("signed")
+    private = Ed25519PrivateKey.generate()
+    trusted = TrustedKey(key_id(private.public_key().public_bytes_raw()), private.public_key().public_bytes_raw(),
+                         "fuzz.pub")
+    key = SigningKey(trusted.key_id, private, "fuzz.key")
+    m = stamp({**small_package(root), "schema_version": "1.6"}, 3, [key])
+    write_signature(root, m, [key])
+    return root, trusted, m, json.loads((root / SIG_NAME).read_text())
+
+
+def _verify_sig(root: Path, trusted, manifest: dict, data: bytes) -> bool:
+    (root / SIG_NAME).write_bytes(data)
+    try:
+        return verify(root, manifest, [trusted]) == trusted
+    except PackageUntrusted:
+        return False
+
+
+@BOUNDED
+@given(data=st.binary(max_size=300) | st.builds(lambda v: json.dumps(v).encode(), values))
+@example(data=b"[" * 100_000)
+@example(data=b'{"format": "restnet-manifest-signature", "version": 1, "signatures": [{"key_id": 1}]}')
+def test_signature_check_on_any_bytes(signed, data):
+    root, trusted, m, _ = signed
+    assert not _verify_sig(root, trusted, m, data)
+
+
+@BOUNDED
+@given(data=st.data())
+def test_signature_check_on_mutated_signature_files(signed, data):
+    """A mutation verifies only if it left the trusted key's signature as it was (it changed a note, the
+    digest, or added a field): no edit of manifest.sig makes another valid signature."""
+    root, trusted, m, doc = signed
+    bad = data.draw(mutated(doc))
+    if _verify_sig(root, trusted, m, json.dumps(bad).encode()):
+        good = doc["signatures"][0]
+        assert any(s["key_id"] == good["key_id"] and s["signature"] == good["signature"] for s in bad["signatures"])
 
 
 # ---- the toolkit's preprocessing: the input tensor or PreprocessError ----

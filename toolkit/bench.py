@@ -180,11 +180,12 @@ def _header(pkg, threads: int, device: str | None) -> dict:
 
 def run_bench(package: str | Path, variant=None, blocks: bool = False, runs: int = 50, warmup: int = 10,
               threads: int | None = None, device: str | None = None, out: str | Path | None = None,
-              progress=print, pte_fallback: Loader | None = None, rounds: int = ROUNDS) -> tuple[Path, dict]:
+              progress=print, pte_fallback: Loader | None = None, rounds: int = ROUNDS, trusted_keys=None,
+              min_sequence: int | None = None) -> tuple[Path, dict]:
     """Measure and write the latency table; returns (path, table)."""
     from toolkit.switcher import Package
 
-    pkg = Package(package)  # verifies everything first
+    pkg = Package(package, trusted_keys=trusted_keys, min_sequence=min_sequence)  # verifies everything first
     threads = threads or pkg.manifest["profile"]["threads"]
     jobs = _jobs(pkg, argparse.Namespace(variant=variant, blocks=blocks))
     table = _header(pkg, threads, device)
@@ -308,6 +309,10 @@ def _main(argv: list[str], pte_fallback: Loader | None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="Runtime threads (default: the profile's).")
     ap.add_argument("--device", default=None, help="Device name recorded in the table (default: hostname).")
     ap.add_argument("--out", default=None, help="Table path (default: PACKAGE/latency-table.json).")
+    ap.add_argument("--trusted-key", action="append", metavar="PUB",
+                    help="Run the package only if this Ed25519 public key signed it (repeatable: any one suffices).")
+    ap.add_argument("--min-sequence", type=int, default=None, metavar="N",
+                    help="The sequence of the package installed on this device: refuse a lower one (rollback).")
     a = ap.parse_args(argv)
     if a.runs < 1 or a.warmup < 0 or a.rounds < 1:
         ap.error("--runs and --rounds must be >= 1 and --warmup >= 0")
@@ -318,7 +323,7 @@ def _main(argv: list[str], pte_fallback: Loader | None) -> int:
         ap.error("give a PACKAGE (or --file)")
     path, table = run_bench(a.package, a.variant, a.blocks, a.runs, a.warmup, a.threads, a.device, a.out,
                             progress=lambda s: print(s, file=sys.stderr), pte_fallback=pte_fallback,
-                            rounds=a.rounds)
+                            rounds=a.rounds, trusted_keys=a.trusted_key, min_sequence=a.min_sequence)
     _print_table(table)
     print(f"latency table: {path}")
     return 0

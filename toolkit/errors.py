@@ -2,7 +2,8 @@
 
 A script that drives restnet (a build system, CI, a device's updater) decides what to do from the exit
 code alone: fix the command line (2), the profile (3), the data (4), the weights (5), the package or
-its latency table (6), the exported files (7), the output folder or disk (8), wait for another pack (9).
+its latency table (6), the exported files (7), the output folder or disk (8), wait for another pack (9),
+do not install an untrusted package (10: signature or key) or an older one (11: rollback).
 The types live here, at the bottom of the layers, so that restnet and the torch-free device side raise
 the same ones; each restnet error also keeps the built-in base its callers already catch (ValueError,
 FileNotFoundError, ...).
@@ -49,6 +50,23 @@ class PackageInvalid(RestnetError):
     exit_code, label = 6, "bad package or latency table"
 
 
+class PackageError(PackageInvalid, ValueError):
+    """A package that must not be loaded; the message says which file and why."""
+
+
+class PackageUntrusted(PackageError):
+    """Unsigned where a signature is required, signed by no trusted key, or changed since it was signed: an
+    updater reports it as an attack or a misconfigured key, not as a damaged copy (6) to fetch again."""
+
+    exit_code, label = 10, "package not trusted (signature or key)"
+
+
+class PackageRollback(PackageError):
+    """Validly signed but older than the package the device has installed."""
+
+    exit_code, label = 11, "package older than the installed one (rollback)"
+
+
 class ExportFailed(RestnetError):
     exit_code, label = 7, "exported file failed its check or cannot run"
 
@@ -63,7 +81,8 @@ class Busy(RestnetError):
 
 EXIT_CODES = {0: "success", EXIT_INTERNAL: "internal error (a bug: rerun with --debug and report it)",
               **{c.exit_code: c.label for c in (UsageError, ProfileInvalid, DataInvalid, WeightsInvalid,
-                                                PackageInvalid, ExportFailed, OutputUnwritable, Busy)},
+                                                PackageInvalid, ExportFailed, OutputUnwritable, Busy, PackageUntrusted,
+                                                PackageRollback)},
               EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
 # Errors of the file system that are the output's fault, not restnet's: full disk, quota, read-only, access.
 OUTPUT_ERRNOS = {28, 122, 30, 13, 1}  # ENOSPC, EDQUOT, EROFS, EACCES, EPERM

@@ -4,7 +4,9 @@ Nothing in a package is trusted before it is checked: the manifest must match
 the schema this toolkit was built for (``manifest.schema.json`` beside this
 file, generated from restnet's manifest model), every file name must stay
 inside the package (no absolute paths, no ``..``, no symlink escapes), and
-every file's sha256 must match before a runtime sees it.
+every file's sha256 must match before a runtime sees it. Given trusted keys, the manifest's signature
+(``manifest.sig``, toolkit.signature) is checked before anything else in it is read, since a forged
+manifest would vouch for forged files; without them an unsigned package still opens, with a warning.
 
 Versions (docs/package-format.md, "Versioning"): a manifest of another major is
 refused; an older or equal minor is validated strictly (an unknown field is a
@@ -16,19 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from toolkit.errors import PackageInvalid
+from toolkit import signature
+from toolkit.errors import PackageError
 
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 VERSION_KEY = "x-schema-version"  # the schema's own MAJOR.MINOR (restnet.package.manifest.json_schema)
-
-
-class PackageError(PackageInvalid, ValueError):
-    """A package that must not be loaded; the message says which file and why."""
+log = logging.getLogger("toolkit")  # unconfigured, Python prints its warnings to stderr as one line
 
 
 def sha256_of(path: Path) -> str:
@@ -153,16 +154,29 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number (a manifest holds finite numbers only)")
 
 
-def read_manifest(root: str | Path) -> tuple[Path, dict]:
-    """(package root, validated manifest); refuses anything malformed."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """One key twice in an object: parsers disagree on which value wins, so the signed manifest and what
+    a firmware parser reads could differ."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise ValueError(f"key {twice!r} appears twice in one object")
+    return out
+
+
+def read_manifest(root: str | Path, trusted_keys=None) -> tuple[Path, dict]:
+    """(package root, validated manifest); refuses anything malformed. With ``trusted_keys`` (paths or PEM
+    bytes of public keys, or ``signature.TrustedKey``) the signature is verified first."""
     root = Path(root)
     path = root / "manifest.json"
     if not path.is_file():
         raise PackageError(f"{root}: not a restnet package (no manifest.json)")
     try:
-        manifest = json.loads(path.read_text(), parse_constant=_no_constant)
+        manifest = json.loads(path.read_text(), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, nesting past the parser's limit
         raise PackageError(f"{path}: not valid JSON: {err}") from None
+    if trusted_keys:
+        signature.verify(root, manifest, signature.load_trusted_keys(trusted_keys))
     validate_manifest(manifest, str(path))
     ids = [v["id"] for v in manifest["variants"]]
     if len(set(ids)) != len(ids):
@@ -170,11 +184,26 @@ def read_manifest(root: str | Path) -> tuple[Path, dict]:
     return root, manifest
 
 
-def open_verified(root: str | Path) -> tuple[Path, dict]:
-    """``read_manifest`` plus every file check; the first failure is raised."""
-    root, manifest = read_manifest(root)
+def open_verified(root: str | Path, trusted_keys=None, min_sequence: int | None = None) -> tuple[Path, dict]:
+    """``read_manifest`` plus every file check; the first failure is raised. ``trusted_keys``: accept only a
+    package signed by one of them; ``min_sequence``: the installed package's sequence, refuse a lower one."""
+    keys = signature.load_trusted_keys(trusted_keys)
+    root, manifest = read_manifest(root, keys)
+    if not keys:
+        log.warning(unverified_note(root, manifest))
+    if min_sequence is not None:
+        signature.check_sequence(manifest, min_sequence, str(root))
     bad = [c for c in check_files(root, manifest) if not c.ok]
     if bad:
         c = bad[0]
         raise PackageError(f"{root}: refusing to load: {c.path} (variant {c.variant}, {c.format}): {c.detail}")
     return root, manifest
+
+
+def unverified_note(root: Path, manifest: dict) -> str:
+    """The one-line warning for a package opened without a trusted key."""
+    signed = (root / signature.SIG_NAME).is_file()
+    what = (f"signed by key {', '.join(manifest.get('key_ids') or ['?'])}, signature not checked" if signed
+            else f"unsigned (no {signature.SIG_NAME})")
+    return (f"warning: {root}: {what}: opened because no trusted key is configured; pass trusted keys "
+            "(--trusted-key) to accept only packages signed by them")

@@ -25,17 +25,22 @@ class Package:
     """Open (and verify: schema, paths, sha256) once; load each variant at most once."""
 
     def __init__(self, root: str | Path, threads: int | None = None, table: str | Path | None = None,
-                 dtype: str = "fp32", pte_fallback: runtime.Loader | None = None):
+                 dtype: str = "fp32", pte_fallback: runtime.Loader | None = None, trusted_keys=None,
+                 min_sequence: int | None = None):
         """``dtype="int8"`` runs each variant's int8 file (``restnet-pack --int8``) and ranks variants by
         that file's own accuracy. ``pte_fallback``: see toolkit.runtime (a workstation without the
-        torch-free .pte runtime passes restnet's loader)."""
-        self.root, self.manifest = open_verified(root)
+        torch-free .pte runtime passes restnet's loader). ``trusted_keys`` (public key files) and
+        ``min_sequence`` (the installed package's): see toolkit.package.open_verified."""
+        self.root, self.manifest = open_verified(root, trusted_keys, min_sequence)
         self.threads, self.dtype, self.pte_fallback = threads, dtype, pte_fallback
         task = self.manifest["task"]
         self.labels = safe_path(self.root, task["labels_file"]).read_text().splitlines()
-        if len(self.labels) != task["num_classes"]:
-            raise PackageError(f"{self.root}: {task['labels_file']} has {len(self.labels)} lines, manifest says "
-                               f"{task['num_classes']} classes")
+        if self.labels != task["classes"]:  # labels.txt is not signed, the manifest's classes are
+            k = next((i for i, (a, b) in enumerate(zip(self.labels, task["classes"])) if a != b),
+                     min(len(self.labels), len(task["classes"])))
+            raise PackageError(f"{self.root}: {task['labels_file']} does not match the manifest's task.classes "
+                               f"({len(self.labels)} lines for {len(task['classes'])} classes; first difference "
+                               f"at line {k + 1}): refusing labels that could name the wrong class")
         self._programs: dict[str, tuple[runtime.Infer, dict, str]] = {}  # variant id -> its method, held
         self._files: dict[str, runtime.Program] = {}  # path -> the loaded file
         self.loads = 0  # how many files were actually loaded (switching, also inside a bundle, must not add to it)

@@ -63,6 +63,13 @@ pack_options = _stack(
                  help="A device latency table from restnet-bench [default: the profile's latency_table]: "
                       "variants it measured are marked measured; with block probes it predicts the latency "
                       "cost of every stitch point."),
+    click.option("--sign-key", "sign_keys", multiple=True, metavar="KEY",
+                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Sign the manifest with this Ed25519 private key (`restnet keygen`) into manifest.sig; "
+                      "repeat to sign with several (key rotation: the old and the new key)."),
+    click.option("--sequence", type=click.IntRange(min=1), default=None,
+                 help="The package's release number; devices refuse one lower than they have installed "
+                      "[default: one more than the package in --out, 1 for a new folder]."),
 )
 
 
@@ -83,9 +90,10 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                  include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
-                 int8=None, window=None, ladder=None, bundle=None, keep_dominated=False):
-    """Everything resolved and validated before any heavy work."""
+                 int8=None, window=None, ladder=None, bundle=None, keep_dominated=False, sign_keys=(), sequence=None):
+    """Everything resolved and validated before any heavy work (the signing keys are read here too)."""
     from restnet.package.request import BACKEND_FORMAT, PackRequest
+    from restnet.package.signing import load_signing_key
     from restnet.profiles import ProfileError, load_profile
 
     prof = load_profile(profile_name)
@@ -116,7 +124,8 @@ def make_request(profile_name, out, extra_formats, metric, budgets, budgets_betw
                       train_overrides=train_overrides, probes=probes,
                       int8=prof.dtype == "int8" if int8 is None else int8,
                       latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None),
-                      bundle=bundle or prof.bundle)
+                      bundle=bundle or prof.bundle, sequence=sequence,
+                      sign_keys=tuple(load_signing_key(k) for k in sign_keys))
     if req.latency_table is not None and not req.latency_table.is_file():
         raise ProfileError(f"profile {prof.name}: latency_table {req.latency_table} does not exist; fix the path "
                            "(relative to the working folder) or remove the field")
@@ -179,8 +188,8 @@ def pack_command(console, log_console):
     @training_options
     @debug_option
     def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
-             band, threads, include_anchors, keep_dominated, int8, probes, bundle, latency_table, strategy, epochs, lr,
-             batch_size, no_ls_init, **opts):
+             band, threads, include_anchors, keep_dominated, int8, probes, bundle, latency_table, sign_keys, sequence,
+             strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
@@ -188,7 +197,7 @@ def pack_command(console, log_console):
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
                            include_anchors, over, tflite_converter, probes, latency_table, int8, window, ladder,
-                           bundle, keep_dominated)
+                           bundle, keep_dominated, sign_keys, sequence)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution
@@ -211,11 +220,22 @@ def register(main, console, log_console):
     @main.command()
     @click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
     @click.option("--markdown", is_flag=True, help="Also print the variants as a Markdown table (for READMEs).")
-    def inspect(package: Path, markdown: bool) -> None:
-        """Print a package's manifest as a table and verify every file's sha256 (exit 1 on any mismatch)."""
-        from toolkit.package import PackageError, check_files, read_manifest
+    @click.option("--trusted-key", "trusted_keys", multiple=True, metavar="PUB",
+                  type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="Accept the package only if this Ed25519 public key signed it, checked before anything "
+                       "else (repeatable: any one suffices).")
+    @click.option("--min-sequence", type=click.IntRange(min=0), default=None,
+                  help="The sequence of the package the device has installed: refuse a lower one (rollback).")
+    def inspect(package: Path, markdown: bool, trusted_keys: tuple[Path, ...], min_sequence: int | None) -> None:
+        """Print a package's manifest as a table and verify its signature (with --trusted-key) and every file's
+        sha256; a refusal exits with its code (docs/reliability.md)."""
+        from toolkit.package import PackageError, check_files, read_manifest, unverified_note
+        from toolkit.signature import check_sequence, load_trusted_keys, verify
 
-        root, m = read_manifest(package)
+        keys = load_trusted_keys(trusted_keys)
+        root, m = read_manifest(package, keys)  # a bad signature stops here, before anything is shown
+        if min_sequence is not None:
+            check_sequence(m, min_sequence, str(root))
         _final_table(console, m, root)
         if markdown:
             click.echo(markdown_table(m))
@@ -231,3 +251,9 @@ def register(main, console, log_console):
             raise PackageError(f"{root}: {len(bad)} of {len(checks)} files failed verification (listed above); "
                                "the package is damaged: copy it again or repack")
         console.print(f"all {len(checks)} files verified (sha256 and size match the manifest)")
+        if keys:
+            k = verify(root, m, keys)
+            console.print(f"signature verified: key {k.key_id} ({k.source}); sequence {m.get('sequence', 0)}",
+                          markup=False, highlight=False, soft_wrap=True)
+        else:
+            log_console.print(unverified_note(root, m), style="yellow", markup=False, soft_wrap=True)

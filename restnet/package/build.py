@@ -10,6 +10,7 @@ need, not the Runner.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from restnet.package.exports import CheckData, export_variant
 from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
-from restnet.package import bundle, dominance, fairness, family, reference
+from restnet.package import bundle, dominance, fairness, family, reference, signing
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
@@ -43,6 +44,7 @@ def pack(runner: Runner, req: PackRequest, log: Callable[[str], None] = print) -
     req.check()
     with exclusive(req.out):
         prepare_out(req.out)
+        req = dataclasses.replace(req, sequence=signing.next_sequence(req.out, req.sequence))
         return _pack(runner, req, log)
 
 
@@ -82,11 +84,15 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
             manifest = build_manifest(req, budgets, built, ids, DeviceLatency(req, table, pred),
                                       _anchor_facts(runner, controls),
                                       runner.task, runner.exp.resolution, probes, plan.ladder, bundles)
+            manifest = signing.stamp(manifest, req.sequence, list(req.sign_keys))
             check_storage(req.profile, tmp)
             log(family.describe(manifest.get("family")))
             if table is not None:
                 shutil.copyfile(table.path, tmp / LATENCY_TABLE_NAME)
             write_package_files(tmp, runner.cka(), manifest)
+            if req.sign_keys:
+                signing.write_signature(tmp, manifest, list(req.sign_keys))
+                log(f"signed by key {', '.join(manifest['key_ids'])}; sequence {manifest['sequence']}")
     clock.save()
     log(f"package written in {time.perf_counter() - clock.t0:.0f} s")
     return req.out, manifest

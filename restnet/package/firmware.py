@@ -35,6 +35,29 @@ training images no stage of the pack used), and `flagged: true` when that is bel
 
 """
 
+INTEGRITY = """## Integrity
+
+Check each file's `sha256` and `size` against `manifest.json` before loading, and refuse any `path` that is
+absolute or contains `..`. `restnet inspect <package>` does both.
+
+## Signatures: accept only what the owner's key signed, never an older package
+
+Whoever can write to the update channel can replace a file and rewrite its sha256 too, so a package that
+arrives over the air is trusted through `manifest.sig` (written when the package is signed): Ed25519
+signatures over `manifest.json` in RFC 8785 canonical form, one per signing key (the manifest's `key_ids`).
+Before reading anything else in the manifest, verify one signature with a public key the device trusts
+(OpenSSL: `PEM_read_PUBKEY`, then `EVP_DigestVerifyInit` with no digest and `EVP_DigestVerify` over the
+canonical bytes); then refuse a `sequence` lower than the installed package's (a rollback); then check every
+file as above. `labels.txt` is not signed: use `task.classes`, or refuse a `labels.txt` that differs.
+Python: `Package(path, trusted_keys=["owner.pub"], min_sequence=N)`; command line:
+`restnet inspect <package> --trusted-key owner.pub --min-sequence N` (`restnet-bench` takes the same).
+The device keeps N, the sequence of the package it installed.
+
+Key rotation: a package signed by an old and a new key opens on devices that trust either. Ship packages
+signed by both, and the new public key to every device; then sign with the new key alone and remove the
+old key from the devices. Format and details: restnet's `docs/package-format.md`, "Signatures".
+"""
+
 
 SHARED = {
     "pte": """C++: `executorch::extension::Module m("{path}"); m.load_method("METHOD"); m.execute("METHOD", {{input}})`;
@@ -157,8 +180,4 @@ throttles, a battery saver starts or another task takes the CPU, lower the budge
 Python reference: `toolkit` in the restnet repository (`Switcher(package)` starts at the profile's latency
 target; `.set_budget(latency_ms=...)` moves it).
 
-## Integrity
-
-Check each file's `sha256` and `size` against `manifest.json` before loading, and refuse any `path` that is
-absolute or contains `..`. `restnet inspect <package>` does both.
-"""
+{INTEGRITY}"""

@@ -293,6 +293,12 @@ class Manifest(_Model):
     bundles: list[SharedFile] | None = Field(default=None, description=(
         "1.3: files shared by several variants (restnet-pack --bundle shared); each variant's entry for it "
         "names its 'method'."))
+    sequence: int | None = Field(default=None, ge=1, le=2 ** 53, description=(
+        "1.6: the package's release number for its profile, higher than every earlier package's; a device "
+        "refuses a package lower than the one it has installed (rollback)."))
+    key_ids: list[Annotated[str, Field(pattern="^[0-9a-f]{16}$")]] | None = Field(default=None, description=(
+        "1.6: the keys that signed this manifest (manifest.sig): sha256 of each raw Ed25519 public key, first "
+        "16 hex digits."))
 
 
 def json_schema() -> dict:

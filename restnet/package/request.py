@@ -31,6 +31,8 @@ class PackRequest:
     int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
     latency_table: Path | None = None  # a device table from restnet-bench
     bundle: str = "files"  # "shared": the device format's variants as methods of one file (restnet.package.bundle)
+    sequence: int | None = None  # the package's sequence; None = one more than the package in ``out`` (build.pack)
+    sign_keys: tuple = ()  # restnet.package.signing.SigningKey: each signs manifest.json into manifest.sig
 
     @property
     def latency_scale(self) -> float | None:
