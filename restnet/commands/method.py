@@ -88,8 +88,9 @@ experiment_options = _stack(  # shared by every method verb
                       "steps; the learning rate drops tenfold at the first round that buys < 0.3 points, the next "
                       "such round ends it) [default: auto for an ImageFolder; 1 on the built-in data sets, whose "
                       "anchors this would take hours to converge on this CPU]."),
-    click.option("--adapt-max-epochs", type=click.IntRange(min=1), default=_D.adapt.max_epochs, show_default=True,
-                 help="With --adapt-epochs auto: stop after this many epochs."),
+    click.option("--adapt-max-epochs", type=click.IntRange(min=1), default=None,
+                 help="With --adapt-epochs auto: stop after this many epochs [default: 20 rounds, i.e. 20 epochs "
+                      "of 30,000 images, more epochs of smaller data]."),
     click.option("--adapt-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="With --adapt-epochs auto: stop after this many minutes of training per anchor."),
     click.option("--adapt-augment", type=click.Choice(["none", "flip"]), default=None,

@@ -37,7 +37,8 @@ class AdaptConfig:
 
     ``epochs=None`` adapts until the validation top-1 stops improving (restnet.training.converge): rounds
     of at least ``round_steps`` steps, a tenfold smaller learning rate at the first round that buys less
-    than ``min_gain``, the end at the next, within ``max_epochs`` and ``max_minutes``."""
+    than ``min_gain``, the end at the next, within ``max_epochs`` (default: MAX_ROUNDS rounds, so that
+    small data, whose rounds are many epochs, is bounded by the same work as large data) and ``max_minutes``."""
 
     method: str = "finetune"
     epochs: int | None = 1
@@ -47,7 +48,7 @@ class AdaptConfig:
     seed: int = 0
     augment: str = "none"  # "flip": random horizontal flips (seeded), worth it from the second epoch on
     min_gain: float = 0.003
-    max_epochs: int = 30
+    max_epochs: int | None = None
     max_minutes: float | None = None
     round_steps: int = 300
 
@@ -58,7 +59,7 @@ class AdaptConfig:
             raise ValueError(f"adaptation augment must be one of {AUGMENTS}, got {self.augment!r}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"adaptation epochs must be >= 1 (or None: until converged), got {self.epochs}")
-        if self.max_epochs < 1 or self.round_steps < 1 or self.min_gain < 0:
+        if (self.max_epochs is not None and self.max_epochs < 1) or self.round_steps < 1 or self.min_gain < 0:
             raise ValueError("adaptation max_epochs and round_steps must be >= 1 and min_gain >= 0")
 
     @property
@@ -153,8 +154,10 @@ def _until_converged(net: nn.Module, model: nn.Module, opt, flips: torch.Generat
     """Rounds until the plateau rule stops (restnet.training.converge); the best round's weights stay in
     ``net``. Every round ends with an atomic checkpoint at ``state_path``: an interrupted run resumes there."""
     steps = len(task.loader(task.train, spec, cfg.batch_size, shard=True))
-    per_round = min(converge.epochs_per_round(steps, cfg.round_steps), cfg.max_epochs)
-    rule = converge.Plateau(cfg.min_gain, cfg.max_epochs, None if cfg.max_minutes is None else 60 * cfg.max_minutes)
+    per_round = converge.epochs_per_round(steps, cfg.round_steps)
+    max_epochs = cfg.max_epochs or converge.MAX_ROUNDS * per_round
+    per_round = min(per_round, max_epochs)
+    rule = converge.Plateau(cfg.min_gain, max_epochs, None if cfg.max_minutes is None else 60 * cfg.max_minutes)
     warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=min(cfg.round_steps, steps))
     curve, best, spent, epoch = [], None, 0.0, 0
     if state_path is not None and (saved := checkpoint.cached(state_path)) is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+MAX_ROUNDS = 20  # the default bound: 20 epochs of the bundled CIFAR-10's 30,000 images
 CONTINUE, DROP = "continue", "drop lr"
 CONVERGED, EPOCH_LIMIT, TIME_LIMIT = "converged", "epoch limit", "time limit"
 
