@@ -105,7 +105,7 @@ def packed(tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts") / "rpi4"
     with restnet_cache(tmp_path_factory.mktemp("cache")):
         text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
-                      *TINY_PACK])
+                      *TINY_PACK, "--adapt-epochs", "auto", "--adapt-max-epochs", "2"])
         yield out, text
 
 
@@ -142,6 +142,10 @@ def test_pack_writes_a_verified_package(packed):
         assert 0 <= alike["accuracy"] <= 1 and alike["after_block"] == a["blocks"] // 2
         assert f"control: {a['name']} trained alike" in text
         assert f"| {a['name']} | {a['accuracy']:.2%} | {alike['accuracy']:.2%}" in (out / "report.md").read_text()
+        curve = a["adaptation"]["curve"]  # adapted until converged (here: its 2-epoch limit)
+        assert a["adaptation"]["stopped"] == "epoch limit" and curve[-1]["epochs"] == 2
+        assert f"Adaptation of {a['name']}: val top-1 by epochs" in (out / "report.md").read_text()
+        assert f"anchor {a['name']}: val top-1 by epochs" in text
 
 
 @pytest.mark.slow
