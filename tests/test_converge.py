@@ -94,6 +94,7 @@ def test_an_interrupted_adaptation_resumes_where_it_stopped(tmp_path, monkeypatc
     lines = []
     resumed = _adapt(CFG, lines.append)
     assert any("resuming after epoch 1" in m for m in lines)
+    assert not list((tmp_path / "cut").rglob("*.partial.pt*")), "the finished run left its resume point behind"
     assert resumed.curve[0] == whole.curve[0] | {"seconds": resumed.curve[0]["seconds"]}
     assert [c["val_accuracy"] for c in resumed.curve] == [c["val_accuracy"] for c in whole.curve]
     assert torch.equal(_weights(resumed), _weights(whole))

@@ -255,7 +255,7 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     acc = accuracy(model, task.loader(task.val, spec, 128), desc=f"evaluate {name}")
     seconds = time.perf_counter() - t0
     _save(path, net, {"accuracy": acc, "source": source, "seconds": seconds, "curve": curve, "stopped": stopped})
-    path.with_suffix(".partial.pt").unlink(missing_ok=True)
+    checkpoint.remove(path.with_suffix(".partial.pt"))
     return TaskAnchor(model, spec, acc, source, seconds, key, net, curve, stopped)
 
 

@@ -114,6 +114,12 @@ def load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def remove(path: Path) -> None:
+    """Drop an entry that has served its purpose (a finished run's resume point) with its digest."""
+    for p in (path, _digest_path(path)):
+        p.unlink(missing_ok=True)
+
+
 def discard(path: Path, why: str) -> None:
     """Drop a damaged entry (and its digest), saying so: the caller recomputes it."""
     print(f"restnet: cache entry {path} {why}; recomputing it", file=sys.stderr)
