@@ -6,13 +6,25 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <numeric>
 #include <nlohmann/json.hpp>
 
+#include <executorch/runtime/platform/platform.h>
+
 #include "restnet/package.hpp"
 
 namespace {
+
+// ExecuTorch logs its CPU probing at Info level on every load; a CLI whose errors are one line
+// keeps only warnings and errors from it (set RESTNET_RUN_VERBOSE=1 for everything).
+void quiet_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
+               const char* message, size_t length) {
+  if (level == kInfo || level == kDebug) return;
+  std::fprintf(stderr, "executorch %c %s:%zu: %.*s\n", static_cast<char>(level), file, line,
+               static_cast<int>(length), message);
+}
 
 int usage(const std::string& why) {
   std::cerr << "restnet-run: " << why << "\n"
@@ -23,7 +35,12 @@ int usage(const std::string& why) {
 
 double number(const std::string& flag, const std::string& text) {
   size_t used = 0;
-  double v = std::stod(text, &used);
+  double v = -1;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
   if (used != text.size() || !std::isfinite(v) || v < 0) throw std::invalid_argument(flag + " takes a number >= 0, got '" + text + "'");
   return v;
 }
@@ -31,6 +48,8 @@ double number(const std::string& flag, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (!std::getenv("RESTNET_RUN_VERBOSE"))
+    executorch::runtime::register_pal(executorch::runtime::PalImpl::create(quiet_log, __FILE__));
   std::vector<std::string> pos;
   std::string variant, dtype = "fp32";
   std::optional<double> budget, ram;
