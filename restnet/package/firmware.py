@@ -35,6 +35,51 @@ training images no stage of the pack used), and `flagged: true` when that is bel
 
 """
 
+# The C++ runner (restnet's firmware/): a CMake snippet and a program that tests/test_firmware.py compiles
+# and runs from this very text, so the README cannot show code that does not build.
+CPP_CMAKE = """# restnet's firmware/ folder, built against the ExecuTorch of restnet's .venv (no ExecuTorch source build):
+#   cmake -S . -B build -G Ninja -Dexecutorch_DIR=<.venv site-packages>/executorch/share/cmake
+cmake_minimum_required(VERSION 3.28)
+project(classify LANGUAGES CXX)
+add_subdirectory(${RESTNET_FIRMWARE} restnet_firmware)  # -DRESTNET_FIRMWARE=/path/to/restnet/firmware
+add_executable(classify classify.cpp)
+target_link_libraries(classify PRIVATE restnet_firmware)"""
+
+CPP_EXAMPLE = """// classify PACKAGE IMAGE: the best variant within the profile's latency target, and its top-1 label.
+#include <algorithm>
+#include <iostream>
+#include <optional>
+#include <restnet/package.hpp>
+
+int main(int argc, char** argv) {
+  if (argc != 3) return 2;
+  try {
+    restnet::Package pkg(argv[1]);  // refuses a tampered package: every file's size and sha256 are checked
+    restnet::Choice c = restnet::choose(pkg, pkg.latency_target_ms(), std::nullopt);  // as toolkit.switcher
+    std::vector<float> logits = pkg.classify(c.id, restnet::load_rgb(argv[2]));  // JPEG/PNG, preprocessed
+    auto top1 = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    std::cout << c.id << " " << pkg.labels()[top1] << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << std::endl;
+    return 1;
+  }
+}"""
+
+CPP_LOADING = f"""**C++ runner (restnet's `firmware/`, on ExecuTorch).** `bash scripts/firmware.sh` in the restnet repository
+builds the library and `restnet-run PACKAGE IMAGE... [--variant ID] [--budget-ms X] [--json]`; it verifies the
+package's files (sizes, sha256; not `manifest.sig` yet), switches variants as `toolkit.switcher` does and
+preprocesses JPEG/PNG files to the toolkit's inputs (restnet's `docs/firmware.md` says where they can differ).
+In your own program:
+
+```cmake
+{CPP_CMAKE}
+```
+
+```cpp
+{CPP_EXAMPLE}
+```
+"""
+
 INTEGRITY = """## Integrity
 
 Check each file's `sha256` and `size` against `manifest.json` before loading, and refuse any `path` that is
@@ -169,7 +214,7 @@ Output: {m['output']['shape']} {m['output']['kind']} ({m['output']['note']}).
 
 {_shared(m)}{INT8_NOTE if any(f.get("dtype") == "int8" for v in m["variants"] for f in v["files"]) else ""}## Loading
 
-{chr(10).join(LOADERS[f] + chr(10) for f in formats)}
+{chr(10).join(LOADERS[f] + chr(10) for f in formats)}{(chr(10) + CPP_LOADING) if "pte" in formats else ""}
 ## Switching variants on the device
 
 All variants share the input and output above, so switching is swapping which loaded program (or, in a shared
