@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -19,11 +20,25 @@ namespace {
 json read_json(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw PackageError(path + ": cannot open");
+  // A key twice in one object is refused, as the toolkit does: parsers disagree on which value wins,
+  // so what was signed and what a firmware reads could differ. NaN/Infinity are not JSON and fail too.
+  std::vector<std::set<std::string>> keys;
+  std::string twice;
+  json::parser_callback_t check = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    if (event == json::parse_event_t::object_end) keys.pop_back();
+    if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second && twice.empty())
+      twice = parsed.get<std::string>();
+    return true;
+  };
+  json j;
   try {
-    return json::parse(f);  // NaN/Infinity are not JSON and are refused, as the toolkit does
+    j = json::parse(f, check);
   } catch (const json::exception& e) {
     throw PackageError(path + ": not valid JSON: " + e.what());
   }
+  if (!twice.empty()) throw PackageError(path + ": not valid JSON: key '" + twice + "' appears twice in one object");
+  return j;
 }
 
 std::string member_key(const FileEntry& f) { return f.method.empty() ? f.sha256 : f.sha256 + ":" + f.method; }
