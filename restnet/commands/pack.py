@@ -42,8 +42,9 @@ pack_options = _stack(
     click.option("--anchors/--no-anchors", "include_anchors", default=True, show_default=True,
                  help="Also ship both anchors as variants (the two ends of the family)."),
     click.option("--keep-dominated", is_flag=True,
-                 help="Also ship stitched members that a cheaper member beats on the validation images (McNemar's "
-                      "exact test, p < 0.01 after Bonferroni); by default they are dropped and the log names them."),
+                 help="Also ship stitched members that a cheaper member, or the small anchor trained alike to the "
+                      "members, beats on the validation images (McNemar's exact test, p < 0.01 after Bonferroni); "
+                      "by default they are dropped and the log names them."),
     click.option("--int8/--no-int8", default=None,
                  help="Also ship an int8 file per variant for each format that has an int8 route (.int8.pte, "
                       ".int8.tflite; PT2E static, calibrated on 256 training images, ReLU6 ranges after the clamp, weights "

@@ -50,8 +50,8 @@ def warning(controls: Iterable[AnchorControl]) -> str | None:
         return None
     named = ", ".join(f"{c.name} {100 * c.gain:+.2f}" for c in gains)
     return (f"the members' training alone lifts {named} points (> {100 * GAIN_WARNING:.1f}): the family's edge "
-            "over the anchors may be training, not stitching: adapt the anchors until converged (--adapt-epochs auto, or "
-            "restnet adapt once and --front-weights / --back-weights)")
+            "over the anchors may be training, not stitching: adapt the anchors until converged "
+            "(--adapt-epochs auto, or restnet adapt once and --front-weights / --back-weights)")
 
 
 def small(controls: dict[str, AnchorControl]) -> AnchorControl:

@@ -96,7 +96,7 @@ class AnchorInfo(_Model):
     trained_alike: TrainedAlike | None = Field(
         default=None, description="1.6: the control a member is measured against: what the members' extra "
                                   "training alone gives this anchor (its gain over `accuracy`). A stitched member "
-                                  "below the small anchor's figure on the validation images is not shipped.")
+                                  "that the small anchor's control beats on the validation images is not shipped.")
     adaptation: Adaptation | None = Field(
         default=None, description="1.6, anchors adapted until converged: the convergence curve.")
 

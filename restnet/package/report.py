@@ -83,8 +83,8 @@ def _control_lines(anchors: dict) -> list[str]:
     if not rows:
         return []
     return ["Control: each anchor cut after its middle block, stitched to itself and trained like the members "
-            "(same settings, same images). A member below the small anchor's control on the validation images "
-            "is not shipped.", "", "| anchor | as shipped | trained alike | gain (points) |", "|---|---|---|---|",
+            "(same settings, same images). A member that the small anchor's control beats on the validation "
+            "images (McNemar, as for a cheaper member) is not shipped.", "", "| anchor | as shipped | trained alike | gain (points) |", "|---|---|---|---|",
             *(f"| {n} | {acc:.2%} | {t['accuracy']:.2%} (after block {t['after_block']}) | "
               f"{100 * (t['accuracy'] - acc):+.2f} |" for n, acc, t in rows), ""]
 
