@@ -128,3 +128,10 @@ def test_restnet_adapt_writes_files_the_pack_loads_as_task_trained(tmp_path, cac
     assert evaluated.exit_code == 0, evaluated.output
     back = [r for r in json.loads(evaluated.stdout) if r["name"] == "tf_efficientnet_lite0"][0]
     assert abs(back["val_accuracy"] - rec["val_accuracy"]) <= 2 / 48  # fp16 rounding may flip an image or two
+
+
+def test_the_curve_line_reports_the_last_round_against_the_best_before_it():
+    curve = [{"epochs": e, "val_accuracy": a} for e, a in [(14, 0.9666), (28, 0.9777), (42, 0.9889), (56, 0.9833),
+                                                             (70, 0.9889)]]
+    line = converge.describe_curve(curve, converge.CONVERGED)
+    assert "70: 98.89%" in line and "the last round +0.00 points over the best before it" in line

@@ -70,6 +70,6 @@ class Plateau:
 def describe_curve(curve: list[dict], stopped: str | None) -> str:
     """One line: validation top-1 after each round, and why it stopped."""
     points = ", ".join(f"{c['epochs']}: {c['val_accuracy']:.2%}" for c in curve)
-    last = curve[-1]["val_accuracy"] - curve[-2]["val_accuracy"] if len(curve) > 1 else None
-    tail = "" if last is None else f"; the last round {100 * last:+.2f} points"
+    last = curve[-1]["val_accuracy"] - max(c["val_accuracy"] for c in curve[:-1]) if len(curve) > 1 else None
+    tail = "" if last is None else f"; the last round {100 * last:+.2f} points over the best before it"
     return f"val top-1 by epochs {points} ({stopped}{tail}; the best round kept)"
