@@ -99,13 +99,17 @@ def test_symlink_escape_is_refused(tmp_path):
 
 # ---- end to end (real timm models with random weights, real data, real exporters and runtimes) ----
 
+# The shared package: tiny sizes, two extra formats, anchors adapted until converged (here: a 2-epoch limit).
+PACKED = ["--profile", "rpi4", "--format", "torchscript,onnx", "--budgets-between", "1", *TINY_PACK,
+          "--adapt-epochs", "auto", "--adapt-max-epochs", "2"]
+
+
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     """One rpi4 package (pte) plus torchscript and onnx, tiny sizes; shared by the checks below."""
     out = tmp_path_factory.mktemp("artifacts") / "rpi4"
     with restnet_cache(tmp_path_factory.mktemp("cache")):
-        text = _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
-                      *TINY_PACK, "--adapt-epochs", "auto", "--adapt-max-epochs", "2"])
+        text = _pack([*PACKED, "--out", str(out)])
         yield out, text
 
 
@@ -205,8 +209,7 @@ def test_second_pack_is_served_from_cache(packed, monkeypatch):
     for opt in (torch.optim.SGD, torch.optim.AdamW):
         monkeypatch.setattr(opt, "step", refuse(f"{opt.__name__}.step"))
     monkeypatch.setattr("restnet.package.exports.export_verified", refuse("an export"))
-    _pack(["--profile", "rpi4", "--out", str(out), "--format", "torchscript,onnx", "--budgets-between", "1",
-           *TINY_PACK])
+    _pack([*PACKED, "--out", str(out)])
     after = json.loads((out / "manifest.json").read_text())
     sha = lambda m: [f["sha256"] for v in m["variants"] for f in v["files"]]  # noqa: E731
     assert sha(before) == sha(after), "a warm pack must reuse the verified exports byte for byte"
