@@ -122,6 +122,7 @@ def test_restnet_adapt_writes_files_the_pack_loads_as_task_trained(tmp_path, cac
     assert rec["stopped"] == converge.EPOCH_LIMIT and [c["epochs"] for c in rec["curve"]] == [2]
     assert all(v.dtype == torch.float16 for v in load_weights_file(path).values() if v.is_floating_point())
     assert not (out / "tf_efficientnet_lite2-cifar10-32px.json").exists()  # --only back
+    assert sorted(p.name for p in out.iterdir()) == sorted([rec["file"], "tf_efficientnet_lite0-cifar10-32px.json"])
     evaluated = CliRunner().invoke(main, ["evaluate", *TINY, "--back-weights", str(path), "--back-classes", "10",
                                           "--budgets-between", "1", "--epochs", "0", "--json"],
                                    catch_exceptions=False)

@@ -27,7 +27,7 @@ def weights_name(anchor: str, data: str, resolution: int) -> str:
 def write_anchor(anchor, data: str, resolution: int, out: Path, command: str) -> tuple[Path, dict]:
     """``anchor`` (a TaskAnchor) as ``out/<name>.safetensors`` (fp16) and ``out/<name>.json``; atomic."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from restnet.training import checkpoint
     from toolkit.package import sha256_of
@@ -37,15 +37,13 @@ def write_anchor(anchor, data: str, resolution: int, out: Path, command: str) ->
     path = out / f"{stem}.safetensors"
     state = {k: (v.half() if v.is_floating_point() else v).contiguous()
              for k, v in anchor.net.state_dict().items()}
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    checkpoint.atomic_write_bytes(save(state), path)
     record = {"anchor": anchor.model.name, "data": data, "resolution": resolution, "file": path.name,
               "sha256": sha256_of(path), "size": path.stat().st_size, "dtype": "float16",
               "val_accuracy": anchor.accuracy, "source": anchor.source, "seconds": round(anchor.seconds, 1),
               "stopped": anchor.stopped, "curve": anchor.curve, "command": command,
               "torch": torch.__version__}
-    checkpoint.atomic_write_json(record, out / f"{stem}.json")
+    checkpoint.atomic_write_bytes(json.dumps(record, indent=2).encode(), out / f"{stem}.json")
     return path, record
 
 

@@ -106,6 +106,11 @@ def atomic_save(obj: Any, path: Path) -> None:
     seal(path, lambda f: torch.save(obj, f))
 
 
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """An output file for users, not a cache entry: replaced atomically, with no digest beside it."""
+    _write_atomic(path, lambda f: f.write(data))
+
+
 def atomic_write_json(obj: Any, path: Path) -> None:
     seal(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
