@@ -145,8 +145,7 @@ def _epoch(model: nn.Module, opt, sched, loader, flips: torch.Generator, task: T
             loss = nn.functional.cross_entropy(model(x), y, reduction="sum") * (world / n)
         loss.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
 
 
 def _until_converged(net: nn.Module, model: nn.Module, opt, flips: torch.Generator, task: Task, spec: InputSpec,
