@@ -35,6 +35,23 @@ def restnet_cache(path: Path) -> Iterator[Path]:
 SEED_MANIFEST = Path(__file__).resolve().parent / "bad_inputs" / "seeds" / "manifest.json"
 
 
+def run_cli(args: list, code: int = 0, *needles: str, env: dict | None = None) -> str:
+    """`restnet ARGS` in-process: its exit code must be ``code`` (the message names the code's class), no
+    traceback may show, and every needle must be in the output; returns the output."""
+    from click.testing import CliRunner
+
+    from restnet.cli import main
+    from toolkit.errors import EXIT_CODES
+
+    res = CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+    out = res.output
+    assert res.exit_code == code, f"exit {res.exit_code} (wanted {code}: {EXIT_CODES[code]})\n{out}"
+    assert "Traceback" not in out, out
+    for n in needles:
+        assert n in out, f"{n!r} not in:\n{out}"
+    return out
+
+
 def small_package(root: Path) -> dict:
     """A package with real files and a valid manifest, made in milliseconds: the seed manifest (a real tiny
     pack's, schema 1.2) with every file it lists written as a few random bytes whose sha256 and size it

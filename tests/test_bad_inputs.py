@@ -18,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from helpers import TINY, TINY_PACK
+from helpers import run_cli as run
 from PIL import Image
 
 from restnet.cli import main
@@ -26,16 +27,6 @@ from toolkit.errors import EXIT_CODES
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 PROFILES, TABLES = HERE / "profiles", HERE / "tables"
 USAGE, PROFILE, DATA, WEIGHTS, PACKAGE, OUTPUT = 2, 3, 4, 5, 6, 8
-
-
-def run(args: list[str], code: int, *needles: str, env: dict | None = None) -> str:
-    res = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-    out = res.output
-    assert res.exit_code == code, f"exit {res.exit_code} (wanted {code}: {EXIT_CODES[code]})\n{out}"
-    assert "Traceback" not in out, out
-    for n in needles:
-        assert n in out, f"{n!r} not in:\n{out}"
-    return out
 
 
 def pack(tmp_path: Path, *args: str) -> list[str]:

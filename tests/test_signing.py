@@ -19,31 +19,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from helpers import TINY_PACK, restnet_cache, small_package
+from helpers import run_cli as cli
 
-from restnet.cli import main
 from restnet.package import manifest as mf
 from restnet.package.signing import load_signing_key, next_sequence, sign_package
-from toolkit.errors import EXIT_CODES, PackageError, PackageRollback, PackageUntrusted, UsageError
+from toolkit.errors import PackageError, PackageRollback, PackageUntrusted, UsageError
 from toolkit.package import open_verified, read_manifest
 from toolkit.signature import SIG_NAME, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PY = ROOT / ".venv-device" / "bin" / "python"
 UNTRUSTED, ROLLBACK, USAGE, PACKAGE, OUTPUT = 10, 11, 2, 6, 8
-
-
-def cli(args: list[str], code: int = 0, *needles: str) -> str:
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    out = res.output
-    assert res.exit_code == code, f"exit {res.exit_code} (wanted {code}: {EXIT_CODES[code]})\n{out}"
-    assert "Traceback" not in out, out
-    for n in needles:
-        assert n in out, f"{n!r} not in:\n{out}"
-    return out
 
 
 @pytest.fixture(scope="module")
