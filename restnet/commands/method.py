@@ -13,6 +13,7 @@ from rich.table import Table
 
 from restnet.cost import METRICS
 from restnet.selection import budgets_between, window_floors
+from restnet.training.converge import MAX_ROUNDS
 from restnet.training.stitch import STRATEGIES, TrainConfig
 from toolkit.errors import RestnetError
 
@@ -84,13 +85,14 @@ experiment_options = _stack(  # shared by every method verb
     click.option("--adapt", type=click.Choice(["finetune", "probe"]), default="finetune", show_default=True,
                  help="How ImageNet anchors are adapted to the task."),
     click.option("--adapt-epochs", type=_EpochsOrAuto(), default=None, metavar="N|auto",
-                 help="Adaptation epochs, or auto: until the validation top-1 stops improving (rounds of >= 300 "
-                      "steps; the learning rate drops tenfold at the first round that buys < 0.3 points, the next "
-                      "such round ends it) [default: auto for an ImageFolder; 1 on the built-in data sets, whose "
-                      "anchors this would take hours to converge on this CPU]."),
+                 help=f"Adaptation epochs, or auto: until the validation top-1 stops improving (rounds of >= "
+                      f"{_D.adapt.round_steps} steps; the learning rate drops tenfold at the first round that buys "
+                      f"< {100 * _D.adapt.min_gain:g} points, the next such round ends it) [default: auto for an "
+                      "ImageFolder; 1 on the built-in data sets, whose anchors this would take hours to converge on "
+                      "this CPU]."),
     click.option("--adapt-max-epochs", type=click.IntRange(min=1), default=None,
-                 help="With --adapt-epochs auto: stop after this many epochs [default: 20 rounds, i.e. 20 epochs "
-                      "of 30,000 images, more epochs of smaller data]."),
+                 help=f"With --adapt-epochs auto: stop after this many epochs [default: {MAX_ROUNDS} rounds, i.e. "
+                      f"{MAX_ROUNDS} epochs of {_D.train_size:,} images, more epochs of smaller data]."),
     click.option("--adapt-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="With --adapt-epochs auto: stop after this many minutes of training per anchor."),
     click.option("--adapt-augment", type=click.Choice(["none", "flip"]), default=None,
