@@ -12,7 +12,7 @@ from pathlib import Path
 
 # Real timm architectures with random weights on a slice of the real data: minutes become seconds, and
 # every stage (adapt, CKA, select, train, export, verify) still runs for real. Every verb takes these.
-TINY = ["--no-pretrained", "--adapt", "probe", "--train-size", "128", "--val-size", "48", "--test-size", "48",
+TINY = ["--no-pretrained", "--adapt", "probe", "--adapt-epochs", "1", "--train-size", "128", "--val-size", "48", "--test-size", "48",
         "--cka-batch", "16", "--cka-repeats", "2", "--resolution", "32"]
 # restnet-pack (and train/evaluate) with one stitch-training epoch instead of three.
 TINY_PACK = [*TINY, "--epochs", "1"]

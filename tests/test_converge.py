@@ -46,9 +46,8 @@ def test_fixed_epochs_keep_their_cache_key():
     assert "max_epochs" in AdaptConfig(epochs=None).cache_key()
 
 
-def test_the_cli_default_is_auto_on_a_folder_and_one_epoch_on_built_in_data():
-    assert adapt_epochs(None, "cifar10") == 1 and adapt_epochs(None, "/data/my-folder") is None
-    assert adapt_epochs("auto", "cifar10") is None and adapt_epochs(3, "/data/my-folder") == 3
+def test_the_cli_default_is_until_converged():
+    assert adapt_epochs(None) is None and adapt_epochs("auto") is None and adapt_epochs(3) == 3
 
 
 def _adapt(cfg, log=lambda m: None):

@@ -24,14 +24,17 @@ def weights_name(anchor: str, data: str, resolution: int) -> str:
     return f"{anchor}-{Path(data).name}-{resolution}px"
 
 
-def write_anchor(anchor, data: str, resolution: int, out: Path, command: str) -> tuple[Path, dict]:
-    """``anchor`` (a TaskAnchor) as ``out/<name>.safetensors`` (fp16) and ``out/<name>.json``; atomic."""
+def write_anchor(anchor, runner, out: Path, command: str) -> tuple[Path, dict]:
+    """``anchor`` (a TaskAnchor of ``runner``'s experiment) as ``out/<name>.safetensors`` (fp16) and
+    ``out/<name>.json``; atomic. The record names the validation images' fingerprint: a pack loads the file
+    as a shipped anchor only on those same images (restnet.anchors.shipped)."""
     import torch
     from safetensors.torch import save
 
     from restnet.training import checkpoint
     from toolkit.package import sha256_of
 
+    data, resolution, task = runner.exp.data, runner.exp.resolution, runner.task
     out.mkdir(parents=True, exist_ok=True)
     stem = weights_name(anchor.model.name, data, resolution)
     path = out / f"{stem}.safetensors"
@@ -40,6 +43,8 @@ def write_anchor(anchor, data: str, resolution: int, out: Path, command: str) ->
     checkpoint.atomic_write_bytes(save(state), path)
     record = {"anchor": anchor.model.name, "data": data, "resolution": resolution, "file": path.name,
               "sha256": sha256_of(path), "size": path.stat().st_size, "dtype": "float16",
+              "train_images": len(task.train), "val_images": len(task.val), "seed": runner.exp.seed,
+              "val_fingerprint": task.val.fingerprint(),
               "val_accuracy": anchor.accuracy, "source": anchor.source, "seconds": round(anchor.seconds, 1),
               "stopped": anchor.stopped, "curve": anchor.curve, "command": command,
               "torch": torch.__version__}
@@ -56,13 +61,13 @@ def adapt_command(console: Console, log_console: Console) -> click.Command:
                   help="Adapt one anchor only [default: both].")
     def adapt(out, only, **opts):
         """Adapt the anchors to the task (--adapt-epochs auto: until converged) and write them as files."""
-        r = make_runner(opts, log_console)
+        r = make_runner({**opts, "shipped_anchors": False}, log_console)  # it exists to make them
         command = "restnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["adapt"] else None
         for role in ("front", "back"):
             if only not in (None, role):
                 continue
             a = r.front if role == "front" else r.back
-            path, rec = write_anchor(a, r.exp.data, r.exp.resolution, out, command)
+            path, rec = write_anchor(a, r, out, command)
             console.print(f"{role} {a.model.name}: val {a.accuracy:.2%} ({a.stopped or 'fixed epochs'}) -> {path} "
                           f"({rec['size'] / 2**20:.1f} MiB, sha256 {rec['sha256'][:16]}...)")
         console.print(json.dumps({"out": str(out)}))

@@ -45,13 +45,9 @@ class _EpochsOrAuto(click.ParamType):
         return n
 
 
-def adapt_epochs(given, data: str) -> int | None:
-    """The adaptation's epochs (None: until converged) for what the user gave on ``data``."""
-    from restnet.data import BUILTIN
-
-    if given is None:
-        return 1 if data.lower() in BUILTIN else None
-    return None if given == "auto" else given
+def adapt_epochs(given) -> int | None:
+    """The adaptation's epochs (None: until converged, also the default) for what the user gave."""
+    return None if given in (None, "auto") else given
 
 
 def _defaults():
@@ -87,9 +83,9 @@ experiment_options = _stack(  # shared by every method verb
     click.option("--adapt-epochs", type=_EpochsOrAuto(), default=None, metavar="N|auto",
                  help=f"Adaptation epochs, or auto: until the validation top-1 stops improving (rounds of >= "
                       f"{_D.adapt.round_steps} steps; the learning rate drops tenfold at the first round that buys "
-                      f"< {100 * _D.adapt.min_gain:g} points, the next such round ends it) [default: auto for an "
-                      "ImageFolder; 1 on the built-in data sets, whose anchors this would take hours to converge on "
-                      "this CPU]."),
+                      f"< {100 * _D.adapt.min_gain:g} points, the next such round ends it) [default: auto; "
+                      "the default experiment loads restnet's shipped converged anchors instead, see "
+                      "--shipped-anchors]."),
     click.option("--adapt-max-epochs", type=click.IntRange(min=1), default=None,
                  help=f"With --adapt-epochs auto: stop after this many epochs [default: {MAX_ROUNDS} rounds, i.e. "
                       f"{MAX_ROUNDS} epochs of {_D.train_size:,} images, more epochs of smaller data]."),
@@ -98,6 +94,10 @@ experiment_options = _stack(  # shared by every method verb
     click.option("--adapt-augment", type=click.Choice(["none", "flip"]), default=None,
                  help="Augmentation while adapting [default: flip with --adapt-epochs auto (several epochs), none "
                       "for a fixed number]."),
+    click.option("--shipped-anchors/--no-shipped-anchors", default=True, show_default=True,
+                 help="Load restnet's converged task anchors (data/anchors/) where one was made for this anchor, "
+                      "data, resolution and validation split, instead of adapting; an explicit --adapt-epochs "
+                      "adapts anyway."),
     click.option("--front-weights", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="Checkpoint for the front anchor (timm state dict)."),
     click.option("--front-classes", type=int, default=None,
@@ -155,7 +155,7 @@ def _train_config(r, strategy, epochs, lr, batch_size, no_ls_init):
 def _adapt_config(opts: dict):
     from restnet.training.adapt import AdaptConfig
 
-    epochs = adapt_epochs(opts["adapt_epochs"], opts["data_name"])
+    epochs = adapt_epochs(opts["adapt_epochs"])
     augment = opts["adapt_augment"] or ("flip" if epochs is None else "none")
     return AdaptConfig(method=opts["adapt"], epochs=epochs, seed=opts["seed"], augment=augment,
                        max_epochs=opts["adapt_max_epochs"], max_minutes=opts["adapt_minutes"])
@@ -177,6 +177,7 @@ def make_runner(opts: dict, console):
             back_weights=opts["back_weights"], back_classes=opts["back_classes"],
             cka=CKAConfig(opts["cka_estimator"], opts["cka_batch"], opts["cka_repeats"]),
             kernel_size=opts["kernel_size"], pretrained=opts["pretrained"],
+            shipped=opts["shipped_anchors"] and opts["adapt_epochs"] is None,
         )
     except (KeyError, ValueError) as err:
         if isinstance(err, RestnetError):  # e.g. an unknown anchor: its own message and exit code
