@@ -24,12 +24,12 @@ Analyses of each recipe's program, beside its agreement:
                  float tensor), then with all of them: whether a few layers carry the loss;
   --budget       the logit error each activation quantiser adds alone (all the others skipped), over the
                  program with none: where the error comes from, by a measure less noisy than agreement
-                 (it chose the float entry and classifier, README "int8");
+                 (it chose the float entry and classifier, docs/int8.md);
   --ties K       the agreement of K copies whose rounding ties fall otherwise (float-level noise on the
                  biases and scales): the spread any one figure, simulated or real, is drawn from;
   --file         the program lowered to the real .int8.pte and run by ExecuTorch.
 Judge a recipe by --ties (or --file), not by one simulation: the int8 program is chaotic at rounding
-ties, and the real file is one more draw (README "int8").
+ties, and the real file is one more draw (docs/int8.md, "The file is not its simulation").
 And, per member (with --floor): how fragile the fp32 member's own decisions are, i.e. how little int8
 noise it takes to change them: its input quantised exactly as the int8 program quantises it (nothing else),
 uniform input noise of +-0.5 and +-1 grey level, and its weights rounded to int8 per channel (nothing
@@ -90,9 +90,9 @@ def logit_error(fp32: torch.Tensor, q: torch.Tensor) -> dict:
 
 
 def tie_rows(program: torch.nn.Module, x: torch.Tensor, fp32: torch.Tensor, k: int, rel: float = 1e-6) -> dict:
-    """The program's agreement with fp32 under k float-level perturbations. On the rpi4 44M member (2,000 val,
-    2026-12-06) three such copies moved the logits by std 0.091-0.095 and gave 96.85-97.20 % agreement, around
-    the simulation's 97.35 %; the real .int8.pte moved them by 0.103 (97.35 %): the file is one more draw."""
+    """The program's agreement with fp32 under k float-level perturbations (relative size ``rel``): such copies
+    move the logits as much as lowering to the real .int8.pte does, so the file is one more draw from their
+    spread (docs/int8.md, "The file is not its simulation")."""
     gen = torch.Generator().manual_seed(0)
     ref, agree = fp32.argmax(-1), []
     for _ in range(k):
@@ -183,7 +183,7 @@ def bypass_rows(program, x: torch.Tensor, ref: np.ndarray) -> list[dict]:
 def budget_rows(program, x: torch.Tensor, fp32: torch.Tensor, out: torch.Tensor) -> dict:
     """Each activation quantiser kept alone: the std of its logits' change over the program with none (the
     weights' own error excluded); ``out``: the whole program's logits. Removing one at a time by agreement hid
-    the stem's quantiser (README "int8")."""
+    the stem's quantiser (docs/int8.md, "How far 98 % is")."""
     names = activation_quantisers(program)
     none = logits(bypassed(program, names), x)
     nodes = {n.name: n for n in program.graph.nodes}

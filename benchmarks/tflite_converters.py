@@ -2,7 +2,7 @@
 
 Per model: conversion wall time, file size, max |d| vs eager on 16 inputs, and
 LiteRT interpreter latency (median, batch 1) at the given thread counts. The
-default `tflite` format is the better of the two by these figures (README).
+default `tflite` format is the better of the two by these figures (docs/latency.md).
 
   python benchmarks/tflite_converters.py [--resolution 64] [--threads 1 2] [--json out.json]
 """

@@ -162,7 +162,7 @@ def wrap(module: nn.Module) -> nn.Module:
 
 def sync_batchnorm(module: nn.Module) -> nn.Module:
     """BatchNorm over the global batch when distributed on GPUs (SyncBatchNorm needs CUDA); on CPU
-    ranks each BatchNorm in training mode sees its own share of the batch (see README). timm's
+    ranks each BatchNorm in training mode sees its own share of the batch (see docs/method.md). timm's
     converter, because torch's turns timm's BatchNormAct2d into a plain BatchNorm (its activation lost).
     Converts a copy (``module`` itself elsewhere): load its state back into ``module`` after training
     (the names are the same), so that what is kept and exported has plain BatchNorm layers."""

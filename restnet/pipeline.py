@@ -50,7 +50,7 @@ class CKAConfig:
 
 @dataclass(frozen=True)
 class Experiment:
-    """Defaults: the default pair on CIFAR-10, sized for a 2-core CPU (see README).
+    """Defaults: the default pair on CIFAR-10, sized for a 2-core CPU (see docs/results.md).
 
     ``train_size`` images adapt the anchors; stitches train on a seeded subset of
     ``stitch_train_size`` of them (a stitch has thousands of parameters, an

@@ -83,7 +83,7 @@ class LatencyEstimate(_Strict):
 
 
 class Int8(_Strict):
-    """How ``--int8`` quantises (restnet.export.int8_recipe); the defaults are the measured recipe (README)."""
+    """How ``--int8`` quantises (restnet.export.int8_recipe); the defaults are the measured recipe (docs/int8.md)."""
 
     calibration: PositiveInt = Field(default=256, description="Training images the activation ranges are calibrated on.")
     finetune_images: int = Field(default=20000, ge=0, description=(
@@ -92,7 +92,7 @@ class Int8(_Strict):
     finetune_epochs: PositiveInt = Field(default=1, description="Passes over those images.")
     finetune_loss: Literal["mse", "kl"] = Field(default="mse", description=(
         "What the fine-tuning minimises: 'mse', the squared error of the int8 logits against the fp32 ones; "
-        "'kl', the KL divergence of their softmax (the default until 2026-12-06)."))
+        "'kl', the KL divergence of their softmax."))
     float_parts: list[Literal["entry", "classifier", "first", "dw"]] = Field(
         default_factory=lambda: ["entry", "classifier"], description=(
             "Parts of the int8 file left float: 'entry' (every conv up to and including the first depthwise "

@@ -2,7 +2,7 @@
 # An aarch64 stand-in for an ARM board: a Debian trixie (Python 3.13) arm64 root
 # filesystem with requirements/device.txt, run under QEMU user emulation.
 #
-#   bash scripts/aarch64-standin.sh build              build it once (cached; ~see README for times)
+#   bash scripts/aarch64-standin.sh build              build it once (cached; times in docs/results.md)
 #   bash scripts/aarch64-standin.sh check PACKAGE      every member file vs the workstation's eager output
 #   bash scripts/aarch64-standin.sh run [--package DIR] CMD...   any command inside (project at /restnet)
 #   bash scripts/aarch64-standin.sh status             is it built, is emulation registered (exit 0 = ready)

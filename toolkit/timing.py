@@ -13,9 +13,9 @@ untimed call restores the program's own cache state, then ``burst`` timed calls)
 so slow phases of the machine hit every program alike. Each round's speed is the
 median over all its programs of (program's p50 in the round / its median p50 over
 the rounds), and the round's times are divided by it: a whole process that ran
-1.3x slow is put back, while one program's odd round moves only that program (an
-earlier version scaled by one reference program alone, and its own outlier
-rounds then moved every figure). A program's figure is the median of its normalised times, and its
+1.3x slow is put back, while one program's odd round moves only that program
+(scaling by one reference program alone would let that program's own outlier
+rounds move every figure). A program's figure is the median of its normalised times, and its
 spread (how far the rounds disagree after normalising) says how far to trust it.
 One program, the reference, is timed in every round and its normalised p50 is
 recorded, so that another measurement can be put on the same level.

@@ -27,18 +27,16 @@ from restnet.progress import bar
 class Finetune:
     """How long and how hard; ``images == 0`` turns fine-tuning off."""
 
-    # Measured on lite0 (simulated int8, 2,000 validation images; README "int8"): more images lower the
-    # error most; a second epoch, a larger or a decayed rate, or a weight average did not (they drift or
-    # overfit). 20,000 of the default pack's 30,000 training images: all of them cost 1.5x the time and, on a
-    # pixel-7 member (KL loss, 5,000 val, 2026-12-06), gave no lower error (0.173 against 0.171).
+    # More images lower the error most; a second epoch, a larger or a decayed rate, or a weight average did
+    # not (they drift or overfit). 20,000 of the default pack's 30,000 training images: all of them cost 1.5x
+    # the time and gave no lower error (docs/int8.md, "Fine-tuning trials" and the loss trial).
     images: int = 20000  # training images (never validation ones), fp32 logits as targets
     epochs: int = 1
     lr: float = 5e-6  # Adam; weights are already close, a larger step un-learns the fp32 model
     batch: int = 32
     # mse: squared logit error (top-1 agreement depends on the logits near the top-2 margin, which KL at
-    # temperature 1 weighs little on confident images) | kl: KL(fp32 softmax || int8 softmax), the default
-    # until 2026-12-06. On a pixel-7 member (simulated, 5,000 val, README "int8"): mse 97.68 % agreement,
-    # logit error 0.161; kl 97.04 %, 0.171; kl on all 30,000 training images 97.16 %, 0.173.
+    # temperature 1 weighs little on confident images) | kl: KL(fp32 softmax || int8 softmax). mse agreed
+    # more and erred less on every pixel-7 member (docs/int8.md, "Fully integer files").
     loss: str = "mse"
     flip: bool = False  # also the mirrored images (twice the steps): more distinct images without new data
 

@@ -37,7 +37,7 @@ class Recipe:
     # layer; on the rpi4 44M member it was the largest single error of all 88 activation quantisers (a
     # quarter of the logit error's variance). "classifier": the logits are not rounded to an int8 grid
     # (step 0.08 there; 0.3 % of val images tie or flip on that alone). Both cost a few per cent of the
-    # MACs (README "int8"). () = a fully integer program.
+    # MACs (docs/int8.md, "What each step bought"). () = a fully integer program.
     fp32: tuple[str, ...] = ("entry", "classifier")
     only: str | None = None  # quantise this part only
     batch1: bool = True  # calibrate one image at a time (as the pack does)

@@ -4,7 +4,7 @@ The file takes NHWC input (onnx2tf transposes the whole graph), so the
 manifest marks ``input_layout: NHWC``; ``load`` accepts NCHW like every other
 runner and transposes, so verification compares the same inputs as eager.
 Measured against litert-torch in benchmarks/tflite_converters.py; litert-torch
-is the default `tflite` format (see README, "Export").
+is the default `tflite` format (docs/latency.md, "The .pte against other runtimes").
 """
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
     shared = bundle.shared_format(req)
     if req.bundle == "shared" and shared is None:
         log(f"[yellow]--bundle shared: {req.formats[0]} cannot share weights between variants in one file "
-            "(see README), so each variant ships its own file[/]")
+            "(see docs/pack.md), so each variant ships its own file[/]")
     for b, vid in zip(built, ids):
         export_variant(b, vid, req, data, x, root, log, shared)
     bundles = [bundle.export_shared(built, ids, req, data, x, root, log)] if shared else None

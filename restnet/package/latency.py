@@ -17,7 +17,7 @@ than their parts, deep ones 10 % slower). o, beta and knee are fitted, by least
 squares on relative error, on every whole program the table timed: both anchors
 and the calibration probes (whole stitched models at points spread over the
 parameter range, restnet.package.probes). A table without calibration probes
-gets the older fit: o alone, from the anchors.
+gets o alone, fitted on the anchors.
 
 Without a table, the device figure is the host measurement (a host profile),
 an estimate (host x the profile's factor), or absent; ``DeviceLatency`` says

@@ -41,7 +41,7 @@ from restnet.stitching import StitchPoint
 
 LIMITS = ("latency", "compute", "ram", "storage")
 # An XNNPACK .pte of these models is 0.997 x 4 bytes per parameter (lite0 and four stitched members at 64 px,
-# measured 2026-11-25); the estimate rounds that up.
+# measured); the estimate rounds that up.
 FILE_OVERHEAD = 1.0
 UNIT = {"latency": "ms", "compute": "MACs", "ram": "MB", "storage": "MB"}
 FIELD = {"latency": "latency_target_ms", "compute": "compute_gmacs", "ram": "ram_mb x model_ram_share",

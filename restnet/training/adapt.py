@@ -33,7 +33,7 @@ AUGMENTS = ("none", "flip")
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """How ImageNet anchors become task anchors (CPU-sized defaults, see README).
+    """How ImageNet anchors become task anchors (CPU-sized defaults, see docs/method.md).
 
     ``epochs=None`` adapts until the validation top-1 stops improving (restnet.training.converge): rounds
     of at least ``round_steps`` steps, a tenfold smaller learning rate at the first round that buys less

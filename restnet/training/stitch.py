@@ -42,7 +42,7 @@ class TrainConfig:
     Epochs and data sizes are CPU-sized: the paper trains 150-300 epochs. Two epochs
     over the pack's 15,000 stitch images = the 30,000 images an anchor's adaptation
     sees: with 3 the members' extra training lifted the top members onto the front
-    anchor, with 2 over 10,000 they stayed near the back one (README, "A fair family")."""
+    anchor, with 2 over 10,000 they stayed near the back one (docs/results.md, "The family rises with cost")."""
 
     strategy: str = "stitch"
     epochs: int = 2
