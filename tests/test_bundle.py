@@ -181,6 +181,23 @@ def test_a_tflite_family_is_one_file_with_a_signature_per_member(tflite_pack):
         runtime.load(tflite_pack / b["path"], "tflite")
 
 
+def test_the_tflite_family_file_carries_metadata_and_says_what_it_describes(tflite_pack):
+    """Labels and normalisation in the shared file too; its description names every signature and sends
+    MediaPipe users to the per-variant files, since ImageClassifier opens one subgraph."""
+    import zipfile
+
+    from restnet.export import tflite_metadata
+
+    _, m = open_verified(tflite_pack)
+    (b,) = m["bundles"]
+    md = tflite_metadata.read(tflite_pack / b["path"])
+    assert md["name"] == "pixel-7.family" and all(vid in md["description"] for vid in b["methods"].values())
+    assert "--bundle files" in md["description"]
+    with zipfile.ZipFile(tflite_pack / b["path"]) as z:
+        assert z.read("labels.txt").decode().splitlines() == m["task"]["classes"]
+    assert all(v["files"][0]["input_layout"] == "NHWC" for v in m["variants"])
+
+
 @needs_device_venv
 def test_every_signature_from_the_tflite_bundle_matches_eager_without_torch(tflite_pack, tmp_path):
     from restnet.package import reference

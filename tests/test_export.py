@@ -7,7 +7,7 @@ import torch
 
 from restnet.anchors import create_anchor
 from restnet.anchors.stats import describe
-from restnet.export import ExportMismatch, export_verified, formats
+from restnet.export import ClassifierInfo, ExportMismatch, export_verified, formats
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint, feature_spec
 
 
@@ -28,7 +28,8 @@ def test_export_runs_in_own_runtime_and_matches_eager(stitched, fmt, tmp_path):
     g = torch.Generator().manual_seed(1)
     example = torch.randn(1, 3, 64, 64, generator=g)
     checks = torch.randn(3, 3, 64, 64, generator=g)
-    out = export_verified(stitched, example, fmt, tmp_path / f"m{formats()[fmt].suffix}", checks)
+    info = ClassifierInfo.of("m", "a test", [f"c{k}" for k in range(1000)], 1 / 255, [0.5] * 3, [0.5] * 3)
+    out = export_verified(stitched, example, fmt, tmp_path / f"m{formats()[fmt].suffix}", checks, info=info)
     assert out.path.is_file() and out.size > 1_000_000 and len(out.sha256) == 64
     assert out.max_abs_diff <= 1e-4
 

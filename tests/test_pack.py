@@ -222,13 +222,16 @@ def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
     root, m = open_verified(out)
     from ai_edge_litert.interpreter import Interpreter
 
+    n, c, h, w = m["input"]["shape"]
     for v in m["variants"]:
         (f,) = v["files"]
         assert f["format"] == "tflite" and f["runtime"].startswith("ai-edge-litert")
+        # The file takes the image channels last, as the manifest says (and MediaPipe needs).
+        assert f["input_layout"] == "NHWC"
         it = Interpreter(model_path=str(root / f["path"]))
         runner = it.get_signature_runner()
         name = next(iter(it.get_signature_list()["serving_default"]["inputs"]))
-        logits = next(iter(runner(**{name: np.zeros(m["input"]["shape"], np.float32)}).values()))
+        logits = next(iter(runner(**{name: np.zeros((n, h, w, c), np.float32)}).values()))
         assert logits.shape == tuple(m["output"]["shape"])
     assert m["latency_source"] == "unavailable" and all(len(v["latency"]) == 1 for v in m["variants"])
 

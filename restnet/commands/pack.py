@@ -21,8 +21,8 @@ pack_options = _stack(
     click.option("--format", "extra_formats", multiple=True, metavar="FMT[,FMT]",
                  help="Extra formats besides the profile backend's: pte, tflite, tflite-onnx2tf, onnx, torchscript."),
     click.option("--tflite-converter", type=click.Choice(["litert-torch", "onnx2tf"]), default="litert-torch",
-                 show_default=True, help="Converter for tflite profiles (litert-torch: faster here, NCHW input; "
-                                         "onnx2tf: via ONNX and TensorFlow, NHWC input)."),
+                 show_default=True, help="Converter for tflite profiles (litert-torch: faster here; onnx2tf: via ONNX and "
+                                         "TensorFlow). Both files take NHWC input and carry TFLite metadata."),
     click.option("--metric", type=click.Choice(METRICS), default=None,
                  help="Cost metric; flops counts MACs (fvcore multiply-adds) [default: the profile's]."),
     click.option("--budget", "budgets", type=float, multiple=True,

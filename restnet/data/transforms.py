@@ -27,6 +27,9 @@ _MODES = ("bilinear", "bicubic", "nearest")
 _PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
+PIXEL_SCALE = 1 / 255  # uint8 pixel -> 0..1, before mean and std (to_model_input; the manifest's input.scale)
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """Everything a device needs to reproduce preprocessing (goes in manifests)."""

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from restnet.export import onnx_format, pte, tflite, tflite_onnx2tf, torchscript
+from restnet.export.tflite_metadata import ClassifierInfo
 from restnet.export.base import (
     AGREEMENT_FLAG,
     AGREEMENT_FLOOR,
@@ -26,9 +27,9 @@ from restnet.export.base import (
 )
 from toolkit.package import sha256_of  # one copy, torch-free, shared with the device side
 
-__all__ = ["AGREEMENT_FLAG", "AGREEMENT_FLOOR", "FORMATS", "TOLERANCE", "Comparison", "ExportMismatch", "Exported",
-           "Format", "capture", "compare_with_eager", "export_verified", "export_verified_many", "formats",
-           "get_format", "sha256_of"]
+__all__ = ["AGREEMENT_FLAG", "AGREEMENT_FLOOR", "FORMATS", "TOLERANCE", "ClassifierInfo", "Comparison",
+           "ExportMismatch", "Exported", "Format", "annotate", "capture", "compare_with_eager", "export_verified",
+           "export_verified_many", "formats", "get_format", "sha256_of", "stages"]
 
 FORMATS: dict[str, Format] = {f.name: f for f in (pte.FORMAT, tflite.FORMAT, tflite_onnx2tf.FORMAT,
                                                   onnx_format.FORMAT, torchscript.FORMAT)}
@@ -44,10 +45,29 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
+def stages(fmt: str, part: bool = False) -> Format:
+    """The format's stages; ``part``: for a program whose input is a feature map (see ``Format.part``)."""
+    f = get_format(fmt)
+    return (f.part or f) if part else f
+
+
+def annotate(fmt: str, path: Path, info: ClassifierInfo | None) -> None:
+    """Write ``info`` into the file at ``path`` when ``fmt`` carries classifier metadata; such a format
+    refuses to go without it, so that no file of it ships without its labels and normalisation."""
+    f = get_format(fmt)
+    if f.annotate is None:
+        return
+    if info is None:
+        raise ValueError(f"format {fmt!r} writes classifier metadata into its files: pass the ClassifierInfo "
+                         f"(labels, normalisation, description) for {Path(path).name}")
+    f.annotate(path, info)
+
+
 def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Path,
                     check_inputs: torch.Tensor | Iterable | None = None,
                     tolerance: float = TOLERANCE, threads: int | None = None,
-                    agreement_floor: float = AGREEMENT_FLOOR) -> Exported:
+                    agreement_floor: float = AGREEMENT_FLOOR, info: ClassifierInfo | None = None,
+                    part: bool = False) -> Exported:
     """Export ``model`` to ``path`` in ``fmt`` and prove the file computes what eager does.
 
     ``check_inputs`` is one tensor or an iterable of batches or (batch, labels)
@@ -58,10 +78,15 @@ def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Pat
     order of summation. Measured on task-trained lite0/lite2 and real
     Fashion-MNIST images (logits up to ~15), XNNPACK differs from eager by up
     to 3e-4 on ~1 % of images while eager fp32 is itself 4e-5 away from a
-    float64 reference; an absolute 1e-4 would fail correct files at random."""
-    f = get_format(fmt)
+    float64 reference; an absolute 1e-4 would fail correct files at random.
+
+    ``info``: the classifier metadata a format with ``annotate`` writes into the file before it is checked
+    (required there, see ``annotate``); ``part``: a per-block probe (see ``stages``), which has none."""
+    f = stages(fmt, part)
     model = model.eval()
     f.export(model, example, path)
+    if not part:
+        annotate(fmt, path, info)
     checks = [example] if check_inputs is None else (
         [check_inputs] if isinstance(check_inputs, torch.Tensor) else check_inputs)
     c = compare_with_eager(model, f.load(path, threads), checks, example.shape[0])
@@ -72,15 +97,18 @@ def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Pat
 
 def export_verified_many(models: dict[str, nn.Module], example: torch.Tensor, fmt: str, path: Path,
                          check_inputs: dict[str, Iterable], tolerance: float = TOLERANCE, threads: int | None = None,
-                         agreement_floor: float = AGREEMENT_FLOOR) -> dict[str, Exported]:
+                         agreement_floor: float = AGREEMENT_FLOOR,
+                         info: ClassifierInfo | None = None) -> dict[str, Exported]:
     """``models`` as the methods (signatures) of one file, each checked like ``export_verified``: the
-    file is loaded once and every method run on its own ``check_inputs``; any method off the gates fails it."""
+    file is loaded once and every method run on its own ``check_inputs``; any method off the gates fails it.
+    ``info``: the file's classifier metadata, as for ``export_verified``."""
     f = get_format(fmt)
     if f.export_many is None:
         raise ValueError(f"format {fmt!r} cannot hold several models in one file; formats that can: "
                          f"{', '.join(n for n, g in FORMATS.items() if g.export_many is not None)}")
     models = {name: m.eval() for name, m in models.items()}
     f.export_many(models, example, path)
+    annotate(fmt, path, info)
     size, digest, out = path.stat().st_size, sha256_of(path), {}
     for name, model in models.items():
         c = compare_with_eager(model, f.load(path, threads, method=name), check_inputs[name], example.shape[0])

@@ -41,6 +41,11 @@ class Format:
       runtime_version()              what ran it (goes in manifests)
       export_many({name: model}, example, path)   several models as the methods (signatures) of one
                                      file, for formats that can hold them with shared weights; else None
+      annotate(path, info)           write an image classifier's metadata (labels, normalisation,
+                                     description: restnet.export.tflite_metadata.ClassifierInfo) into the
+                                     written file, for formats whose apps read it; else None
+      part                           the format for a program whose input is a feature map rather than an
+                                     image (per-block probes), where that differs; None = this one
     """
 
     name: str
@@ -51,6 +56,8 @@ class Format:
     runtime_version: Callable[[], str]
     input_layout: str = "NCHW"
     export_many: Callable[[dict[str, nn.Module], torch.Tensor, Path], None] | None = None
+    annotate: Callable[[Path, Any], None] | None = None
+    part: Format | None = None
 
     def run(self, path: Path, x: np.ndarray) -> np.ndarray:
         return self.load(path)(x)

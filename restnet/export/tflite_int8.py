@@ -3,7 +3,8 @@
 capture (torch.export) -> prepare_pt2e with litert-torch's PT2EQuantizer
 (symmetric, per-channel weights, per-tensor activations) -> calibrate on task
 images -> convert_pt2e (quantize ops kept unfolded, as litert-torch expects)
--> [fine-tune, restnet.export.int8_finetune] -> litert_torch.convert with the same quantizer -> serialise.
+-> [fine-tune, restnet.export.int8_finetune] -> litert_torch.convert with the same quantizer, NHWC input like
+the fp32 .tflite -> serialise.
 
 With the default recipe the entry convs and the classifier stay float, so the file takes and returns
 float32 like the fp32 .tflite. A fully integer recipe (profile ``int8.float_parts: []``) gives int8 input
@@ -21,6 +22,7 @@ from torch import nn
 
 from restnet.export.base import Int8Route, Quantized, calibrate, capture
 from restnet.export.int8_recipe import DEFAULT, Recipe, litert_quantizer
+from restnet.export.tflite import channels_last
 
 
 def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],
@@ -35,11 +37,14 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
 
 
 def export(q: Quantized, example: torch.Tensor, path: Path) -> None:
+    """N x H x W x C in, like the fp32 .tflite (restnet.export.tflite.channels_last); a fully integer file
+    keeps its int8 input tensor (the transpose folds into the first convolution)."""
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
     config = QuantConfig(pt2e_quantizer=q.quantizer)
-    litert_torch.convert(q.program, (example.contiguous(),), quant_config=config).export(str(path))
+    program, x = channels_last(q.program, example)
+    litert_torch.convert(program, (x,), quant_config=config).export(str(path))
 
 
 ROUTE = Int8Route("tflite", ".int8.tflite", "PT2E litert-torch PT2EQuantizer (symmetric, per-channel weights)",

@@ -2,7 +2,9 @@
 
 The file takes NHWC input (onnx2tf transposes the whole graph), so the
 manifest marks ``input_layout: NHWC``; ``load`` accepts NCHW like every other
-runner and transposes, so verification compares the same inputs as eager.
+runner and transposes, so verification compares the same inputs as eager. It
+gets the same TFLite metadata as the litert-torch files
+(restnet.export.tflite_metadata).
 Measured against litert-torch in benchmarks/tflite_converters.py; litert-torch
 is the default `tflite` format (docs/latency.md, "The .pte against other runtimes").
 """
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from restnet.export import onnx_format, tflite
+from restnet.export import onnx_format, tflite, tflite_metadata
 from restnet.export.base import Format
 from toolkit.runtime import Infer
 
@@ -58,9 +60,9 @@ def export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 
 def load(path: Path, threads: int | None = None) -> Infer:
-    run = tflite.load(path, threads)
-    return lambda x: run(np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1))))
+    """NCHW in, as every runner: tflite.load transposes to the file's NHWC."""
+    return tflite.load(path, threads)
 
 
 FORMAT = Format("tflite-onnx2tf", ".onnx2tf.tflite", "LiteRT interpreter (onnx2tf, NHWC input)", export, load,
-                tflite.runtime_version, input_layout="NHWC")
+                tflite.runtime_version, input_layout="NHWC", annotate=tflite_metadata.write)

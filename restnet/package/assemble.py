@@ -13,6 +13,7 @@ from restnet import __version__
 from restnet.anchors.stats import count_params
 from restnet.cost import UNITS
 from restnet.data import InputSpec, Task
+from restnet.data.transforms import PIXEL_SCALE
 from restnet.package import family
 from restnet.package import manifest as mf
 from restnet.package.latency import DeviceLatency
@@ -90,7 +91,7 @@ def _task_info(task: Task) -> mf.TaskInfo:
 def input_info(spec: InputSpec, resolution: int) -> mf.InputInfo:
     """How a device must prepare an image for a model that was trained on ``spec`` at ``resolution``."""
     return mf.InputInfo(shape=[1, 3, resolution, resolution], layout="NCHW", dtype="float32", color="RGB",
-                        scale=1 / 255, mean=list(spec.mean), std=list(spec.std),
+                        scale=PIXEL_SCALE, mean=list(spec.mean), std=list(spec.std),
                         resize=mf.Resize(size=[resolution, resolution], interpolation=spec.interpolation,
                                          antialias=True, grayscale="replicate to 3 channels", output="uint8"))
 

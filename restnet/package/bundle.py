@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from restnet.export import export_verified_many, get_format
+from restnet.export import ClassifierInfo, export_verified_many, get_format
+from restnet.package.app_info import family_info
 from restnet.package.exports import LATENCY_RUNS, CheckData, cached_record, export_key, store_record
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
@@ -47,8 +48,9 @@ def export_shared(built: list[Built], ids: list[str], req: PackRequest, data: Ch
     rel = f"variants/{req.profile.name}.family{f.suffix}"
     log(f"export the family as one {fmt} file ({len(names)} methods), verify each on "
         f"{len(data.task.val)} validation images")
+    info = family_info(ids, [b.spec for b in built], data.task, req.profile.name) if f.annotate else None
     record = _verified_bundle(dict(zip(names, (b.model for b in built))), dict(zip(names, (b.spec for b in built))),
-                              fmt, example, data, req.threads, root / rel)
+                              fmt, example, data, req.threads, root / rel, info)
     for b, name in zip(built, names):
         b.files.insert(0, {"dtype": "fp32", **record["methods"][name], "size": record["size"],
                            "sha256": record["sha256"], "path": rel, "method": name})
@@ -58,19 +60,19 @@ def export_shared(built: list[Built], ids: list[str], req: PackRequest, data: Ch
 
 
 def _verified_bundle(models: dict, specs: dict, fmt: str, example: torch.Tensor, data: CheckData, threads: int,
-                     dest: Path) -> dict:
+                     dest: Path, info: ClassifierInfo | None = None) -> dict:
     """The bundle's record (size, sha256, per method: the export gates' figures and host latency), from the
     cache when the same members were bundled before."""
     f = get_format(fmt)
     weights = "+".join(f"{name}={checkpoint.state_digest(m)}" for name, m in models.items())
     val_fp = data.task.val.fingerprint()
-    slot = cache_dir("exports", export_key(weights, f"{fmt}-shared", tuple(example.shape), val_fp, threads))
+    slot = cache_dir("exports", export_key(weights, f"{fmt}-shared", tuple(example.shape), val_fp, threads, info))
     cached = slot / f"family{f.suffix}"
     if (record := cached_record(cached, dest)) is not None:
         return record
     tmp = slot / f".family.tmp{f.suffix}"
     checks = {name: data.val_batches(specs[name]) for name in models}
-    out = export_verified_many(models, example, fmt, tmp, checks, threads=threads)
+    out = export_verified_many(models, example, fmt, tmp, checks, threads=threads, info=info)
     methods = {}
     for name, e in out.items():
         ms = measure_callable_ms(f.load(tmp, threads, method=name), example.numpy(), runs=LATENCY_RUNS)

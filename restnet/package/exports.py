@@ -18,10 +18,12 @@ from torch import nn
 
 from restnet import __version__
 from restnet.data import InputSpec, Split, Task, to_model_input
-from restnet.export import AGREEMENT_FLAG, AGREEMENT_FLOOR, compare_with_eager, export_verified, get_format, sha256_of
+from restnet.export import (AGREEMENT_FLAG, AGREEMENT_FLOOR, ClassifierInfo, annotate, compare_with_eager,
+                            export_verified, get_format, sha256_of, stages)
 from restnet.export.base import percent
 from restnet.export.int8 import get_route, quantize
 from restnet.export.int8_recipe import Recipe
+from restnet.package.app_info import classifier_info
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built, largest_activation_bytes
 from restnet.paths import cache_dir
@@ -32,10 +34,14 @@ LATENCY_RUNS = 30
 SPARE_PER_VAL = 3  # an int8 file's flag: up to 3 unused training images per validation image (CheckData.spare)
 
 
-def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint: str, threads: int) -> str:
+def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint: str, threads: int,
+               info: ClassifierInfo | None = None) -> str:
+    """``info``: the classifier metadata written into the file, whose bytes then depend on it and on the
+    writer's version (absent from the key of a file without metadata, whose key is as it always was)."""
     tools = {p: version(p) for p in ("torch", "executorch", "litert-torch", "onnx", "onnxruntime", "ai-edge-litert")}
+    meta = {} if info is None else {"meta": info.fingerprint(), "writer": f"mediapipe {version('mediapipe')}"}
     return checkpoint.key_of(weights=weights, fmt=fmt, shape=list(shape), check=check_fingerprint,
-                             threads=threads, tools=tools, v=__version__)
+                             threads=threads, tools=tools, v=__version__, **meta)
 
 
 def cached_record(cached: Path, dest: Path) -> dict | None:
@@ -58,19 +64,23 @@ def store_record(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:
 
 def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Iterable,
                   check_fingerprint: str, threads: int, dest: Path, weights: str | None = None,
-                  agreement_floor: float = AGREEMENT_FLOOR) -> dict:
+                  agreement_floor: float = AGREEMENT_FLOOR, info: ClassifierInfo | None = None,
+                  part: bool = False) -> dict:
     """Write ``dest`` (a verified export of ``model``) and return its record:
     size, sha256, max |Δ|, top-1 agreement with eager, host latency of the file.
-    ``checks``: input batches, or (input, label) pairs (see compare_with_eager)."""
-    f = get_format(fmt)
+    ``checks``: input batches, or (input, label) pairs (see compare_with_eager). ``info`` and ``part``: see
+    restnet.export.export_verified (a part's key names it: its file is not the format's classifier file)."""
+    f = stages(fmt, part)
     weights = weights or checkpoint.state_digest(model)
-    key = export_key(weights, fmt, tuple(example.shape), check_fingerprint, threads)
+    key = export_key(weights, f"{fmt}-part" if f is not get_format(fmt) else fmt, tuple(example.shape),
+                     check_fingerprint, threads, info)
     slot = cache_dir("exports", key)
     cached = slot / f"model{f.suffix}"
     if (record := cached_record(cached, dest)) is not None:
         return record
     tmp = slot / f".model.tmp{f.suffix}"
-    out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor)
+    out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor,
+                          info=info, part=part)
     run = f.load(tmp, threads)
     ms = measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS)
     record = {"format": fmt, "size": out.size, "sha256": out.sha256, "max_abs_diff": out.max_abs_diff,
@@ -81,15 +91,18 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
 
 
 def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckData", spec: InputSpec,
-              threads: int, dest: Path, log: Callable[[str], None] | None = None) -> dict:
+              threads: int, dest: Path, log: Callable[[str], None] | None = None,
+              info: ClassifierInfo | None = None) -> dict:
     """Write an int8 file of ``model`` in ``fmt`` (see restnet.export.int8) to ``dest``; its record has top-1
     agreement with fp32 and accuracy on the validation split, the agreement over every check image
     (check_agreement: the validation split and the unused training images, CheckData.check_images), and
-    ``flagged`` when that is below AGREEMENT_FLAG."""
+    ``flagged`` when that is below AGREEMENT_FLAG. ``info``: the file's classifier metadata (see
+    restnet.export.annotate), written before the file is checked."""
     route, f, recipe = get_route(fmt), get_format(fmt), data.recipe
     weights = checkpoint.state_digest(model)
     # The recipe and every image set it used are part of the key: a file quantised another way is another file.
-    key = export_key(weights, f"{fmt}-int8-{recipe}", tuple(example.shape), data.int8_fingerprint(), threads)
+    key = export_key(weights, f"{fmt}-int8-{recipe}", tuple(example.shape), data.int8_fingerprint(), threads,
+                     info if f.annotate else None)
     slot = cache_dir("exports", key)
     cached = slot / f"model{route.suffix}"
     if (record := cached_record(cached, dest)) is None:
@@ -97,6 +110,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
         tune = data.tune_images(spec) if recipe.finetune.images else None
         route.export(quantize(route, model, example, data.calibration_batches(spec), recipe, tune, log, spec),
                      example, tmp)
+        annotate(fmt, tmp, info)
         run = f.load(tmp, threads)
         with torch.no_grad():
             c = compare_with_eager(model, run, data.val_batches(spec), example.shape[0])
@@ -137,17 +151,19 @@ def export_variant(b: Built, vid: str, req: PackRequest, data: CheckData, exampl
     """Every requested file of one variant under ``root/variants/``, verified; records go to ``b.files``.
     ``shared``: an fp32 format the family ships as one file instead (restnet.package.bundle)."""
     val_fp = data.task.val.fingerprint()
+    info = classifier_info(vid, b.spec, data.task, req.profile.name)
     for fmt in (f for f in req.formats if f != shared):
         rel = f"variants/{vid}{get_format(fmt).suffix}"
         log(f"export {vid} -> {fmt}, verify on {len(data.task.val)} validation images")
-        rec = verified_file(b.model, fmt, example, data.val_batches(b.spec), val_fp, req.threads, root / rel)
+        rec = verified_file(b.model, fmt, example, data.val_batches(b.spec), val_fp, req.threads, root / rel,
+                            info=info if get_format(fmt).annotate else None)
         b.files.append({"dtype": "fp32", **rec, "path": rel})
     for fmt in req.int8_formats:
         route = get_route(fmt)
         rel = f"variants/{vid}{route.suffix}"
         log(f"quantise {vid} -> int8 {fmt} ({route.quantizer}; {data.recipe.describe()}), check agreement with fp32 "
             f"on {data.check_images()} images")
-        rec = int8_file(b.model, fmt, example, data, b.spec, req.threads, root / rel, log)
+        rec = int8_file(b.model, fmt, example, data, b.spec, req.threads, root / rel, log, info)
         if rec["flagged"]:
             log(f"[yellow]int8 {vid} ({fmt}): top-1 agreement with fp32 {rec['check_agreement']:.2%} on "
                 f"{rec['check_images']} images < {percent(AGREEMENT_FLAG)}: flagged[/]")

@@ -20,7 +20,7 @@ from torch import nn
 
 from restnet.anchors.blocks import BlockModel
 from restnet.cost import CostModel
-from restnet.export import get_format
+from restnet.export import stages
 from restnet.package.exports import verified_file
 from restnet.stitching import FeatureSpec, StitchedModel, StitchLayer, StitchPoint
 from toolkit.formats import part_name, stitch_name, stitched_name
@@ -85,7 +85,7 @@ def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolu
     """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries.
     ``front``/``back``: the anchors' architectures (timing does not depend on the weights); ``shapes``: any
     cost model of the pair, for its feature specs and stitching kernel size."""
-    f = get_format(fmt)
+    f = stages(fmt, part=True)
     (root / "probes").mkdir(exist_ok=True)
     out = []
     probes = list(all_probes(front, back, shapes.front_specs, shapes.back_specs, resolution, shapes.kernel_size))
@@ -94,7 +94,8 @@ def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolu
     for name, role, part, idx, mod, x in probes:
         rel = f"probes/{name}{f.suffix}"
         x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # no ties, unlike zeros
-        rec = verified_file(_Wrap(mod).eval(), fmt, x, [x], "probe", threads, root / rel, agreement_floor=0.0)
+        rec = verified_file(_Wrap(mod).eval(), fmt, x, [x], "probe", threads, root / rel, agreement_floor=0.0,
+                            part=True)
         out.append({"name": name, "role": role, "part": part, "index": idx, "in_shape": list(x.shape),
                     "format": fmt, "path": rel, "size": rec["size"], "sha256": rec["sha256"],
                     "host_ms": rec["host_ms"]})
