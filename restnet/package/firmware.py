@@ -15,7 +15,17 @@ m.forward(input_tensor)` with the XNNPACK backend linked in. Python, without tor
 probabilities (`toolkit.switcher`; `Package(path).run("ID", x)` takes an already preprocessed input).""",
     "tflite": """**LiteRT / TFLite (`.tflite`).** C++: `tflite::FlatBufferModel::BuildFromFile`, then an
 `InterpreterBuilder` with `num_threads`; Python: `ai_edge_litert.interpreter.Interpreter(model_path=...,
-num_threads=N)` and its signature runner (`serving_default`). Input layout per file: see `input_layout`.""",
+num_threads=N)` and its signature runner (`serving_default`). Input layout per file: see `input_layout`
+(`NHWC` for every `.tflite`: the image as N x H x W x 3).
+
+**Apps: MediaPipe Tasks' ImageClassifier.** Every `.tflite` carries TFLite metadata: the variant id, a
+description, the input normalisation in pixel units and `labels.txt` attached to the scores. An Android app
+(Gradle `com.google.mediapipe:tasks-vision`) passes a variant's file and a bitmap and gets the labels:
+`ImageClassifier.createFromOptions(context, ImageClassifierOptions.builder().setBaseOptions(BaseOptions.builder()
+.setModelAssetPath("model.tflite").build()).build())`, then `classify(BitmapImageBuilder(bitmap).build())`.
+Scores are logits. MediaPipe resizes the bitmap with its own resampling; resize it to the input size as below
+first for this package's figures exactly. Not for MediaPipe: a file shared by several variants (one subgraph each)
+and a fully integer `.int8.tflite` (int8 input tensor).""",
     "onnx": """**ONNX (`.onnx`).** `onnxruntime.InferenceSession(path)`; one input, one output (`logits`).""",
     "torchscript": """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python.""",
 }
