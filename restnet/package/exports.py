@@ -37,7 +37,7 @@ SPARE_PER_VAL = 3  # an int8 file's flag: up to 3 unused training images per val
 def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint: str, threads: int,
                info: ClassifierInfo | None = None) -> str:
     """``info``: the classifier metadata written into the file, whose bytes then depend on it and on the
-    writer's version (absent from the key of a file without metadata, whose key is as it always was)."""
+    writer's version; a file without metadata (None) has neither in its key."""
     tools = {p: version(p) for p in ("torch", "executorch", "litert-torch", "onnx", "onnxruntime", "ai-edge-litert")}
     meta = {} if info is None else {"meta": info.fingerprint(), "writer": f"mediapipe {version('mediapipe')}"}
     return checkpoint.key_of(weights=weights, fmt=fmt, shape=list(shape), check=check_fingerprint,
