@@ -137,9 +137,10 @@ def test_a_tflite_export_carries_labels_normalisation_and_description(model, tmp
     assert list(d["shape"]) == [1, 16, 16, 3] and d["dtype"] == np.float32
 
 
-def test_a_tflite_export_without_its_metadata_is_refused(model, tmp_path):
+def test_a_tflite_export_without_its_metadata_is_refused_before_converting(model, tmp_path):
     with pytest.raises(ValueError, match="writes classifier metadata into its files: pass the ClassifierInfo"):
         export_verified(model, torch.randn(1, 3, 16, 16), "tflite", tmp_path / "m.tflite")
+    assert not (tmp_path / "m.tflite").exists()
 
 
 def test_mediapipe_needs_the_metadata_and_the_nhwc_input(model, tmp_path):

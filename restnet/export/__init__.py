@@ -29,7 +29,7 @@ from toolkit.package import sha256_of  # one copy, torch-free, shared with the d
 
 __all__ = ["AGREEMENT_FLAG", "AGREEMENT_FLOOR", "FORMATS", "TOLERANCE", "ClassifierInfo", "Comparison",
            "ExportMismatch", "Exported", "Format", "annotate", "capture", "compare_with_eager", "export_verified",
-           "export_verified_many", "formats", "get_format", "sha256_of", "stages"]
+           "export_verified_many", "formats", "get_format", "require_info", "sha256_of", "stages"]
 
 FORMATS: dict[str, Format] = {f.name: f for f in (pte.FORMAT, tflite.FORMAT, tflite_onnx2tf.FORMAT,
                                                   onnx_format.FORMAT, torchscript.FORMAT)}
@@ -51,16 +51,19 @@ def stages(fmt: str, part: bool = False) -> Format:
     return (f.part or f) if part else f
 
 
-def annotate(fmt: str, path: Path, info: ClassifierInfo | None) -> None:
-    """Write ``info`` into the file at ``path`` when ``fmt`` carries classifier metadata; such a format
-    refuses to go without it, so that no file of it ships without its labels and normalisation."""
-    f = get_format(fmt)
-    if f.annotate is None:
-        return
-    if info is None:
+def require_info(fmt: str, path: Path, info: ClassifierInfo | None) -> None:
+    """A format that carries classifier metadata refuses to go without it, so that no file of it ships
+    without its labels and normalisation; checked before anything is converted."""
+    if get_format(fmt).annotate is not None and info is None:
         raise ValueError(f"format {fmt!r} writes classifier metadata into its files: pass the ClassifierInfo "
                          f"(labels, normalisation, description) for {Path(path).name}")
-    f.annotate(path, info)
+
+
+def annotate(fmt: str, path: Path, info: ClassifierInfo | None) -> None:
+    """Write ``info`` into the file at ``path`` when ``fmt`` carries classifier metadata (see require_info)."""
+    require_info(fmt, path, info)
+    if (f := get_format(fmt)).annotate is not None:
+        f.annotate(path, info)
 
 
 def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Path,
@@ -83,6 +86,8 @@ def export_verified(model: nn.Module, example: torch.Tensor, fmt: str, path: Pat
     ``info``: the classifier metadata a format with ``annotate`` writes into the file before it is checked
     (required there, see ``annotate``); ``part``: a per-block probe (see ``stages``), which has none."""
     f = stages(fmt, part)
+    if not part:
+        require_info(fmt, path, info)
     model = model.eval()
     f.export(model, example, path)
     if not part:
@@ -106,6 +111,7 @@ def export_verified_many(models: dict[str, nn.Module], example: torch.Tensor, fm
     if f.export_many is None:
         raise ValueError(f"format {fmt!r} cannot hold several models in one file; formats that can: "
                          f"{', '.join(n for n, g in FORMATS.items() if g.export_many is not None)}")
+    require_info(fmt, path, info)
     models = {name: m.eval() for name, m in models.items()}
     f.export_many(models, example, path)
     annotate(fmt, path, info)
