@@ -125,7 +125,8 @@ def test_a_tflite_export_carries_labels_normalisation_and_description(model, tmp
     (sg,) = md["subgraph_metadata"]
     (inp,), (out,) = sg["input_tensor_metadata"], sg["output_tensor_metadata"]
     (unit,) = inp["process_units"]
-    assert unit["options"]["mean"] == pytest.approx([127.5] * 3) and unit["options"]["std"] == pytest.approx([63.75] * 3)
+    assert unit["options"]["mean"] == pytest.approx([127.5] * 3)
+    assert unit["options"]["std"] == pytest.approx([63.75] * 3)
     assert inp["content"]["content_properties"]["color_space"] == "RGB"
     assert out["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
     with zipfile.ZipFile(a) as z:
