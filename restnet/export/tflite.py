@@ -6,8 +6,8 @@ TensorFlow in the loop). The model is wrapped by litert-torch's
 what MediaPipe's ImageClassifier and Android image pipelines hand a model
 (NCHW files are refused there). litert-torch lays convolutions out NHWC
 anyway, so the wrapper's transpose cancels against the one it would put at the
-input: the file has no transpose op (measured: fp32 and fully integer int8
-alike). Every file then gets TFLite metadata (labels, normalisation,
+input (measured on a small conv net, fp32 and fully integer int8: no
+TRANSPOSE op, and the int8 file keeps its int8 input). Every file then gets TFLite metadata (labels, normalisation,
 description; restnet.export.tflite_metadata). Several models convert into one
 file as its signatures (``export_signatures``); litert-torch stores constants
 the signatures share once (a probe here: lite0, two stitched members and lite2
