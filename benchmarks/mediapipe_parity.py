@@ -1,14 +1,14 @@
 """MediaPipe's ImageClassifier against the toolkit on a task-trained anchor's .tflite, CIFAR-10 test JPEGs.
 
-The anchor comes from restnet's task-anchor cache (``restnet adapt`` / a pack writes it: the file holds the
-adapted weights); it is exported as the pack exports a variant (litert-torch, NHWC, TFLite metadata; and
+The anchor is a task-trained state dict: by default the converged anchor restnet ships for the default
+experiment (data/anchors/, see data/README.md), or any file ``restnet adapt --out`` writes; it is exported as the pack exports a variant (litert-torch, NHWC, TFLite metadata; and
 an int8 file, post-training quantised, with ``--int8``). Each image is then classified three ways: by the
 toolkit (manifest preprocessing: Pillow resize to the input size, scale, mean, std), by MediaPipe given
 the decoded image (it resizes to the input size itself), and by MediaPipe given the image already resized
 as the manifest says. Prints top-1 agreement with the toolkit and each one's accuracy against the labels.
 
-  python benchmarks/mediapipe_parity.py --checkpoint ~/.cache/restnet/task-anchors/tf_efficientnet_lite0-KEY.pt \
-      [--name tf_efficientnet_lite0] [--resolution 64] [--images 10000] [--int8] [--json out.json]
+  python benchmarks/mediapipe_parity.py [--name tf_efficientnet_lite0] [--checkpoint FILE] [--resolution 64] \
+      [--images 10000] [--int8] [--json out.json]
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from _common import emit
 
-from restnet.anchors.weights import load_state
+from restnet.anchors.shipped import SHIPPED_DIR
+from restnet.anchors.weights import load_state, load_weights_file
 from restnet.export import ClassifierInfo, export_verified
 from restnet.firmware_parity import cifar_test_jpegs
 from restnet.training.adapt import input_spec, timm_for_task
@@ -42,7 +43,7 @@ def export(name: str, checkpoint: Path, resolution: int, out: Path, int8: bool, 
 
     spec: InputSpec = input_spec(name, resolution)
     net = timm_for_task(name, len(CLASSES), resolution)
-    load_state(net, torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"], str(checkpoint))
+    load_state(net, load_weights_file(checkpoint), str(checkpoint))
     net.eval()
     info = ClassifierInfo.of(name, f"{name} on CIFAR-10", CLASSES, 1 / 255, spec.mean, spec.std)
     x = to_model_input(torch.from_numpy(np.stack(calibration)).permute(0, 3, 1, 2), spec)
@@ -59,13 +60,17 @@ def export(name: str, checkpoint: Path, resolution: int, out: Path, int8: bool, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, type=Path)
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="task-trained weights (default: the shipped converged anchor for --name and --resolution)")
     ap.add_argument("--name", default="tf_efficientnet_lite0")
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--json", dest="out")
     a = ap.parse_args()
+    a.checkpoint = a.checkpoint or SHIPPED_DIR / f"{a.name}-cifar10-{a.resolution}px.safetensors"
+    if not a.checkpoint.is_file():
+        ap.error(f"{a.checkpoint}: no such weights file; pass --checkpoint (e.g. a file `restnet adapt --out` wrote)")
     tmp = Path(tempfile.mkdtemp())
     paths = cifar_test_jpegs(tmp / "cifar", a.images)
     labels = np.array([CLASSES.index(p.name.split("_")[0]) for p in paths])

@@ -262,7 +262,8 @@ def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
         # Both run through the device runtime with float32 in and out (a .tflite int8 model has int8
         # tensors at its edges: the runtime applies their scale and zero point). How close int8 logits
         # come to fp32 is tested on real weights in test_export; these tiny random anchors say little.
-        got = load(root / int8["path"], fmt, pte_fallback=device_loader)[0](x)
+        xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if int8["input_layout"] == "NHWC" else x
+        got = load(root / int8["path"], fmt, pte_fallback=device_loader)[0](xin)
         assert got.dtype == np.float32 and got.shape == tuple(m["output"]["shape"]) and np.isfinite(got).all()
         assert int8["runtime"] == fp32["runtime"]
     # On the device: the switcher runs the int8 files and ranks by their own accuracy; restnet-bench

@@ -70,6 +70,10 @@ def write(path: Path, info: ClassifierInfo) -> None:
         content, _ = writer.populate()
     except ValueError as err:  # e.g. a file with several inputs or outputs: not an image classifier
         raise ValueError(f"{path.name}: cannot write image classifier metadata: {err}") from None
+    finally:
+        # The writer removes its temporary folder in __del__; freed here, not at interpreter exit, where
+        # that fails noisily (its module globals are gone by then).
+        del writer
     tmp = path.with_name(path.name + ".meta.tmp")
     tmp.write_bytes(_fixed_dates(bytes(content)))
     os.replace(tmp, path)
