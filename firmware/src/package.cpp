@@ -2,14 +2,19 @@
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/backend/options.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <variant>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -39,6 +44,15 @@ json read_json(const std::string& path) {
   }
   if (!twice.empty()) throw PackageError(path + ": not valid JSON: key '" + twice + "' appears twice in one object");
   return j;
+}
+
+// The XNNPACK delegate's backend id and option key, as ExecuTorch's
+// backends/xnnpack/runtime/XNNPACKBackend.h spells them (the wheel ships no header for them).
+constexpr char kXnnpackBackend[] = "XnnpackBackend";
+constexpr char kWeightCacheKey[] = "weight_cache_enabled";
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 std::string member_key(const FileEntry& f) { return f.method.empty() ? f.sha256 : f.sha256 + ":" + f.method; }
@@ -145,7 +159,19 @@ std::string sha256_file(const std::string& path) {
   return out;
 }
 
-Package::Package(const std::string& root, const std::string& dtype) : root_(root), dtype_(dtype) {
+bool xnnpack_weight_cache_supported() {
+  // A backend that knows the key overwrites the value with its bool; one that does not leaves the
+  // int sentinel (get_option answers Ok either way).
+  executorch::runtime::BackendOption o;
+  std::snprintf(o.key, sizeof o.key, "%s", kWeightCacheKey);
+  o.value = -1;
+  executorch::runtime::Span<executorch::runtime::BackendOption> s(&o, 1);
+  return executorch::runtime::get_option(kXnnpackBackend, s) == executorch::runtime::Error::Ok &&
+         std::holds_alternative<bool>(o.value);
+}
+
+Package::Package(const std::string& root, const std::string& dtype, bool weight_cache)
+    : root_(root), dtype_(dtype), weight_cache_(weight_cache) {
   const std::string where = (fs::path(root) / "manifest.json").string();
   if (!fs::is_regular_file(where)) throw PackageError(root + ": not a restnet package (no manifest.json)");
   json m = read_json(where);
@@ -159,6 +185,7 @@ Package::Package(const std::string& root, const std::string& dtype) : root_(root
       v.accuracy = jv.at("accuracy").get<double>();
       v.latency_ms = jv.at("latency").back().at("ms").get<double>();
       v.peak_ram_mb = jv.at("peak_ram_mb").get<double>();
+      v.params = jv.value("params", 0LL);
       for (const json& jf : jv.at("files")) v.files.push_back(read_file_entry(jf));
       v.input = jv.contains("input") && !jv["input"].is_null() ? read_input(jv["input"]) : package_input;
       for (const Variant& o : variants_)
@@ -220,22 +247,61 @@ double Package::latency(const Variant& v) const {
   return it != table_ms_.end() ? it->second : v.latency_ms;
 }
 
-std::vector<float> Package::run(const std::string& id, const std::vector<float>& input) {
+Loaded Package::load(const std::string& id) {
   using executorch::extension::module::Module;
   const Variant& v = variant(id);
   const FileEntry& f = file_for(v);
   const std::string method = f.method.empty() ? "forward" : f.method;
+  Loaded done;
   auto& mod = modules_[f.path];
   if (!mod) {
+    auto t0 = std::chrono::steady_clock::now();
     mod = std::make_unique<Module>(safe_path(root_, f.path), Module::LoadMode::Mmap);
-    if (mod->load() != executorch::runtime::Error::Ok) {
+    // Set per program, not process-wide, and always explicitly: the wheel's default is off, and a
+    // runtime built with ENABLE_XNNPACK_WEIGHTS_CACHE would have it on.
+    executorch::runtime::BackendOptions<1> xnnpack;
+    xnnpack.set_option(kWeightCacheKey, weight_cache_);
+    executorch::runtime::LoadBackendOptionsMap options;
+    if (options.set_options(kXnnpackBackend, xnnpack.view()) != executorch::runtime::Error::Ok ||
+        mod->load(options) != executorch::runtime::Error::Ok) {
       modules_.erase(f.path);
       throw PackageError(root_ + ": " + f.path + ": ExecuTorch could not load the program");
     }
     ++loads_;
+    done.new_file = true;
+    done.file_ms = ms_since(t0);
   }
-  if (!mod->is_method_loaded(method) && mod->load_method(method) != executorch::runtime::Error::Ok)
-    throw PackageError(root_ + ": " + f.path + ": ExecuTorch could not load method '" + method + "'");
+  if (!mod->is_method_loaded(method)) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (mod->load_method(method) != executorch::runtime::Error::Ok)
+      throw PackageError(root_ + ": " + f.path + ": ExecuTorch could not load method '" + method + "'");
+    done.new_method = true;
+    done.method_ms = ms_since(t0);
+  }
+  return done;
+}
+
+std::vector<std::string> Package::largest_first() const {
+  std::vector<const Variant*> order;
+  for (const Variant& v : variants_) order.push_back(&v);
+  std::stable_sort(order.begin(), order.end(), [](const Variant* a, const Variant* b) { return a->params > b->params; });
+  std::vector<std::string> ids;
+  for (const Variant* v : order) ids.push_back(v->id);
+  return ids;
+}
+
+std::vector<std::string> Package::preload() {
+  std::vector<std::string> ids = largest_first();
+  for (const std::string& id : ids) load(id);
+  return ids;
+}
+
+std::vector<float> Package::run(const std::string& id, const std::vector<float>& input) {
+  load(id);
+  const Variant& v = variant(id);
+  const FileEntry& f = file_for(v);
+  const std::string method = f.method.empty() ? "forward" : f.method;
+  auto& mod = modules_.at(f.path);
   const std::string layout = f.input_layout.empty() ? v.input.layout : f.input_layout;
   std::vector<executorch::aten::SizesType> shape =
       layout == "NHWC" ? std::vector<executorch::aten::SizesType>{1, v.input.height, v.input.width, 3}

@@ -1,5 +1,5 @@
 // restnet-run PACKAGE IMAGE... [--variant ID] [--budget-ms X] [--ram-mb X] [--int8] [--top K]
-//             [--bench N] [--json]
+//             [--bench N] [--json] [--no-weight-cache]
 // Classifies image files with a verified package. Exit codes: 0 ok, 1 a bad package or
 // request (tampered, unknown variant or version), 2 bad usage, 3 an unreadable image.
 #include <algorithm>
@@ -29,7 +29,7 @@ void quiet_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const
 int usage(const std::string& why) {
   std::cerr << "restnet-run: " << why << "\n"
             << "usage: restnet-run PACKAGE IMAGE... [--variant ID] [--budget-ms X] [--ram-mb X] [--int8] "
-               "[--top K] [--bench N] [--json]\n";
+               "[--top K] [--bench N] [--json] [--no-weight-cache]\n";
   return 2;
 }
 
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> pos;
   std::string variant, dtype = "fp32";
   std::optional<double> budget, ram;
-  bool as_json = false;
+  bool as_json = false, weight_cache = true;
   int bench = 0, top = 3;
   try {
     for (int i = 1; i < argc; ++i) {
@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
       else if (a == "--top") top = std::max(1, static_cast<int>(number(a, value())));
       else if (a == "--int8") dtype = "int8";
       else if (a == "--json") as_json = true;
+      else if (a == "--no-weight-cache") weight_cache = false;
       else if (a == "-h" || a == "--help") return usage("classify images with a restnet package"), 0;
       else if (a.size() > 1 && a[0] == '-') throw std::invalid_argument("unknown option " + a);
       else pos.push_back(a);
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
   }
   if (pos.size() < 2) return usage("needs a package folder and at least one image");
   try {
-    restnet::Package pkg(pos[0], dtype);
+    restnet::Package pkg(pos[0], dtype, weight_cache);
     std::string active = variant;
     bool within = true;
     if (active.empty()) {

@@ -33,15 +33,25 @@ struct FileEntry {
 struct Variant {
   std::string id;
   double accuracy = 0, latency_ms = 0, peak_ram_mb = 0;
+  long long params = 0;
   std::vector<FileEntry> files;
   InputSpec input;
+};
+
+// What loading a variant took: its file (only when no variant held it yet) and its method.
+struct Loaded {
+  bool new_file = false, new_method = false;
+  double file_ms = 0, method_ms = 0;
 };
 
 class Package {
  public:
   // Reads manifest.json, then checks every listed file (inside the package, size, sha256)
   // before anything is loaded; `dtype` ("fp32" or "int8") chooses which .pte each variant runs.
-  explicit Package(const std::string& root, const std::string& dtype = "fp32");
+  // `weight_cache`: XNNPACK packs each weight once per process and every method that names the
+  // same constant reuses it, so the members of a shared bundle pack the anchors' blocks once
+  // (ExecuTorch's wheel builds it in but leaves it off; see docs/firmware.md#switching).
+  explicit Package(const std::string& root, const std::string& dtype = "fp32", bool weight_cache = true);
   ~Package();
 
   const std::vector<Variant>& variants() const { return variants_; }
@@ -54,14 +64,24 @@ class Package {
   double accuracy(const Variant& v) const;            // that file's own, else the variant's
   double latency(const Variant& v) const;             // this device's table, else the manifest
 
-  // The variant's logits for one preprocessed input. Its file is loaded on first use and
-  // kept (every method of a shared bundle from one load), its method too.
+  // The variant's file and method, loaded and held: the file on first use (every method of a
+  // shared bundle from one load), the method too. A no-op for a variant already held.
+  Loaded load(const std::string& id);
+  // Every variant loaded, the most parameters first; returns that order. A process's peak RSS is
+  // what it holds plus the transient of the load in progress (the weights being packed), so the
+  // largest member is loaded while the process holds least (peak_ram_mb cannot order them: in a
+  // shared bundle every member carries the bundle's figure).
+  std::vector<std::string> preload();
+  std::vector<std::string> largest_first() const;  // the variant ids in preload's order
+  // The variant's logits for one preprocessed input (loading it first if needed).
   std::vector<float> run(const std::string& id, const std::vector<float>& input);
   std::vector<float> classify(const std::string& id, const Image& rgb);
   int loads() const { return loads_; }
+  bool weight_cache() const { return weight_cache_; }
 
  private:
   std::string root_, dtype_;
+  bool weight_cache_ = true;
   std::vector<Variant> variants_;
   std::vector<std::string> labels_;
   std::optional<double> latency_target_ms_;
@@ -77,6 +97,10 @@ struct Choice {
   bool within_budget = true;
 };
 Choice choose(const Package& pkg, std::optional<double> latency_ms, std::optional<double> ram_mb);
+
+// Whether this process's XNNPACK delegate knows the weight-cache option (it answers get_option
+// for it); false means `weight_cache` asks for something the runtime silently ignores.
+bool xnnpack_weight_cache_supported();
 
 // "path" when it is a plain relative path that stays inside `root`, else PackageError.
 std::string safe_path(const std::string& root, const std::string& name);
