@@ -39,18 +39,33 @@ def firmware(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pkg(tmp_path_factory) -> Path:
-    """A tiny rpi4 package: two anchors and one stitched member, each with an fp32 and an int8 .pte. The int8
-    files are post-training quantised only (no fine-tuning through the quantisers: minutes saved, and
-    what is checked here is that C++ runs the file the toolkit runs)."""
-    tmp = tmp_path_factory.mktemp("artifacts")
-    out, profile = tmp / "rpi4", tmp / "rpi4-ptq.yaml"
+def tiny_cache(tmp_path_factory) -> Path:
+    """The restnet cache the tiny packages share, so the bundle packs pkg's family without training again."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _tiny_pack(tiny_cache: Path, out: Path, *options) -> Path:
+    profile = out.parent / "rpi4-ptq.yaml"
     profile.write_text((ROOT / "device_profiles" / "rpi4.yaml").read_text() + "int8:\n  calibration: 32\n  finetune_images: 0\n")
-    with restnet_cache(tmp_path_factory.mktemp("cache")):
-        res = CliRunner().invoke(main, ["pack", "--profile", str(profile), "--out", str(out), "--int8",
+    with restnet_cache(tiny_cache):
+        res = CliRunner().invoke(main, ["pack", "--profile", str(profile), "--out", str(out), *options,
                                         "--budgets-between", "1", *TINY_PACK], catch_exceptions=False)
         assert res.exit_code == 0, res.output
     return out
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory, tiny_cache) -> Path:
+    """A tiny rpi4 package: two anchors and one stitched member, each with an fp32 and an int8 .pte. The int8
+    files are post-training quantised only (no fine-tuning through the quantisers: minutes saved, and
+    what is checked here is that C++ runs the file the toolkit runs)."""
+    return _tiny_pack(tiny_cache, tmp_path_factory.mktemp("artifacts") / "rpi4", "--int8")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, tiny_cache, pkg) -> Path:
+    """pkg's family (fp32) as one --bundle shared file, every member a method of it."""
+    return _tiny_pack(tiny_cache, tmp_path_factory.mktemp("artifacts") / "rpi4-shared", "--bundle", "shared")
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +217,38 @@ def test_the_readme_cpp_example_compiles_and_runs(firmware, pkg, images, tmp_pat
                          text=True, timeout=300)
     want = json.loads(_run(firmware, pkg, images[0], "--json").stdout)
     assert res.returncode == 0 and res.stdout.split() == [want["variant"], want["label"]], res.stderr
+
+
+def test_switching_in_a_shared_bundle_runs_the_separate_files_models(firmware, pkg, bundle):
+    """restnet-switch loads every member and then the first again, in one process: from the bundle (one file
+    loaded, a method per switch, none to switch back; XNNPACK's weight cache on and off) each member gives
+    its separate file's logits, and the toolkit (benchmarks/_switch_child.py, the Python side of
+    benchmarks/firmware_switch.py) gives the same on that input."""
+    ids = [v["id"] for v in json.loads((pkg / "manifest.json").read_text())["variants"]]
+    assert ids == [v["id"] for v in json.loads((bundle / "manifest.json").read_text())["variants"]]
+    order = ",".join([*ids, ids[0]])
+
+    def switch(cmd):
+        res = subprocess.run([*map(str, cmd)], capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    files = switch([firmware / "restnet-switch", pkg, order])
+    shared = switch([firmware / "restnet-switch", bundle, order])
+    uncached = switch([firmware / "restnet-switch", bundle, order, "--no-weight-cache"])
+    python = switch([ROOT / ".venv" / "bin" / "python", ROOT / "benchmarks" / "_switch_child.py", bundle, order])
+    assert shared["weight_cache_supported"] and shared["weight_cache"] and not uncached["weight_cache"]
+    assert files["files_loaded"] == len(ids) and shared["files_loaded"] == uncached["files_loaded"] == 1
+    assert [s["new_file"] for s in shared["steps"]] == [True] + [False] * len(ids)
+    assert [s["new_method"] for s in shared["steps"]] == [True] * len(ids) + [False]
+    assert files["steps"][-1]["logits"] == files["steps"][0]["logits"]
+    for run in (shared, uncached, python):
+        assert [s["variant"] for s in run["steps"]] == [s["variant"] for s in files["steps"]]
+        for s, t in zip(files["steps"], run["steps"]):
+            assert np.array_equal(np.float32(t["logits"]), np.float32(s["logits"])), (s["variant"], run.get("runtime"))
+    res = subprocess.run([str(firmware / "restnet-switch"), str(bundle), f"{ids[0]},nope"], capture_output=True, text=True)
+    assert res.returncode == 1 and "no variant 'nope'" in res.stderr and res.stdout == ""
 
 
 def test_a_key_twice_in_the_manifest_is_refused(firmware, pkg, images, tmp_path):
