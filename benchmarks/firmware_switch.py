@@ -70,9 +70,11 @@ def spread(xs: list[float]) -> tuple[float, float, float]:
     return statistics.median(xs), min(xs), max(xs)
 
 
-def timed_ms(name: str, doc: dict) -> float:
+def timed_ms(name: str, doc: dict, part: str = "switch_ms") -> float:
     steps = doc["steps"] if name == "all members" else doc["steps"][-1:]
-    return sum(s["switch_ms"] for s in steps)
+    if part == "load_ms":  # restnet-switch splits a load into the file's and the method's
+        return sum(s.get("load_ms", s.get("file_ms", 0) + s.get("method_ms", 0)) for s in steps)
+    return sum(s[part] for s in steps)
 
 
 def missing(files: Path, bundle: Path, binary: Path) -> list[str]:
@@ -130,7 +132,8 @@ def main() -> None:
             for name, spec in SCENARIOS:
                 insert = 2 if key[0] == "C++" else 3  # restnet-switch PACKAGE IDS; python CHILD PACKAGE IDS
                 doc = measure(cmd[:insert] + [ids_for(spec, a, b, every)] + cmd[insert:], env)
-                runtimes[key[0]] = doc.get("runtime", runtimes.get(key[0]))
+                if "runtime" in doc:
+                    runtimes[key[0]] = doc["runtime"]
                 got.setdefault((*key, name), []).append(doc)
         print(f"repeat {r + 1}/{args.repeats} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
@@ -140,7 +143,9 @@ def main() -> None:
         hwm = spread([d["hwm_end_mb"] for d in docs])
         med[(side, pkg, cache, name)] = (ms[0], hwm[0])
         rows.append({"side": side, "package": pkg, "weight cache": cache, "measured": name,
-                     "ms median": ms[0], "ms range": f"{ms[1]:.1f}-{ms[2]:.1f}", "peak RSS MiB": hwm[0],
+                     "ms median": ms[0], "ms range": f"{ms[1]:.1f}-{ms[2]:.1f}",
+                     "of which load": statistics.median(timed_ms(name, d, "load_ms") for d in docs),
+                     "peak RSS MiB": hwm[0],
                      "RSS range": f"{hwm[1]:.1f}-{hwm[2]:.1f}", "RSS at end": statistics.median(d["rss_end_mb"] for d in docs),
                      "files loaded": docs[0]["files_loaded"], "n": len(docs)})
     # The same input must give the same logits from a separate file and from the bundle, on either side.
