@@ -4,11 +4,13 @@
 #include <executorch/extension/tensor/tensor.h>
 #include <executorch/runtime/backend/interface.h>
 #include <executorch/runtime/backend/options.h>
+#include <executorch/runtime/platform/platform.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -157,6 +159,18 @@ std::string sha256_file(const std::string& path) {
   std::string out;
   for (unsigned i = 0; i < n; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
   return out;
+}
+
+static void quiet_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
+                      const char* message, size_t length) {
+  if (level == kInfo || level == kDebug) return;
+  std::fprintf(stderr, "executorch %c %s:%zu: %.*s\n", static_cast<char>(level), file, line,
+               static_cast<int>(length), message);
+}
+
+void quiet_executorch_log() {
+  if (!std::getenv("RESTNET_RUN_VERBOSE"))
+    executorch::runtime::register_pal(executorch::runtime::PalImpl::create(quiet_log, __FILE__));
 }
 
 bool xnnpack_weight_cache_supported() {

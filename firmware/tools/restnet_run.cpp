@@ -11,20 +11,9 @@
 #include <numeric>
 #include <nlohmann/json.hpp>
 
-#include <executorch/runtime/platform/platform.h>
-
 #include "restnet/package.hpp"
 
 namespace {
-
-// ExecuTorch logs its CPU probing at Info level on every load; a CLI whose errors are one line
-// keeps only warnings and errors from it (set RESTNET_RUN_VERBOSE=1 for everything).
-void quiet_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
-               const char* message, size_t length) {
-  if (level == kInfo || level == kDebug) return;
-  std::fprintf(stderr, "executorch %c %s:%zu: %.*s\n", static_cast<char>(level), file, line,
-               static_cast<int>(length), message);
-}
 
 int usage(const std::string& why) {
   std::cerr << "restnet-run: " << why << "\n"
@@ -48,8 +37,7 @@ double number(const std::string& flag, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!std::getenv("RESTNET_RUN_VERBOSE"))
-    executorch::runtime::register_pal(executorch::runtime::PalImpl::create(quiet_log, __FILE__));
+  restnet::quiet_executorch_log();
   std::vector<std::string> pos;
   std::string variant, dtype = "fp32";
   std::optional<double> budget, ram;

@@ -13,18 +13,9 @@
 #include <sstream>
 #include <string>
 
-#include <executorch/runtime/platform/platform.h>
-
 #include "restnet/package.hpp"
 
 namespace {
-
-void quiet_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
-               const char* message, size_t length) {
-  if (level == kInfo || level == kDebug) return;
-  std::fprintf(stderr, "executorch %c %s:%zu: %.*s\n", static_cast<char>(level), file, line,
-               static_cast<int>(length), message);
-}
 
 int usage(const std::string& why) {
   std::cerr << "restnet-switch: " << why << "\n"
@@ -63,8 +54,7 @@ std::vector<float> pattern(size_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!std::getenv("RESTNET_RUN_VERBOSE"))
-    executorch::runtime::register_pal(executorch::runtime::PalImpl::create(quiet_log, __FILE__));
+  restnet::quiet_executorch_log();
   const auto [rss0, hwm0] = rss_mb();
   std::vector<std::string> pos;
   std::string dtype = "fp32", image;

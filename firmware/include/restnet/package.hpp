@@ -102,6 +102,11 @@ Choice choose(const Package& pkg, std::optional<double> latency_ms, std::optiona
 // for it); false means `weight_cache` asks for something the runtime silently ignores.
 bool xnnpack_weight_cache_supported();
 
+// ExecuTorch logs its CPU probing at Info level on every load; a CLI whose errors are one line
+// keeps only its warnings and errors (unless RESTNET_RUN_VERBOSE is set: then everything).
+// Call once, before the first load.
+void quiet_executorch_log();
+
 // "path" when it is a plain relative path that stays inside `root`, else PackageError.
 std::string safe_path(const std::string& root, const std::string& name);
 std::string sha256_file(const std::string& path);
