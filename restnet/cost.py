@@ -4,9 +4,13 @@ Three metrics behind one interface:
   ``params``   parameter count;
   ``flops``    fvcore multiply-adds at the task resolution (see restnet.anchors.stats);
   ``latency``  milliseconds, the sum of per-part latencies from a table: measured
-               here on this host (median of repeated runs, thread count recorded),
-               or, later, a table measured on the device. Summing per-block
-               latencies is the look-up-table method of Once-for-All / nn-Meter.
+               here on this host (every part and stitching layer timed
+               interleaved, in bursts another job did not starve:
+               toolkit.cleantime; thread count recorded), or a table measured
+               on the device. Summing per-block latencies is the look-up-table
+               method of Once-for-All / nn-Meter. When the host is too busy to
+               time some part, every part is estimated alike from its MACs at
+               the measured parts' ms per MAC, and the source and note say so.
 
 Part costs are computed once per block and once per distinct stitching-layer
 shape, so costing every (i, j) pair is cheap.
@@ -14,6 +18,8 @@ shape, so costing every (i, j) pair is cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
+from math import sqrt
 from typing import Protocol
 
 import torch
@@ -21,7 +27,8 @@ import torch
 from restnet.anchors.blocks import BlockModel
 from restnet.anchors.stats import ModelStats, count_flops, count_params
 from restnet.stitching import FeatureSpec, StitchLayer, StitchPoint, feature_spec
-from restnet.timing import measure_ms, torch_threads
+from restnet.timing import clean_modules_ms, torch_threads
+from toolkit.cleantime import busy_note
 
 METRICS = ("params", "flops", "latency")
 UNITS = {"params": "params", "flops": "MACs", "latency": "ms"}
@@ -51,20 +58,6 @@ def static_part_costs(stats: ModelStats, metric: str) -> PartCosts:
     return PartCosts(get(stats.stem), [get(b) for b in stats.blocks], get(stats.head))
 
 
-@torch.no_grad()
-def measured_part_costs(model: BlockModel, input_size: int, runs: int = 15, threads: int | None = None) -> PartCosts:
-    """Host latency per part, each timed on its real input (batch 1)."""
-    with torch_threads(threads):
-        x = torch.zeros(1, 3, input_size, input_size)
-        stem = measure_ms(model.stem, x, runs)
-        h = model.stem(x)
-        blocks = []
-        for blk in model.blocks:
-            blocks.append(measure_ms(blk, h, runs))
-            h = blk(h)
-        return PartCosts(stem, blocks, measure_ms(model.head, h, runs))
-
-
 class Correction(Protocol):
     """A cost a whole model pays beyond its parts (restnet.package.latency.MemoryTerm)."""
 
@@ -87,7 +80,9 @@ class CostModel:
     threads: int | None = None
     scale: float = 1.0  # measured-here latency x scale = estimated device latency
     offset: float = 0.0  # added once per model (per-program overhead correction of a device table)
-    stitch_table: dict | None = None  # (src spec, dst spec) -> cost, when stitch costs come from a table
+    stitch_table: dict | None = None  # (src spec, dst spec) -> cost; every latency model has one
+    note: str | None = None  # a warning for the log: the host was too busy to time some part
+    tolerance: float = 0.0  # +- fraction a point's cost may move when measured again (0: exact)
     correction: Correction | None = None  # a per-model term beyond the parts (a device table's memory term)
     _stitch_cache: dict = field(default_factory=dict, repr=False)
 
@@ -113,8 +108,7 @@ class CostModel:
             elif self.metric == "flops":
                 c = float(count_flops(layer, x).get("", 0))
             else:
-                with torch_threads(self.threads):
-                    c = measure_ms(layer, x)
+                raise KeyError("a latency cost model needs its stitching layers' latencies in stitch_table")
             self._stitch_cache[key] = c * self.scale
         return self._stitch_cache[key]
 
@@ -137,6 +131,81 @@ def _scaled(p: PartCosts, k: float) -> PartCosts:
     return PartCosts(p.stem * k, [b * k for b in p.blocks], p.head * k)
 
 
+LATENCY_DEADLINE_S = 60.0  # the retry bound for timing every part on a busy host
+TOLERANCE_SIGMAS = 2.0  # a cost's tolerance, in standard errors of the sum of its parts
+
+
+@dataclass
+class _Program:
+    label: str
+    module: torch.nn.Module
+    x: torch.Tensor
+    macs: float
+
+
+@torch.no_grad()
+def _latency_programs(model: BlockModel, stats: ModelStats) -> list[_Program]:
+    """Stem, each block and head of one anchor, each on its real input (batch 1)."""
+    x = torch.zeros(1, 3, stats.input_size, stats.input_size)
+    out = []
+    parts = [("stem", model.stem, stats.stem)] + [(f"block {k}", b, s) for k, (b, s) in
+                                                   enumerate(zip(model.blocks, stats.blocks))]
+    for label, part, info in [*parts, ("head", model.head, stats.head)]:
+        out.append(_Program(f"{model.name} {label}", part.eval(), x, float(info.flops)))
+        x = part(x)
+    return out
+
+
+def _stitch_programs(fspecs: list[FeatureSpec], bspecs: list[FeatureSpec], kernel_size: int) -> list[_Program]:
+    out = []
+    for src, dst in dict.fromkeys(product(fspecs, bspecs)):
+        layer = StitchLayer(src, dst, kernel_size=kernel_size).eval()
+        x = torch.zeros(1, *src.shape)
+        out.append(_Program(f"stitching layer {tuple(src.shape)} -> {tuple(dst.shape)}", layer, x,
+                            float(count_flops(layer, x).get("", 0))))
+    return out
+
+
+@dataclass
+class Timed:
+    """Every program's figure (ms), and what the cost model says about them."""
+
+    ms: list[float]
+    source: str
+    note: str | None  # the host was too busy to time some part: which, and what was done instead
+    tolerance: float  # +- fraction an anchor-sized sum of these figures may move when timed again
+
+
+def timed_latency(programs: list[_Program], threads: int, sums: list[list[int]],
+                  deadline_s: float = LATENCY_DEADLINE_S) -> Timed:
+    """Every program timed interleaved on this host (toolkit.cleantime). If the host was too busy to time any of
+    them, all are estimated alike as MACs x the timed ones' ms per MAC (mixing timed and estimated parts would
+    rank points by how they were costed), and the note says which figure failed and why.
+
+    The tolerance is TOLERANCE_SIGMAS x the largest relative error of the sums of ``sums`` (the anchors' parts:
+    the size of a point's cost), each part's error taken as its spread and the errors as independent, so that
+    a sum of n similar parts moves by about 1/sqrt(n) of one part's spread."""
+    with torch_threads(threads):
+        est = clean_modules_ms([(p.module, p.x) for p in programs], deadline_s=deadline_s)
+    busy = [k for k, e in enumerate(est) if e.busy]
+    if not busy:
+        tol = TOLERANCE_SIGMAS * max(sqrt(sum((est[k].spread * est[k].ms) ** 2 for k in ks)) /
+                                     max(sum(est[k].ms for k in ks), 1e-12) for ks in sums)
+        return Timed([e.ms for e in est], f"measured (host, sum of parts; tolerance +-{tol:.1%})", None, tol)
+    ok = [k for k in range(len(est)) if k not in busy] or list(range(len(est)))
+    per_mac = sum(est[k].ms for k in ok) / max(sum(programs[k].macs for k in ok), 1.0)
+    worst = min(busy, key=lambda k: (est[k].clean, -est[k].bursts))
+    source = (f"estimated (host too busy to time {len(busy)} of {len(est)} parts: MACs x {per_mac * 1e9:.4g} ms "
+              f"per GMAC, the {'timed parts' if len(ok) < len(est) else 'parts'}' ratio)")
+    note = (busy_note(f"host latency of {programs[worst].label}", est[worst]) +
+            f"; latency costs estimated as MACs x {per_mac * 1e9:.4g} ms per GMAC instead")
+    return Timed([p.macs * per_mac for p in programs], source, note, 0.0)
+
+
+def _parts(values: list[float]) -> PartCosts:
+    return PartCosts(values[0], values[1:-1], values[-1])
+
+
 def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_stats: ModelStats,
                      back_stats: ModelStats, kernel_size: int = 3, threads: int | None = None,
                      latency_scale: float | None = None) -> CostModel:
@@ -151,8 +220,12 @@ def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_sta
         raise ValueError(f"cost metric must be one of {METRICS}, got {metric!r}")
     threads = threads or torch.get_num_threads()
     k = latency_scale or 1.0
-    source = "measured (host, sum of parts)" if latency_scale is None else \
-        f"estimated (host sum of parts x {k:g})"
-    return CostModel(metric, _scaled(measured_part_costs(front, front_stats.input_size, threads=threads), k),
-                     _scaled(measured_part_costs(back, back_stats.input_size, threads=threads), k), fspecs, bspecs,
-                     kernel_size, source=source, threads=threads, scale=k)
+    fp, bp = _latency_programs(front, front_stats), _latency_programs(back, back_stats)
+    sp = _stitch_programs(fspecs, bspecs, kernel_size)
+    t = timed_latency(fp + bp + sp, threads, [list(range(len(fp))), list(range(len(fp), len(fp) + len(bp)))])
+    ms = [v * k for v in t.ms]
+    source = t.source if latency_scale is None else f"estimated (host x {k:g}; host {t.source})"
+    stitches = dict(zip(dict.fromkeys(product(fspecs, bspecs)), ms[len(fp) + len(bp):]))
+    return CostModel(metric, _parts(ms[:len(fp)]), _parts(ms[len(fp):len(fp) + len(bp)]), fspecs, bspecs,
+                     kernel_size, source=source, threads=threads, scale=k, stitch_table=stitches, note=t.note,
+                     tolerance=t.tolerance)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,22 +30,6 @@ def restnet_cache(path: Path) -> Iterator[Path]:
             os.environ.pop("RESTNET_CACHE")
         else:
             os.environ["RESTNET_CACHE"] = old
-
-
-@contextlib.contextmanager
-def cpu_load(limit_s: float = 1200.0) -> Iterator[int]:
-    """A CPU-bound process on every core at this process's priority while the block runs (a workstation busy
-    with another job), stopped at its end; each also stops by itself after ``limit_s``, so a test killed
-    midway leaves no load behind for long. Yields how many run."""
-    spin = f"import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end:\n    pass\n"
-    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
-    try:
-        yield len(procs)
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
 
 
 SEED_MANIFEST = Path(__file__).resolve().parent / "bad_inputs" / "seeds" / "manifest.json"

@@ -1,15 +1,15 @@
 """Latency on a busy machine (toolkit.cleantime): the estimator on hand-made bursts, the detector on real load.
 
 The estimator is pure arithmetic over bursts, so starved bursts are written by hand; the detector reads the
-kernel's counters, so it is tested with real CPU-bound processes on every core (tests/helpers.cpu_load).
+kernel's counters, so it is tested with real CPU-bound processes on every core (restnet.timing.busy_cores).
 """
 from __future__ import annotations
 
 import time
 
 import pytest
-from helpers import cpu_load
 
+from restnet.timing import busy_cores
 from toolkit import cleantime
 from toolkit.cleantime import Burst, Counters, estimate, starved
 
@@ -63,7 +63,7 @@ def test_the_detector_sees_another_job_take_the_cpu():
     """With a CPU-bound process on every core, a 30 ms burst of this process waits for a CPU (a scheduler
     slice is a few ms) and is flagged; the counters are the kernel's (schedstat) where it has them."""
     assert Counters.now().wait_ns is not None  # Linux: run-queue wait of every thread
-    with cpu_load(60):
+    with busy_cores(60):
         time.sleep(0.5)  # let the load start
         assert _flagged(20, 30.0) >= 18
 
@@ -74,7 +74,7 @@ def test_a_measurement_under_load_matches_one_without_it():
     every core equals its figure without them within their spreads, and the load is seen: bursts are starved."""
     program = lambda: _spin(0.3)  # noqa: E731  0.3 ms, a block's size
     quiet = cleantime.measure([program], clean_bursts=15)[0]
-    with cpu_load(60):
+    with busy_cores(60):
         time.sleep(0.5)
         loaded = cleantime.measure([program], clean_bursts=15, deadline_s=30)[0]
     assert not loaded.busy and loaded.bursts > loaded.clean
