@@ -39,6 +39,8 @@ def test_too_few_clean_bursts_is_too_busy_and_the_note_says_which_figure_and_why
     note = cleantime.busy_note("host latency of lite0 block 3", e)
     assert note.startswith("host latency of lite0 block 3: only 1 of 4 timed bursts ran without waiting for a CPU")
     assert "another job holds the CPU (load average" in note and "\n" not in note
+    mostly = estimate([Burst(ms, False) for ms in CLEAN] + [Burst(9.0, True)] * 28)  # 9 clean, 28 starved
+    assert mostly.busy and mostly.ms == pytest.approx(1.0)  # the clean ones are suspect too: see the module
     none = estimate([Burst(ms, True) for ms in (64.0, 70.0)])
     assert none.busy and none.ms == 64.0 and "spread unknown" in cleantime.busy_note("x", none)
 
