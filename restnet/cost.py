@@ -11,6 +11,12 @@ Three metrics behind one interface:
                method of Once-for-All / nn-Meter. When the host is too busy to
                time some part, every part is estimated alike from its MACs at
                the measured parts' ms per MAC, and the source and note say so.
+               A table every part of which was timed is cached per pair of
+               architectures: a proxy that ranks points has to rank them the
+               same way in every pack, and measured again on this host a
+               point's cost moves by 1-5 % (up to 25 % for the cheapest points,
+               benchmarks/busy_latency.py), enough to turn a pick among points
+               of near-equal cost.
 
 Part costs are computed once per block and once per distinct stitching-layer
 shape, so costing every (i, j) pair is cheap.
@@ -26,8 +32,10 @@ import torch
 
 from restnet.anchors.blocks import BlockModel
 from restnet.anchors.stats import ModelStats, count_flops, count_params
+from restnet.paths import cache_dir
 from restnet.stitching import FeatureSpec, StitchLayer, StitchPoint, feature_spec
 from restnet.timing import clean_modules_ms, torch_threads
+from restnet.training import checkpoint
 from toolkit.cleantime import busy_note
 
 METRICS = ("params", "flops", "latency")
@@ -132,6 +140,12 @@ def _scaled(p: PartCosts, k: float) -> PartCosts:
 
 
 LATENCY_DEADLINE_S = 60.0  # the retry bound for timing every part on a busy host
+# The eager proxy is timed on one thread unless asked otherwise: a 2-thread eager call needs both cores at once, so
+# with another job on a 2-core host almost every burst waits at a barrier for a descheduled thread (measured: 90
+# of 90 parts too busy to time within 60 s at 2 threads, all of them timed within 5 s at 1), while at the pack's
+# resolutions a second thread hardly speeds a block (0.248 ms at 2 threads against 0.223 ms at 1 for a lite0
+# block at 64 px, both clean). The device's own threads are the .pte figures'.
+PROXY_THREADS = 1
 TOLERANCE_SIGMAS = 2.0  # a cost's tolerance, in standard errors of the sum of its parts
 
 
@@ -191,7 +205,8 @@ def timed_latency(programs: list[_Program], threads: int, sums: list[list[int]],
     if not busy:
         tol = TOLERANCE_SIGMAS * max(sqrt(sum((est[k].spread * est[k].ms) ** 2 for k in ks)) /
                                      max(sum(est[k].ms for k in ks), 1e-12) for ks in sums)
-        return Timed([e.ms for e in est], f"measured (host, sum of parts; tolerance +-{tol:.1%})", None, tol)
+        return Timed([e.ms for e in est], f"measured (host, sum of parts, {threads} thread{'s' * (threads > 1)}; "
+                                          f"tolerance +-{tol:.1%})", None, tol)
     ok = [k for k in range(len(est)) if k not in busy] or list(range(len(est)))
     per_mac = sum(est[k].ms for k in ok) / max(sum(programs[k].macs for k in ok), 1.0)
     worst = min(busy, key=lambda k: (est[k].clean, -est[k].bursts))
@@ -202,15 +217,37 @@ def timed_latency(programs: list[_Program], threads: int, sums: list[list[int]],
     return Timed([p.macs * per_mac for p in programs], source, note, 0.0)
 
 
+TABLE_METHOD = "cleantime-1"  # in the cache key: a table timed another way is timed again
+
+
+def _table(front: BlockModel, back: BlockModel, fstats: ModelStats, bstats: ModelStats, programs: list[_Program],
+           threads: int, sums: list[list[int]], cache: bool) -> Timed:
+    """``timed_latency`` of the programs, from the cache when this pair of architectures (every part's shape,
+    params and MACs), kernel size and thread count was timed before; stored only when every part was timed."""
+    parts = [[list(b.out_shape), b.params, b.flops] for st in (fstats, bstats) for b in (st.stem, *st.blocks, st.head)]
+    key = checkpoint.key_of(front=front.name, back=back.name, res=fstats.input_size, parts=parts,
+                            stitches=[p.label for p in programs if p.label.startswith("stitching")], threads=threads,
+                            torch=torch.__version__, method=TABLE_METHOD)
+    path = cache_dir("latency-tables") / f"{front.name}--{back.name}-{key}.json"
+    if cache and (hit := checkpoint.cached(path)) is not None and len(hit["ms"]) == len(programs):
+        return Timed(hit["ms"], hit["source"][:-1] + "; timed before, from the cache)", None, hit["tolerance"])
+    t = timed_latency(programs, threads, sums)
+    if cache and t.note is None:
+        checkpoint.atomic_write_json({"ms": t.ms, "source": t.source, "tolerance": t.tolerance,
+                                      "labels": [p.label for p in programs]}, path)
+    return t
+
+
 def _parts(values: list[float]) -> PartCosts:
     return PartCosts(values[0], values[1:-1], values[-1])
 
 
 def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_stats: ModelStats,
                      back_stats: ModelStats, kernel_size: int = 3, threads: int | None = None,
-                     latency_scale: float | None = None) -> CostModel:
-    """Static metrics from the stats; latency measured on this host now (times ``latency_scale``
-    when the device is not this host: an estimate, and the source says so)."""
+                     latency_scale: float | None = None, cache: bool = True) -> CostModel:
+    """Static metrics from the stats; latency measured on this host, on ``threads`` (default PROXY_THREADS), or
+    its table from the cache (``cache=False``: timed now, not stored) (times ``latency_scale`` when the device
+    is not this host: an estimate, and the source says so)."""
     fspecs = [feature_spec(front, b.out_shape) for b in front_stats.blocks]
     bspecs = [feature_spec(back, b.out_shape) for b in back_stats.blocks]
     if metric in ("params", "flops"):
@@ -218,11 +255,12 @@ def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_sta
                          fspecs, bspecs, kernel_size)
     if metric != "latency":
         raise ValueError(f"cost metric must be one of {METRICS}, got {metric!r}")
-    threads = threads or torch.get_num_threads()
+    threads = threads or PROXY_THREADS
     k = latency_scale or 1.0
     fp, bp = _latency_programs(front, front_stats), _latency_programs(back, back_stats)
     sp = _stitch_programs(fspecs, bspecs, kernel_size)
-    t = timed_latency(fp + bp + sp, threads, [list(range(len(fp))), list(range(len(fp), len(fp) + len(bp)))])
+    t = _table(front, back, front_stats, back_stats, fp + bp + sp, threads,
+               [list(range(len(fp))), list(range(len(fp), len(fp) + len(bp)))], cache)
     ms = [v * k for v in t.ms]
     source = t.source if latency_scale is None else f"estimated (host x {k:g}; host {t.source})"
     stitches = dict(zip(dict.fromkeys(product(fspecs, bspecs)), ms[len(fp) + len(bp):]))

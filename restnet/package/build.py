@@ -107,7 +107,7 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
     if table is not None and table.has_blocks:
         pred = predicted_cost_model(table, runner.cost_model("params"), names, runner.exp.resolution)
     cm = pred if req.metric == "latency" and pred is not None else \
-        runner.cost_model(req.metric, req.threads, req.latency_scale)
+        runner.cost_model(req.metric, latency_scale=req.latency_scale)  # eager proxy: restnet.cost.PROXY_THREADS
     if cm.note:
         log(f"[yellow]{cm.note}[/]")
     plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm, log) if req.ladder else None)
@@ -130,7 +130,7 @@ def _figures(runner: Runner, req: PackRequest, pred: CostModel | None, cm: CostM
         # (an unknown figure breaks nothing, so the latency limit can only remove more) stops first.
         plan_ladder(p, req.ladder, cm, static, (runner.exp.front, runner.exp.back))
         arch = {"front": runner.front_arch, "back": runner.back_arch}
-        static.latency = latency_figures(runner.cost_model("latency", req.threads),
+        static.latency = latency_figures(runner.cost_model("latency"),
                                          lambda role: host_pte_ms(arch[role], res, req.threads, log), scale)
     return static
 
