@@ -32,6 +32,16 @@ def test_a_starved_burst_the_detector_missed_does_not_move_the_figure():
     assert estimate([Burst(ms, False) for ms in [*CLEAN, 88.0]]).ms == pytest.approx(quiet, rel=0.01)
 
 
+def test_a_burst_whose_second_thread_never_ran_is_not_clean():
+    """The 2-thread XNNPACK case measured under load: no wait recorded, but CPU time 1.0 x wall against 1.9 x in the
+    bursts where both threads ran, and slower (1.24 against 0.95 ms): dropped, and with 6 clean bursts of 26 the
+    program is too busy to measure. A one-thread program's bursts (CPU time 1.0 x wall each) are all clean."""
+    both = [Burst(ms, False, 1.9) for ms in (0.95, 0.94, 0.96, 0.95, 0.97, 0.95)]
+    e = estimate(both + [Burst(1.24, False, 1.0)] * 20)
+    assert e.clean == 6 and e.ms == pytest.approx(0.95) and e.busy
+    assert estimate([Burst(ms, False, 1.0) for ms in CLEAN]).clean == 9
+
+
 def test_too_few_clean_bursts_is_too_busy_and_the_note_says_which_figure_and_why():
     bursts = [Burst(ms, True) for ms in (64.0, 70.0, 88.0)] + [Burst(1.2, False)]
     e = estimate(bursts)

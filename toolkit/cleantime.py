@@ -10,11 +10,16 @@ program's own speed; one that waited did not, however long it was.
 The detector (``Counters``, ``starved``): the kernel's own account, read around
 each burst, of how long this process's threads were runnable but not running
 (Linux: /proc/self/task/*/schedstat) and how often one was preempted
-(getrusage's involuntary context switches, everywhere). Not CPU time against
-wall time: measured here, a 2-thread XNNPACK call whose second thread never got
-a CPU has CPU time = wall time of one thread, exactly like a quiet call of an
-eager block that only ever uses one, and a thread that spins at a barrier while
-its partner waits runs up CPU time at full rate.
+(getrusage's involuntary context switches, everywhere). CPU time against wall
+time alone cannot tell: a quiet eager block at 64 px uses one thread (CPU time
+= wall time), and a thread that spins at a barrier while its partner waits runs
+up CPU time at full rate. It does tell one thing the kernel's account misses:
+a 2-thread XNNPACK call whose second thread was woken but never got a CPU
+before the first had done its share too records no wait and runs at one
+thread's speed (1.24 ms against 0.95 ms, CPU time 1.0 x wall against 1.9 x).
+So a burst also counts as clean only when its CPU time per wall second is at
+least CPU_FLOOR of the best among the program's wait-free bursts: on a quiet
+machine they are all alike, and a one-thread program's are all 1.
 
 The estimator (``estimate``): bursts are short (about BURST_MS: a scheduler
 slice takes all or none of one) and interleaved over the programs (``measure``),
@@ -50,6 +55,7 @@ MIN_CLEAN = 5  # fewer than this when the time is up: too busy to measure
 MIN_CLEAN_SHARE = 0.25  # a smaller share of clean bursts: too busy to measure (see the module)
 LOW_QUANTILE = 0.25  # of the clean bursts' medians: the figure
 WAIT_SHARE = 0.05  # run-queue wait over this share of a burst's wall time: starved
+CPU_FLOOR = 0.75  # a wait-free burst with less CPU time per wall second than this x its program's best: not clean
 DEADLINE_S = 30.0  # default bound on one measurement, warm-up excluded
 
 
@@ -96,17 +102,21 @@ def starved(before: Counters, after: Counters) -> bool:
 class Burst:
     median_ms: float
     starved: bool
+    cpu: float = 1.0  # the process's CPU seconds per wall second over the burst (every thread)
 
 
 def burst(fn: Callable[[], object], calls: int) -> Burst:
-    """``calls`` timed calls of ``fn``: their median (ms) and whether the detector saw them starved."""
+    """``calls`` timed calls of ``fn``: their median (ms), whether the detector saw them starved, and the CPU
+    time the process used per wall second."""
     times = []
     before = Counters.now()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1e3)
-    return Burst(statistics.median(times), starved(before, Counters.now()))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return Burst(statistics.median(times), starved(before, Counters.now()), cpu / max(wall, 1e-9))
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,9 @@ def estimate(bursts: Sequence[Burst]) -> Estimate:
     """The figure from a program's bursts: the LOW_QUANTILE of the clean ones' medians (see the module)."""
     if not bursts:
         raise ValueError("no bursts to estimate from")
-    clean = sorted(b.median_ms for b in bursts if not b.starved)
+    waitfree = [b for b in bursts if not b.starved]
+    best = max((b.cpu for b in waitfree), default=0.0)
+    clean = sorted(b.median_ms for b in waitfree if b.cpu >= CPU_FLOOR * best)
     if not clean:
         return Estimate(min(b.median_ms for b in bursts), None, 0, len(bursts))
     ms = _quantile(clean, LOW_QUANTILE)
@@ -168,7 +180,7 @@ def measure(programs: Sequence[Callable[[], object]], warmup: int = 3, clean_bur
         rng.shuffle(todo)
         for k in todo:
             bursts[k].append(burst(programs[k], calls[k]))
-        todo = [k for k in todo if sum(not b.starved for b in bursts[k]) < clean_bursts]
+        todo = [k for k in todo if estimate(bursts[k]).clean < clean_bursts]
     return [estimate(b) for b in bursts]
 
 
