@@ -40,6 +40,7 @@ that callers replace by an estimate and say so.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import resource
@@ -49,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 BURST_MS = 1.5  # a burst's target length: shorter than a scheduler slice on a contended core
-MAX_CALLS = 5  # calls per burst at most (very fast programs)
+MAX_CALLS = 100  # calls per burst at most (a 30 us stitching layer still fills a burst: see ``measure``)
 CLEAN_BURSTS = 9  # clean bursts each program collects
 MIN_CLEAN = 5  # fewer than this when the time is up: too busy to measure
 MIN_CLEAN_SHARE = 0.25  # a smaller share of clean bursts: too busy to measure (see the module)
@@ -163,7 +164,11 @@ def measure(programs: Sequence[Callable[[], object]], warmup: int = 3, clean_bur
             deadline_s: float = DEADLINE_S, seed: int = 0) -> list[Estimate]:
     """Each program's ``Estimate``: every program warmed up, then visited in shuffled order, one short burst
     per visit, until each has ``clean_bursts`` clean bursts or ``deadline_s`` has passed (the retry bound on
-    a busy machine)."""
+    a busy machine). A program still short of them after clean_bursts / MIN_CLEAN_SHARE bursts is given up:
+    whenever it got them, under MIN_CLEAN_SHARE of its bursts would be clean, so it is busy either way.
+
+    Bursts last about BURST_MS whatever the program: the counters are read around a burst, and around a few
+    calls of a 30 us program the reading itself would be most of the window a wait is measured against."""
     calls = []
     for fn in programs:
         fastest = float("inf")
@@ -176,11 +181,12 @@ def measure(programs: Sequence[Callable[[], object]], warmup: int = 3, clean_bur
     todo = list(range(len(programs)))
     rng = random.Random(seed)
     end = time.perf_counter() + deadline_s
+    give_up = math.ceil(clean_bursts / MIN_CLEAN_SHARE)
     while todo and time.perf_counter() < end:
         rng.shuffle(todo)
         for k in todo:
             bursts[k].append(burst(programs[k], calls[k]))
-        todo = [k for k in todo if estimate(bursts[k]).clean < clean_bursts]
+        todo = [k for k in todo if estimate(bursts[k]).clean < clean_bursts and len(bursts[k]) < give_up]
     return [estimate(b) for b in bursts]
 
 
