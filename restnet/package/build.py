@@ -107,7 +107,7 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
     if table is not None and table.has_blocks:
         pred = predicted_cost_model(table, runner.cost_model("params"), names, runner.exp.resolution)
     cm = pred if req.metric == "latency" and pred is not None else \
-        runner.cost_model(req.metric, latency_scale=req.latency_scale)  # eager proxy: restnet.cost.PROXY_THREADS
+        runner.cost_model(req.metric, latency_scale=req.latency_scale)  # eager proxy: restnet.part_timing.PROXY_THREADS
     if cm.note:
         log(f"[yellow]{cm.note}[/]")
     plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm, log) if req.ladder else None)
