@@ -6,10 +6,10 @@ the same priority (restnet.timing.busy_cores: "loaded"), and times:
 
   cleantime  the latency cost model a pack builds (restnet.cost: every part and stitching layer interleaved,
              bursts another job starved dropped, toolkit.cleantime; one thread, PROXY_THREADS);
-  median     the way before it: each part's median of 15 runs, one part after the other, on --threads (the
-             profile's: what a host pack used);
-  .pte       both anchors as XNNPACK .pte files on --threads: cleantime, and the median of 30 runs the export
-             records held.
+  median     the plain baseline cleantime is judged against: each part's median of 15 runs, one part after
+             the other, on --threads (the profile's);
+  .pte       both anchors as XNNPACK .pte files on --threads: cleantime, and the plain median of 30 runs
+             (the baseline).
 
 Then the host profile's selection (three budgets between the anchors, window 0.25; Algorithm 1 on the cached
 CKA matrix of the pair when there is one, else a seeded random one) runs on each cost model. Printed: per
@@ -104,20 +104,20 @@ def _one(threads: int, pte_dir: str) -> dict:
                         "anchors": [cm.anchor_cost("front"), cm.anchor_cost("back")]}
     out["cleantime"]["selection"], out["cleantime"]["close"] = _selections(cm, cka)
     t = time.perf_counter()
-    with torch_threads(threads), torch.no_grad():  # the way before: each part's median of 15, one after another
-        old = {}
+    with torch_threads(threads), torch.no_grad():  # the baseline: each part's median of 15, one after another
+        plain = {}
         for role, (m, s) in (("front", (fm, fs)), ("back", (bm, bs))):
             x, parts = torch.zeros(1, 3, RES, RES), []
             for p in [m.stem, *m.blocks, m.head]:
                 parts.append(measure_ms(p, x, 15))
                 x = p(x)
-            old[role] = parts
+            plain[role] = parts
         stitches = {k: measure_ms(layer, torch.zeros(1, *k[0].shape), 15)
                     for k, layer in ((k, _stitch_layer(k)) for k in cm.stitch_table)}
     from restnet.cost import CostModel, PartCosts
 
     part = lambda v: PartCosts(v[0], v[1:-1], v[-1])  # noqa: E731
-    om = CostModel("latency", part(old["front"]), part(old["back"]), cm.front_specs, cm.back_specs,
+    om = CostModel("latency", part(plain["front"]), part(plain["back"]), cm.front_specs, cm.back_specs,
                    stitch_table=stitches)
     out["median"] = {"seconds": time.perf_counter() - t, "matrix": om.matrix().tolist(),
                      "anchors": [om.anchor_cost("front"), om.anchor_cost("back")]}

@@ -91,7 +91,7 @@ def host_latency(load: Callable[[], Callable], example: torch.Tensor, record: di
     """A record's host-latency fields, timed now (toolkit.cleantime) unless ``record`` holds a clean figure:
     ``host_ms``, its ``host_spread`` (None: no burst was clean), ``host_clean`` of ``host_bursts`` bursts, and
     ``host_busy`` when the host was too busy to measure it. The cache never rewrites a record, so a busy
-    figure (or one from before these fields, a plain median) is timed again by every pack that uses it, and
+    figure (or a record without these fields: a plain median, starved or not) is timed again by every pack that uses it, and
     only the fresh fields go into the package."""
     if record is not None and "host_clean" in record and not record.get("host_busy"):
         return {}
