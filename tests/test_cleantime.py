@@ -73,11 +73,13 @@ def _flagged(n: int, ms: float) -> int:
 @pytest.mark.slow
 def test_the_detector_sees_another_job_take_the_cpu():
     """With a CPU-bound process on every core, a 30 ms burst of this process waits for a CPU (a scheduler
-    slice is a few ms) and is flagged; the counters are the kernel's (schedstat) where it has them."""
+    slice is a few ms) and is flagged; the counters are the kernel's (schedstat) where it has them. Three
+    runnable processes on two cores still leave the odd burst untouched: 17-20 of 20 were flagged over 12
+    trials on the 2-core development machine, so three in four is the bar."""
     assert Counters.now().wait_ns is not None  # Linux: run-queue wait of every thread
     with busy_cores(60):
         time.sleep(0.5)  # let the load start
-        assert _flagged(20, 30.0) >= 18
+        assert _flagged(20, 30.0) >= 15
 
 
 @pytest.mark.slow
