@@ -176,6 +176,19 @@ def _moves(runs: list[dict], ref: dict) -> tuple[float, float]:
     return worst_cost, worst_pos
 
 
+def _pairwise(runs: list[dict], others: list[dict]) -> str:
+    """'median/p95' of |relative change| of a point's cost between two runs (each of ``runs`` against each of
+    ``others``, not itself): how far a table timed again in a fresh process moves, the floor of a cost's
+    tolerance (restnet.part_timing.BETWEEN_PROCESSES)."""
+    moves = [np.abs(np.array(a["matrix"]) / np.array(b["matrix"]) - 1).ravel()
+             for a in runs for b in others if a is not b]
+    if not moves:
+        return "-"
+    m = np.concatenate(moves)
+    m = m[np.isfinite(m)]
+    return f"{np.median(m):.1%}/{np.percentile(m, 95):.1%}"
+
+
 def _explained(runs: list[dict], ref: dict) -> str:
     """'k/n': of the n members whose pick differs from ``ref``'s (member by member, cheapest first), the k that
     one of the two logs calls a close call."""
@@ -204,6 +217,7 @@ def _summary(results: dict) -> tuple[list[dict], list[dict]]:
                          "lite2 ms": "/".join(f"{r['anchors'][0]:.2f}" for r in runs),
                          "lite0 ms": "/".join(f"{r['anchors'][1]:.2f}" for r in runs),
                          "max point move": f"{cost:.1%}", "max place move": f"{pos:.1%}",
+                         "point move vs quiet runs (median/p95)": _pairwise(runs, quiet),
                          "tolerance": "/".join(f"{r['tolerance']:.1%}" for r in runs) if method == "cleantime" else "-",
                          "estimated": sum(1 for r in runs if r.get("note")) if method == "cleantime" else "-",
                          "same picks as quiet #1": f"{sum(r['selection'] == base for r in runs)}/{len(runs)}",
