@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 
 from restnet.anchors.stats import count_flops, count_params
 from restnet.cost import CostModel
@@ -67,7 +68,7 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
         sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
         for line in describe_selections(sels, budgets, plan.masked(runner.cka_matrix()), cm, req,
                                         (runner.exp.front, runner.exp.back)):
-            log(line)
+            log(escape(line))  # '[close call: ...]' is text, not a rich style tag
     cfg = runner.train_config(**req.train_overrides)
     with clock("train stitches"):
         trained = [(s, runner.train(s.point, cfg).model.eval()) for s in sels]
