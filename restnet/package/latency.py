@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restnet import cache
 from restnet.cost import CostModel, PartCosts
 from restnet.export import pte
 from restnet.package.exports import LATENCY_RUNS
@@ -40,7 +41,6 @@ from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 from restnet.paths import cache_dir
 from restnet.timing import measure_callable_ms
-from restnet.training import checkpoint
 from toolkit.errors import PackageInvalid
 from restnet.stitching import StitchPoint
 from toolkit.formats import SPREAD_LIMIT, is_latency_table, member_key, part_name, stitch_name, \
@@ -276,16 +276,16 @@ def host_pte_ms(model, resolution: int, threads: int) -> float:
     LATENCY_RUNS); weights do not matter, so the architecture is timed before any training. Cached per
     architecture, resolution, threads (a single median, as before, once cached lite0 slower than lite2 from
     a contended moment and broke every later host pack's budgets)."""
-    key = checkpoint.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version(),
+    key = cache.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version(),
                             bursts=HOST_PTE_BURSTS)
     path = cache_dir("anchor-pte-ms") / f"{model.name}-{key}.json"
-    if (hit := checkpoint.cached(path)) is not None:
+    if (hit := cache.cached(path)) is not None:
         return hit["ms"]
     x = torch.zeros(1, 3, resolution, resolution)
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "m.pte"
         pte.export(model.eval(), x, f)
         ms = measure_callable_ms(pte.load(f, threads), x.numpy(), runs=LATENCY_RUNS, bursts=HOST_PTE_BURSTS)
-    checkpoint.atomic_write_json({"ms": ms, "model": model.name, "resolution": resolution, "threads": threads,
+    cache.atomic_write_json({"ms": ms, "model": model.name, "resolution": resolution, "threads": threads,
                                   "method": f"fastest of {HOST_PTE_BURSTS} medians of {LATENCY_RUNS} runs"}, path)
     return ms
