@@ -11,15 +11,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 60  # about a screen
 
-# Top to bottom; a module may import its own layer and the layers below it, never one above.
-# The most specific prefix decides a module's layer.
+# Top to bottom; a module may import its own layer and the layers below it, never one above. A name
+# stands for that module and, if it is a package, everything in it; the most specific name decides a
+# module's layer, and every module of restnet is named by itself or its subpackage (the bare name
+# `restnet` is the root package alone: its version). Within a layer, no cycle between the names either.
+# docs/architecture.md points here: this list is the one statement of the layers.
 LAYERS = [
     ("restnet.cli",),                           # the command line
     ("restnet.commands",),                      # one module per group of verbs
     ("restnet.package.build",),                 # restnet-pack: runs the stages in order
     ("restnet.pipeline",),                      # the method's cached stages for one experiment
     ("restnet.package",),                       # the packing stages (request, exports, manifest, ...)
-    ("restnet",),                               # the method: anchors, data, CKA, cost, selection, training, export
+    ("restnet.export",                          # export formats, int8 routes and the export gate
+     "restnet.firmware_parity"),                # the C++ runner against the toolkit (tests, benchmarks)
+    ("restnet.training", "restnet.cka",         # the method's steps: adapt and stitch training, CKA,
+     "restnet.cost", "restnet.selection"),      # the cost model, the selection rules
+    ("restnet.data", "restnet.stitching"),      # data sets and preprocessing; the stitched model
+    ("restnet.anchors",),                       # the anchor models: registry, blocks, weights, stats
+    ("restnet", "restnet._compat", "restnet.atomic", "restnet.cache", "restnet.distributed",
+     "restnet.paths", "restnet.profiles", "restnet.progress", "restnet.timing"),  # base modules
     ("toolkit",),                               # the device side, shared with the workstation (torch-free)
 ]
 
@@ -69,10 +79,30 @@ def _imports(module: str, path: Path) -> set[str]:
 GRAPH = {m: _imports(m, p) for m, p in MODULES.items()}
 
 
-def _layer(module: str) -> int:
-    best = max((len(prefix), k) for k, group in enumerate(LAYERS) for prefix in group
-               if module == prefix or module.startswith(prefix + "."))
-    return best[1]
+def _entry(module: str, layers: list[tuple[str, ...]]) -> tuple[int, str]:
+    """The layer and the name in it that place ``module``: its most specific name."""
+    found = [(len(name), k, name) for k, group in enumerate(layers) for name in group
+             if module == name or module.startswith(name + ".")]
+    assert found, f"{module} is in no layer"
+    return max(found)[1:]
+
+
+def _upward(graph: dict[str, set[str]], layers: list[tuple[str, ...]]) -> list[str]:
+    """Every import that points at a higher layer than its module's, as "module -> imported"."""
+    def layer(m: str) -> int:
+        return _entry(m, layers)[0]
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if layer(d) < layer(m))
+
+
+def _between(graph: dict[str, set[str]], layers: list[tuple[str, ...]]) -> dict[str, set[str]]:
+    """The import graph of the names in ``layers`` (subpackages, base modules): an arrow where any
+    module of one imports any module of the other."""
+    def name(m: str) -> str:
+        return _entry(m, layers)[1]
+    out: dict[str, set[str]] = {name(m): set() for m in graph}
+    for m, deps in graph.items():
+        out[name(m)] |= {name(d) for d in deps} - {name(m)}
+    return out
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -115,11 +145,36 @@ def test_the_walk_sees_the_imports_it_should():
     assert "restnet.package.build" in GRAPH["restnet.commands.pack"]
     assert "restnet.export.pte" in GRAPH["restnet.export"]
     assert "toolkit.package" in GRAPH["restnet.export"]
+    assert "restnet.cache" in GRAPH["restnet.training.stitch"]
+
+
+def test_the_checks_report_an_upward_import_and_cycles():
+    """Guard the checks: on a small graph with one upward arrow and a cycle between two subpackages of
+    one layer (no cycle between their modules), each check says so."""
+    layers = [("app",), ("lib.a", "lib.b"), ("base",)]
+    graph = {"app": {"lib.a.x"}, "lib.a.x": {"lib.b.y"}, "lib.b.y": {"base"}, "lib.b.z": {"lib.a"},
+             "lib.a": set(), "base": {"app"}}
+    assert _upward(graph, layers) == ["base -> app"]
+    assert _cycles(graph) == [["app", "base", "lib.a.x", "lib.b.y"]]
+    assert _cycles(_between(graph, layers)) == [["app", "base", "lib.a", "lib.b"]]
+    graph["base"] = set()  # the upward arrow gone, the cycle between lib.a and lib.b stays
+    assert _upward(graph, layers) == [] and _cycles(graph) == []
+    assert _cycles(_between(graph, layers)) == [["lib.a", "lib.b"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_module_has_a_layer():
+    """A new module is placed on purpose: by its own name or its subpackage's, not by the bare root."""
+    assert [m for m in MODULES if _entry(m, LAYERS)[1] == "restnet" and m != "restnet"] == []
 
 
 def test_no_import_cycles():
     assert _cycles(GRAPH) == []
+
+
+def test_no_import_cycles_between_subpackages():
+    """Modules may form no cycle, and neither may the subpackages and base modules they live in."""
+    assert _cycles(_between(GRAPH, LAYERS)) == []
 
 
 def test_the_device_side_never_imports_restnet_or_torch():
@@ -136,8 +191,7 @@ def test_the_device_side_never_imports_restnet_or_torch():
 
 
 def test_imports_never_point_up_the_layers():
-    upward = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() for d in deps if _layer(d) < _layer(m))
-    assert upward == []
+    assert _upward(GRAPH, LAYERS) == []
 
 
 def _long_functions() -> list[str]:
