@@ -1,4 +1,5 @@
-"""The shape of the code: imports point one way, the device side stays apart, functions stay short.
+"""The shape of the code: imports point one way, the device side stays apart, functions stay short,
+comments and docstrings say why, not when.
 
 Read with ``ast`` (nothing is imported), every import counts, including the ones inside
 functions: a lazy import hides a cycle from Python, not from a reader.
@@ -6,10 +7,17 @@ functions: a lazy import hides a cycle from Python, not from a reader.
 from __future__ import annotations
 
 import ast
+import io
+import re
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 60  # about a screen
+# A note on history in a comment says when, and goes stale; the why is what a reader needs there.
+COMMIT_LIKE = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")  # hex, letters and digits
+DATE_LIKE = re.compile(r"\b20[0-9]{2}-(0[1-9]|1[0-2])(-[0-3][0-9])?\b")  # 2026-12, 2026-12-07
+NOT_COMMITS = {"ed25519"}  # the signature scheme
 
 # Top to bottom; a module may import its own layer and the layers below it, never one above. A name
 # stands for that module and, if it is a package, everything in it; the most specific name decides a
@@ -209,3 +217,40 @@ def test_no_function_is_longer_than_a_screen():
     """In restnet/ and toolkit/: a function that does not fit on a screen usually holds more than one
     step; name the steps."""
     assert _long_functions() == []
+
+
+def _prose(source: str) -> list[tuple[int, str]]:
+    """Every comment and docstring in ``source``, with the line it starts on; the code is left out, so a
+    hex constant or a digest in it is not taken for a note."""
+    out = [(t.start[0], t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+           if t.type == tokenize.COMMENT]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if (doc := ast.get_docstring(node, clean=False)) is not None:
+                out.append((node.body[0].lineno, doc))
+    return out
+
+
+def _history_notes(source: str) -> list[str]:
+    """"line: text" for every commit hash or date in a comment or docstring of ``source``."""
+    found = []
+    for line, text in _prose(source):
+        for m in [*COMMIT_LIKE.finditer(text), *DATE_LIKE.finditer(text)]:
+            if m.group() not in NOT_COMMITS:
+                found.append(f"{line + text.count(chr(10), 0, m.start())}: {m.group()}")
+    return sorted(found)
+
+
+def test_the_history_check_reads_comments_and_docstrings_only():
+    source = ('"""A module.\n\nFixed on 2026-12-07."""\n'
+              'KEY = "c911afb0"  # the bug c911afb fixed\n'
+              'MASK, SIGNED = 0xdeadbeef12, "ed25519"\n'
+              'def f():\n    """Since 9f3e2d1a, not ed25519; deadbeef is a word."""\n')
+    assert _history_notes(source) == ["3: 2026-12-07", "4: c911afb", "7: 9f3e2d1a"]
+
+
+def test_no_commit_hash_or_date_in_comments_and_docstrings():
+    """Say why, not when: the history (git log, CHANGELOG.md) holds the when and the commit."""
+    found = [f"{path.relative_to(ROOT)}:{note}" for path in MODULES.values()
+             for note in _history_notes(path.read_text())]
+    assert found == []
