@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restnet import cache
 from restnet.data import InputSpec
 from restnet.pipeline import Experiment, Runner
 from restnet.stitching import StitchPoint
-from restnet.training import checkpoint
 
 
 @dataclass
@@ -49,7 +49,7 @@ def load_members(package: Path) -> tuple[Runner, list[Member]]:
                 raise SystemExit(f"{v['id']}: its stitch is not in the cache ({runner.variant_dir(point, cfg)}); "
                                  f"pack {package} first")
             model, spec = runner.train(point, cfg).model.eval(), runner.front.spec
-        got = runner.report_accuracy(model, spec, checkpoint.state_digest(model))
+        got = runner.report_accuracy(model, spec, cache.state_digest(model))
         if round(got * 10000) != round(v["accuracy"] * 10000):
             raise SystemExit(f"{v['id']}: rebuilt from the cache it scores {got:.4%}, the manifest says "
                              f"{v['accuracy']:.4%}: not the shipped model")

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from _common import emit
 
+from restnet import cache
 from restnet._compat import quiet_third_party
 from restnet.export import get_format, pte
 from restnet.package.latency import LatencyTable, predicted_cost_model
@@ -41,7 +42,6 @@ from restnet.package.probes import calibration_points
 from restnet.paths import cache_dir
 from restnet.pipeline import Experiment, Runner
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
-from restnet.training import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,16 +62,16 @@ def bench(args: list[str]) -> str:
 
 def stitched_pte(runner: Runner, specs, p: StitchPoint, x: torch.Tensor) -> Path:
     """The stitch point as a .pte, exported once per architecture pair, point, size and exporter version."""
-    key = checkpoint.key_of(front=runner.exp.front, back=runner.exp.back, point=(p.i, p.j), res=x.shape[-1],
+    key = cache.key_of(front=runner.exp.front, back=runner.exp.back, point=(p.i, p.j), res=x.shape[-1],
                             kernel=runner.exp.kernel_size, runtime=pte.runtime_version())
     path = cache_dir("latency-prediction") / f"{p.i}-{p.j}-{key}.pte"
-    if not checkpoint.intact(path):
+    if not cache.intact(path):
         model = StitchedModel(runner.front_arch, runner.back_arch, p,
                               StitchLayer(specs.front_specs[p.i], specs.back_specs[p.j], runner.exp.kernel_size))
         with tempfile.TemporaryDirectory() as d:
             get_format("pte").export(model.eval(), x, Path(d) / "m.pte")
             data = (Path(d) / "m.pte").read_bytes()
-        checkpoint.seal(path, lambda f: f.write(data))
+        cache.seal(path, lambda f: f.write(data))
     return path
 
 

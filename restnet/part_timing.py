@@ -16,12 +16,12 @@ from math import sqrt
 
 import torch
 
+from restnet import cache
 from restnet.anchors.blocks import BlockModel
 from restnet.anchors.stats import ModelStats, count_flops
 from restnet.paths import cache_dir
 from restnet.stitching import FeatureSpec, StitchLayer
 from restnet.timing import clean_modules_ms, torch_threads
-from restnet.training import checkpoint
 from toolkit.cleantime import busy_note
 
 LATENCY_DEADLINE_S = 60.0  # the retry bound for timing every part on a busy host
@@ -114,18 +114,18 @@ TABLE_METHOD = "cleantime-2"  # in the cache key: a table timed another way is t
 
 
 def host_table(front: BlockModel, back: BlockModel, fstats: ModelStats, bstats: ModelStats, programs: list[Program],
-           threads: int, sums: list[list[int]], cache: bool) -> Timed:
+           threads: int, sums: list[list[int]], use_cache: bool) -> Timed:
     """``timed_latency`` of the programs, from the cache when this pair of architectures (every part's shape,
     params and MACs), kernel size and thread count was timed before; stored only when every part was timed."""
     parts = [[list(b.out_shape), b.params, b.flops] for st in (fstats, bstats) for b in (st.stem, *st.blocks, st.head)]
-    key = checkpoint.key_of(front=front.name, back=back.name, res=fstats.input_size, parts=parts,
-                            stitches=[p.label for p in programs if p.label.startswith("stitching")], threads=threads,
-                            torch=torch.__version__, method=TABLE_METHOD)
+    key = cache.key_of(front=front.name, back=back.name, res=fstats.input_size, parts=parts,
+                       stitches=[p.label for p in programs if p.label.startswith("stitching")], threads=threads,
+                       torch=torch.__version__, method=TABLE_METHOD)
     path = cache_dir("latency-tables") / f"{front.name}--{back.name}-{key}.json"
-    if cache and (hit := checkpoint.cached(path)) is not None and len(hit["ms"]) == len(programs):
+    if use_cache and (hit := cache.cached(path)) is not None and len(hit["ms"]) == len(programs):
         return Timed(hit["ms"], hit["source"][:-1] + "; timed before, from the cache)", None, hit["tolerance"])
     t = timed_latency(programs, threads, sums)
-    if cache and t.note is None:
-        checkpoint.atomic_write_json({"ms": t.ms, "source": t.source, "tolerance": t.tolerance,
-                                      "labels": [p.label for p in programs]}, path)
+    if use_cache and t.note is None:
+        cache.atomic_write_json({"ms": t.ms, "source": t.source, "tolerance": t.tolerance,
+                                 "labels": [p.label for p in programs]}, path)
     return t

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restnet import __version__, distributed
+from restnet import __version__, cache, distributed
 from restnet.anchors import get_anchor, shipped
 from restnet.anchors.stats import ModelStats, count_params, describe
 from restnet.cka import cka_matrix
@@ -27,7 +27,6 @@ from restnet.data.image_folder import describe_skipped
 from restnet.paths import cache_dir
 from restnet.selection import Selection, select_family
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
-from restnet.training import checkpoint
 from restnet.training.adapt import AdaptConfig, TaskAnchor, adapt_anchor
 from restnet.training.converge import describe_curve
 from restnet.training.evaluate import accuracy, host_latency_ms, predictions
@@ -129,13 +128,13 @@ class Runner:
                      compute: Callable[[], dict]) -> dict:
         """An evaluation's JSON record, from the cache (keyed by weights, split and resolution) or computed:
         every rank evaluates the whole split, one writes."""
-        digest = digest or checkpoint.state_digest(model)
+        digest = digest or cache.state_digest(model)
         path = cache_dir("evals") / f"{digest}-{split.fingerprint()}-{self.exp.resolution}{kind}.json"
-        if (hit := checkpoint.cached(path)) is not None:
+        if (hit := cache.cached(path)) is not None:
             return hit
         record = compute()
         if distributed.is_main():
-            checkpoint.atomic_write_json(record, path)
+            cache.atomic_write_json(record, path)
         distributed.barrier()
         return record
 
@@ -192,13 +191,13 @@ class Runner:
 
     # ---- CKA ----
     def cka_key(self) -> str:
-        return checkpoint.key_of(front=self.front.key, back=self.back.key, data=self.task.fingerprint(),
+        return cache.key_of(front=self.front.key, back=self.back.key, data=self.task.fingerprint(),
                                  cka=asdict(self.exp.cka), seed=self.exp.seed, v=__version__)
 
     def cka(self) -> dict:
         """The CKA matrix with block names and shapes; computed once per inputs."""
         path = cache_dir("cka") / f"{self.exp.front}--{self.exp.back}-{self.cka_key()}.json"
-        if (hit := checkpoint.cached(path)) is not None:
+        if (hit := cache.cached(path)) is not None:
             return hit
         c = self.exp.cka
         n = min(c.batch_size * c.repeats, len(self.task.train))
@@ -219,7 +218,7 @@ class Runner:
             "matrix": res.matrix.tolist(),
         }
         if distributed.is_main():
-            checkpoint.atomic_write_json(out, path)
+            cache.atomic_write_json(out, path)
         distributed.barrier()
         return out
 
@@ -272,7 +271,7 @@ class Runner:
         return model.eval()
 
     def variant_dir(self, point: StitchPoint, cfg: TrainConfig) -> Path:
-        key = checkpoint.key_of(front=self.front.key, back=self.back.key, data=self.stitch_task.fingerprint(),
+        key = cache.key_of(front=self.front.key, back=self.back.key, data=self.stitch_task.fingerprint(),
                                 point=point.to_dict(), k=self.exp.kernel_size, cfg=asdict(cfg), v=__version__)
         return cache_dir("variants", f"{self.exp.front}--{self.exp.back}-i{point.i}-j{point.j}-{key}")
 
@@ -287,7 +286,7 @@ class Runner:
             raise ValueError(f"the model given is stitched at {model.point}, not at {point}")
         run_dir = self.variant_dir(point, cfg)
         task = self.stitch_task
-        feat_key = checkpoint.key_of(front=self.front.key, i=point.i, data=task.train.fingerprint(),
+        feat_key = cache.key_of(front=self.front.key, i=point.i, data=task.train.fingerprint(),
                                      res=self.exp.resolution)
         feature_cache = cache_dir("front-features") / f"{self.exp.front}-i{point.i}-{feat_key}.npy"
         # A checkpoint overwrites the stitch weights, so least squares would be wasted work.

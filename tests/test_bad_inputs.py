@@ -245,13 +245,13 @@ def test_crosscheck_refuses_a_file_that_is_not_an_eager_reference(kind, tmp_path
 
 def test_a_damaged_eager_reference_record_is_not_used(tmp_path, monkeypatch):
     """A reference record is a sealed cache entry: a flipped bit makes the pack write it again."""
+    from restnet import cache
     from restnet.package import reference
-    from restnet.training import checkpoint
 
     monkeypatch.setenv("RESTNET_CACHE", str(tmp_path))
     f = {"sha256": "ab" * 32, "path": "m.pte"}
-    checkpoint.seal(reference._root() / "images-k.npz", lambda fh: np.savez(fh, images=np.zeros(1)))
-    checkpoint.atomic_write_json({"images": "k", "logits": [[1.0, 2.0]]}, reference._record(f))
+    cache.seal(reference._root() / "images-k.npz", lambda fh: np.savez(fh, images=np.zeros(1)))
+    cache.atomic_write_json({"images": "k", "logits": [[1.0, 2.0]]}, reference._record(f))
     assert reference._complete(f)
     raw = bytearray(reference._record(f).read_bytes())
     raw[raw.index(b"2.0")] = ord("3")  # still valid JSON, wrong logits

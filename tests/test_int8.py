@@ -146,10 +146,10 @@ def test_finetuning_trains_the_int8_program_itself():
 def test_finetuning_leaves_the_fp32_model_alone(stitched):
     """The converted program shares the tensors PT2E did not rewrite with the fp32 model; fine-tuning them
     in place would change the model every other file of the variant is exported from."""
+    from restnet.cache import state_digest
     from restnet.export.int8 import get_route, quantize
     from restnet.export.int8_finetune import Finetune
     from restnet.export.int8_recipe import Recipe
-    from restnet.training.checkpoint import state_digest
 
     images = photos(32, seed=5)
     before = state_digest(stitched)

@@ -2,16 +2,13 @@
 uninterrupted one does (same weights, bit for bit)."""
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 import torch
 from torch import nn
 
+from restnet import cache
 from restnet.anchors.blocks import BlockModel
 from restnet.stitching import FeatureSpec, StitchedModel, StitchLayer, StitchPoint
-from restnet.training import checkpoint
 from restnet.training.stitch import STRATEGIES, TrainConfig, resumable_state, train_stitched, trainable_params
 
 
@@ -83,7 +80,7 @@ def test_a_killed_run_resumes_to_the_same_weights(strategy, tmp_path, monkeypatc
     straight = train_stitched(_stitched(), _Task(), None, cfg, tmp_path / "straight").model.state_dict()
 
     saves = []
-    real_save = checkpoint.atomic_save
+    real_save = cache.atomic_save
 
     def killed_after_first_epoch(obj, path):
         if path.name != "checkpoint.pt":  # other entries (the front features' labels) save as usual
@@ -93,10 +90,10 @@ def test_a_killed_run_resumes_to_the_same_weights(strategy, tmp_path, monkeypatc
         saves.append(path)
         real_save(obj, path)
 
-    monkeypatch.setattr(checkpoint, "atomic_save", killed_after_first_epoch)
+    monkeypatch.setattr(cache, "atomic_save", killed_after_first_epoch)
     with pytest.raises(Killed):
         train_stitched(_stitched(), _Task(), None, cfg, tmp_path / "resumed")
-    monkeypatch.setattr(checkpoint, "atomic_save", real_save)
+    monkeypatch.setattr(cache, "atomic_save", real_save)
     torch.manual_seed(123)  # a new process: the global RNG must come from the checkpoint, not from here
     res = train_stitched(_stitched(), _Task(), None, cfg, tmp_path / "resumed")
     assert res.resumed_from == 1 and [h["epoch"] for h in res.history] == [1, 2, 3]
@@ -155,48 +152,3 @@ def test_a_damaged_feature_file_is_recomputed_not_trained_on(tmp_path):
     assert features.open_cached(path) is None and not path.exists()  # discarded, not trusted
     again = front_features(model, task, None, path).rows(torch.arange(24))[0]
     assert torch.equal(again, good)
-
-
-class _Killed(BaseException):
-    """Stands for SIGKILL at one rename inside checkpoint.seal."""
-
-
-@pytest.mark.parametrize("kill_at", [0, 1, 2])
-def test_replacing_a_checkpoint_never_leaves_it_unreadable(kill_at, tmp_path, monkeypatch):
-    """A kill between the entry's rename and its digest's used to leave a new entry under the old digest:
-    the resumed run discarded it and started over (a flaky CI run of test_method_cli showed it)."""
-    path = tmp_path / "checkpoint.pt"
-    checkpoint.atomic_save({"epoch": 1}, path)
-    real, calls = checkpoint.os.replace, []
-
-    def replace(src, dst):
-        if len(calls) == kill_at:
-            raise _Killed
-        calls.append(dst)
-        real(src, dst)
-
-    monkeypatch.setattr(checkpoint.os, "replace", replace)
-    with pytest.raises(_Killed):
-        checkpoint.atomic_save({"epoch": 2}, path)
-    monkeypatch.setattr(checkpoint.os, "replace", real)
-    assert checkpoint.cached(path) == {"epoch": 1 if kill_at < 2 else 2}
-    checkpoint.atomic_save({"epoch": 3}, path)  # and the next write after the kill seals as usual
-    assert checkpoint.cached(path) == {"epoch": 3}
-    assert (tmp_path / "checkpoint.pt.sha256").read_text().split() == [checkpoint._digests(path)[0]]
-
-
-def test_temporary_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
-    path = tmp_path / "checkpoint.pt"
-    gone = _dead_pid()
-    stale, live = tmp_path / f".checkpoint.pt.{gone}.x1.tmp", tmp_path / f".checkpoint.pt.{os.getpid()}.x2.tmp"
-    stale_digest = tmp_path / f".checkpoint.pt.sha256.{gone}.x3.tmp"
-    for p in (stale, live, stale_digest):
-        p.write_bytes(b"half")
-    checkpoint.atomic_save({"epoch": 1}, path)
-    assert not stale.exists() and not stale_digest.exists() and live.exists()
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid

@@ -86,46 +86,51 @@ def preprocess_diff(meta: dict, arrays: dict) -> list[float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m toolkit.crosscheck", description=__doc__.splitlines()[0])
     ap.add_argument("package")
     ap.add_argument("reference", help="the workstation's .npz (python -m restnet.package.reference PACKAGE OUT)")
     ap.add_argument("--bench-runs", type=int, default=0, help="also run restnet-bench, this many runs per file")
     ap.add_argument("--table-out", default=None, help="where restnet-bench writes its table (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    from toolkit.package import PackageError
-    from toolkit.runtime import RuntimeUnavailable
-    from toolkit.switcher import Package, Switcher
 
+def _machine() -> str:
+    """Print what runs the check; returns the machine the results are for (the emulated one, if any)."""
     emulated = os.environ.get("RESTNET_EMULATED", "")
-    where = emulated or platform.machine()
     print(f"machine: {platform.machine()}{f' EMULATED: {emulated}' if emulated else ''}, "
           f"Python {platform.python_version()}")
+    return emulated or platform.machine()
+
+
+def _open(path: str):
+    """The package, verified (schema, path safety, every file's size and sha256), or a PackageError."""
+    from toolkit.switcher import Package
+
     t0 = time.perf_counter()
-    try:
-        pkg = Package(a.package)  # schema, path safety, every file's size and sha256
-    except PackageError as err:
-        print(f"FAIL: {err}")
-        return err.exit_code
+    pkg = Package(path)
     m = pkg.manifest
     n_files = sum(len(v["files"]) for v in m["variants"]) + len(m.get("probes") or [])
     print(f"package {m['profile']['name']} ({m['created']}): schema {m['schema_version']} ok, "
           f"{n_files} files, paths and sha256 verified ({time.perf_counter() - t0:.1f} s)")
+    return pkg
 
-    try:
-        meta, arrays = load_reference(a.reference)
-    except PackageError as err:
-        print(f"FAIL: {err}")
-        return err.exit_code
+
+def _not_for(m: dict, meta: dict) -> str | None:
+    """Why the reference is not this package's (another pack, or a file the package lacks), or None."""
     shas = {member_key(f) for v in m["variants"] for f in v["files"]}
     stale = [mb["path"] for mb in meta["members"] if member_key(mb) not in shas]
     if stale or meta["package_created"] != m["created"]:
-        print(f"FAIL: the reference was made for another package ({meta['package_created']}; files {stale})")
-        return 1
+        return f"the reference was made for another package ({meta['package_created']}; files {stale})"
+    return None
 
-    # The switcher: most accurate variant with no budget, then the fastest one's latency as the budget.
+
+def _switch(pkg) -> bool:
+    """The switcher: most accurate variant with no budget, then the fastest one's latency as the budget,
+    then no budget again; ok when it is back on the first variant without loading any file twice."""
+    from toolkit.switcher import Switcher
+
     sw = Switcher(pkg, latency_ms=None)
     first = sw.active
     fastest = min(pkg.variants, key=lambda v: pkg.latency_ms(v)[0])
@@ -134,16 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     switched = sw.active == first and pkg.loads == len(pkg.files_held)
     print(f"switcher: {first} -> {fastest['id']} (budget {pkg.latency_ms(fastest)[0]:.2f} ms) -> {sw.active}; "
           f"programs loaded {pkg.loads}, held {len(pkg.held)} ({'ok' if switched else 'RELOADED'})")
+    return switched
 
-    pre = preprocess_diff(meta, arrays)
-    print("toolkit preprocessing vs the workstation's inputs: max |Δ| " + ", ".join(f"{d:.2g}" for d in pre)
-          + f" (informational; the check feeds the workstation's exact inputs)")
 
-    rows, failed = [], not switched
+def _check_members(pkg, meta: dict, arrays: dict) -> tuple[list[dict], bool]:
+    """Every member file against the eager logits, a table line each; returns the rows of the members
+    that ran, and whether any failed (its gate, or it cannot run here)."""
+    from toolkit.runtime import RuntimeUnavailable
+
+    rows, failed = [], False
     print(f"\nevery member vs the workstation's eager output on {meta['n']} images ({meta['members'][0]['split']}):")
-    head = (f"{'file':48} {'dtype':5} {'max |Δ|':>9} {'max|logit|':>10} {'Δ/max(1,|l|)':>12} "
-            f"{'top-1 agree':>11} {'x86 agree':>9}  gate")
-    print(head)
+    print(f"{'file':48} {'dtype':5} {'max |Δ|':>9} {'max|logit|':>10} {'Δ/max(1,|l|)':>12} "
+          f"{'top-1 agree':>11} {'x86 agree':>9}  gate")
     for k, mb in enumerate(meta["members"]):
         name = mb["path"] + (f":{mb['method']}" if mb.get("method") else "")
         try:
@@ -164,22 +171,48 @@ def main(argv: list[str] | None = None) -> int:
           "figure vs fp32 eager on its validation split)")
     if rows:
         print(f"runtimes: {'; '.join(sorted({r['runtime'] for r in rows}))}")
+    return rows, failed
 
-    bench = None
-    if a.bench_runs > 0:
-        from toolkit.bench import _print_table, run_bench
 
-        out = a.table_out or Path(os.environ.get("TMPDIR", "/tmp")) / "latency-table.json"
-        _, bench = run_bench(pkg.root, runs=a.bench_runs, warmup=1, out=out,
-                             progress=lambda s: print(s, file=sys.stderr))
-        _print_table(bench)
-        print(f"latency table: {out}")
+def _bench(pkg, runs: int, table_out: str | None) -> dict | None:
+    """restnet-bench's table for the package (``runs`` per file), printed; None when ``runs`` is 0."""
+    if runs <= 0:
+        return None
+    from toolkit.bench import _print_table, run_bench
+
+    out = table_out or Path(os.environ.get("TMPDIR", "/tmp")) / "latency-table.json"
+    _, bench = run_bench(pkg.root, runs=runs, warmup=1, out=out, progress=lambda s: print(s, file=sys.stderr))
+    _print_table(bench)
+    print(f"latency table: {out}")
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    from toolkit.package import PackageError
+
+    a = _parse(argv)
+    where = _machine()
+    try:
+        pkg = _open(a.package)
+        meta, arrays = load_reference(a.reference)
+    except PackageError as err:
+        print(f"FAIL: {err}")
+        return err.exit_code
+    if (why := _not_for(pkg.manifest, meta)) is not None:
+        print(f"FAIL: {why}")
+        return 1
+    switched = _switch(pkg)
+    pre = preprocess_diff(meta, arrays)
+    print("toolkit preprocessing vs the workstation's inputs: max |Δ| " + ", ".join(f"{d:.2g}" for d in pre)
+          + " (informational; the check feeds the workstation's exact inputs)")
+    rows, members_failed = _check_members(pkg, meta, arrays)
+    bench = _bench(pkg, a.bench_runs, a.table_out)
     if a.json:
         Path(a.json).write_text(json.dumps({"machine": where, "members": rows, "preprocess_max_abs_diff": pre,
                                             "switcher_ok": switched, "bench": bench}, indent=2))
+    failed = not switched or members_failed
     print("RESULT:", "FAIL" if failed else "PASS")
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

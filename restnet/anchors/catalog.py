@@ -6,11 +6,10 @@ input size and the code that counts them.
 """
 from __future__ import annotations
 
-from restnet import __version__
+from restnet import __version__, cache
 from restnet.anchors.registry import ANCHORS
 from restnet.anchors.weights import offline_source
 from restnet.paths import cache_dir
-from restnet.training import checkpoint
 
 
 def _stats_row(name: str) -> dict:
@@ -28,7 +27,7 @@ def anchor_rows(progress: bool = True) -> list[dict]:
 
     timm = import_timm()
     path = cache_dir("anchors") / f"stats-restnet{__version__}-timm{timm.__version__}.json"
-    cached = checkpoint.cached(path) or {}
+    cached = cache.cached(path) or {}
     missing = [n for n in ANCHORS if n not in cached]
     if missing:
         from rich.progress import track
@@ -36,5 +35,5 @@ def anchor_rows(progress: bool = True) -> list[dict]:
         it = track(missing, description="counting params/FLOPs") if progress else missing
         for name in it:
             cached[name] = _stats_row(name)
-        checkpoint.atomic_write_json(cached, path)
+        cache.atomic_write_json(cached, path)
     return [dict(cached[n], offline_weights=offline_source(ANCHORS[n])) for n in ANCHORS]

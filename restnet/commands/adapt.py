@@ -31,7 +31,7 @@ def write_anchor(anchor, runner, out: Path, command: str) -> tuple[Path, dict]:
     import torch
     from safetensors.torch import save
 
-    from restnet.training import checkpoint
+    from restnet.atomic import atomic_write_bytes
     from toolkit.package import sha256_of
 
     data, resolution, task = runner.exp.data, runner.exp.resolution, runner.task
@@ -40,7 +40,7 @@ def write_anchor(anchor, runner, out: Path, command: str) -> tuple[Path, dict]:
     path = out / f"{stem}.safetensors"
     state = {k: (v.half() if v.is_floating_point() else v).contiguous()
              for k, v in anchor.net.state_dict().items()}
-    checkpoint.atomic_write_bytes(save(state), path)
+    atomic_write_bytes(save(state), path)
     record = {"anchor": anchor.model.name, "data": data, "resolution": resolution, "file": path.name,
               "sha256": sha256_of(path), "size": path.stat().st_size, "dtype": "float16",
               "train_images": len(task.train), "val_images": len(task.val), "seed": runner.exp.seed,
@@ -48,7 +48,7 @@ def write_anchor(anchor, runner, out: Path, command: str) -> tuple[Path, dict]:
               "val_accuracy": anchor.accuracy, "source": anchor.source, "seconds": round(anchor.seconds, 1),
               "stopped": anchor.stopped, "curve": anchor.curve, "command": command,
               "torch": torch.__version__}
-    checkpoint.atomic_write_bytes(json.dumps(record, indent=2).encode(), out / f"{stem}.json")
+    atomic_write_bytes(json.dumps(record, indent=2).encode(), out / f"{stem}.json")
     return path, record
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
+from restnet import cache
 from restnet.export import ClassifierInfo, export_verified_many, get_format
 from restnet.package.app_info import family_info
 from restnet.package.exports import CheckData, cached_record, export_key, host_latency, store_record
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 from restnet.paths import cache_dir
-from restnet.training import checkpoint
 
 
 def shared_format(req: PackRequest) -> str | None:
@@ -63,7 +63,7 @@ def _verified_bundle(models: dict, specs: dict, fmt: str, example: torch.Tensor,
     """The bundle's record (size, sha256, per method: the export gates' figures and host latency), from the
     cache when the same members were bundled before."""
     f = get_format(fmt)
-    weights = "+".join(f"{name}={checkpoint.state_digest(m)}" for name, m in models.items())
+    weights = "+".join(f"{name}={cache.state_digest(m)}" for name, m in models.items())
     val_fp = data.task.val.fingerprint()
     slot = cache_dir("exports", export_key(weights, f"{fmt}-shared", tuple(example.shape), val_fp, threads, info))
     cached = slot / f"family{f.suffix}"

@@ -10,8 +10,8 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
+from restnet import cache
 from restnet.paths import cache_dir
-from restnet.training import checkpoint
 
 STAGES = ("check budgets", "adapt anchors", "CKA", "select", "train stitches", "control", "evaluate",
           "export + verify", "write package")
@@ -46,7 +46,7 @@ class StageClock:
     def save(self) -> None:
         """Keep the slowest time seen per stage: the ETA is an upper bound, cold or warm."""
         slowest = {n: max(self.expected.get(n, 0), self.took.get(n, 0)) for n in {*self.expected, *self.took}}
-        checkpoint.atomic_write_json(slowest, self.path)
+        cache.atomic_write_json(slowest, self.path)
 
     @staticmethod
     def _fmt(s: float) -> str:

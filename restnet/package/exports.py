@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet import __version__
+from restnet import __version__, cache
 from restnet.data import InputSpec, Split, Task, to_model_input
 from restnet.export import (AGREEMENT_FLAG, AGREEMENT_FLOOR, ClassifierInfo, annotate, compare_with_eager,
                             export_verified, get_format, sha256_of, stages)
@@ -28,7 +28,7 @@ from restnet.package.request import PackRequest
 from restnet.package.variants import Built, largest_activation_bytes
 from restnet.paths import cache_dir
 from restnet.timing import clean_ms
-from restnet.training import checkpoint
+
 SPARE_PER_VAL = 3  # an int8 file's flag: up to 3 unused training images per validation image (CheckData.spare)
 
 
@@ -38,13 +38,13 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
     writer's version; a file without metadata (None) has neither in its key."""
     tools = {p: version(p) for p in ("torch", "executorch", "litert-torch", "onnx", "onnxruntime", "ai-edge-litert")}
     meta = {} if info is None else {"meta": info.fingerprint(), "writer": f"mediapipe {version('mediapipe')}"}
-    return checkpoint.key_of(weights=weights, fmt=fmt, shape=list(shape), check=check_fingerprint,
+    return cache.key_of(weights=weights, fmt=fmt, shape=list(shape), check=check_fingerprint,
                              threads=threads, tools=tools, v=__version__, **meta)
 
 
 def cached_record(cached: Path, dest: Path) -> dict | None:
     """The stored record, with the file copied to ``dest``, if the cache slot is intact."""
-    record = checkpoint.cached(cached.with_name("record.json"))
+    record = cache.cached(cached.with_name("record.json"))
     if record is not None and cached.is_file():
         if sha256_of(cached) == record["sha256"]:
             shutil.copyfile(cached, dest)
@@ -55,7 +55,7 @@ def cached_record(cached: Path, dest: Path) -> dict | None:
 def store_record(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:
     """Move a freshly written file into its cache slot with its record, and copy it to ``dest``."""
     tmp.replace(cached)
-    checkpoint.atomic_write_json(record, cached.with_name("record.json"))
+    cache.atomic_write_json(record, cached.with_name("record.json"))
     shutil.copyfile(cached, dest)
     return record
 
@@ -69,7 +69,7 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     ``checks``: input batches, or (input, label) pairs (see compare_with_eager). ``info`` and ``part``: see
     restnet.export.export_verified (a part's key names it: its file is not the format's classifier file)."""
     f = stages(fmt, part)
-    weights = weights or checkpoint.state_digest(model)
+    weights = weights or cache.state_digest(model)
     key = export_key(weights, f"{fmt}-part" if f is not get_format(fmt) else fmt, tuple(example.shape),
                      check_fingerprint, threads, info)
     slot = cache_dir("exports", key)
@@ -109,7 +109,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
     ``flagged`` when that is below AGREEMENT_FLAG. ``info``: the file's classifier metadata (see
     restnet.export.annotate), written before the file is checked."""
     route, f, recipe = get_route(fmt), get_format(fmt), data.recipe
-    weights = checkpoint.state_digest(model)
+    weights = cache.state_digest(model)
     # The recipe and every image set it used are part of the key: a file quantised another way is another file.
     key = export_key(weights, f"{fmt}-int8-{recipe}", tuple(example.shape), data.int8_fingerprint(), threads,
                      info if f.annotate else None)
@@ -137,7 +137,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
         extra.update(_pooled_check(model, f.load(cached, threads), data, spec, example, record))
     if any(record.get(k) != v for k, v in extra.items()):
         record = {**record, **extra}
-        checkpoint.atomic_write_json(record, cached.with_name("record.json"))
+        cache.atomic_write_json(record, cached.with_name("record.json"))
     return {**record, **host_latency(lambda: f.load(cached, threads), example, record)}
 
 

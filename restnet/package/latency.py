@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restnet import cache
 from restnet.cost import CostModel, PartCosts
 from restnet.export import pte
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 from restnet.paths import cache_dir
 from restnet.timing import clean_ms
-from restnet.training import checkpoint
 from toolkit.cleantime import CLEAN_BURSTS, LOW_QUANTILE, Estimate, busy_note
 from toolkit.errors import PackageInvalid
 from restnet.stitching import StitchPoint
@@ -299,10 +299,10 @@ def host_pte(model, resolution: int, threads: int) -> Estimate:
     so the architecture is timed before any training. Cached per architecture, resolution and threads, and
     only when clean: a figure from a contended moment, cached for good, once made lite0 slower than lite2 and
     broke every later host pack's budgets."""
-    key = checkpoint.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version(),
-                            method=HOST_PTE_METHOD)
+    key = cache.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version(),
+                       method=HOST_PTE_METHOD)
     path = cache_dir("anchor-pte-ms") / f"{model.name}-{key}.json"
-    if (hit := checkpoint.cached(path)) is not None:
+    if (hit := cache.cached(path)) is not None:
         return Estimate(hit["ms"], hit["spread"], hit["clean"], hit["bursts"])
     x = torch.zeros(1, 3, resolution, resolution)
     with tempfile.TemporaryDirectory() as d:
@@ -310,9 +310,9 @@ def host_pte(model, resolution: int, threads: int) -> Estimate:
         pte.export(model.eval(), x, f)
         e = clean_ms(pte.load(f, threads), x.numpy())
     if not e.busy:
-        checkpoint.atomic_write_json({"ms": e.ms, "spread": e.spread, "clean": e.clean, "bursts": e.bursts,
-                                      "model": model.name, "resolution": resolution, "threads": threads,
-                                      "method": HOST_METHOD}, path)
+        cache.atomic_write_json({"ms": e.ms, "spread": e.spread, "clean": e.clean, "bursts": e.bursts,
+                                 "model": model.name, "resolution": resolution, "threads": threads,
+                                 "method": HOST_METHOD}, path)
     return e
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restnet import cache
 from restnet.data import InputSpec, to_model_input
 from restnet.paths import cache_dir
-from restnet.training import checkpoint
 from toolkit.formats import member_key
 
 N_IMAGES = 256
@@ -42,8 +42,8 @@ def _record(f: dict) -> Path:
 
 def _complete(f: dict) -> bool:
     """Whether the file's record and the images it names are both intact (damaged ones are discarded)."""
-    rec = checkpoint.cached(_record(f))
-    return rec is not None and checkpoint.intact(_root() / f"images-{rec['images']}.npz")
+    rec = cache.cached(_record(f))
+    return rec is not None and cache.intact(_root() / f"images-{rec['images']}.npz")
 
 
 @torch.no_grad()
@@ -61,8 +61,8 @@ def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) 
     images, labels = next(iter(task.raw_loader(sample, len(sample))))
     key = sample.fingerprint()
     img_path = _root() / f"images-{key}.npz"
-    if not checkpoint.intact(img_path):
-        checkpoint.seal(img_path, lambda f: np.savez(f, images=images.numpy(), labels=labels.numpy()))
+    if not cache.intact(img_path):
+        cache.seal(img_path, lambda f: np.savez(f, images=images.numpy(), labels=labels.numpy()))
     for model, spec, files in todo:
         logits = model.eval()(to_model_input(images, spec)).numpy().astype(np.float32)
         for f in files:
@@ -70,7 +70,7 @@ def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) 
                    "spec": {"resolution": spec.resolution, "mean": list(spec.mean), "std": list(spec.std),
                             "interpolation": spec.interpolation, "output": "uint8"},
                    "sha256": f["sha256"], "logits": logits.tolist()}
-            checkpoint.atomic_write_json(rec, _record(f))
+            cache.atomic_write_json(rec, _record(f))
 
 
 class ReferenceMissing(LookupError):
@@ -90,7 +90,7 @@ def gather(package: str | Path, out: str | Path) -> dict:
             if f["format"] not in runtime.BACKENDS:
                 continue  # onnx / torchscript: no device runtime, nothing to check there
             path = _record(f)
-            if (rec := checkpoint.cached(path)) is None:  # missing, or damaged (then discarded)
+            if (rec := cache.cached(path)) is None:  # missing, or damaged (then discarded)
                 raise ReferenceMissing(
                     f"{root}: no eager reference for {f['path']} (sha256 {f['sha256'][:12]}…) in {_root()}. "
                     "The workstation that packed it keeps one per file: re-run the same restnet-pack command "
@@ -109,7 +109,7 @@ def gather(package: str | Path, out: str | Path) -> dict:
     if len(keys) != 1:
         raise ReferenceMissing(f"{root}: the members' references were made on different image sets {sorted(keys)}")
     img_path = _root() / f"images-{keys.pop()}.npz"
-    if not checkpoint.intact(img_path):
+    if not cache.intact(img_path):
         raise ReferenceMissing(f"{img_path}: the reference images are missing or damaged; re-run the same "
                                "restnet-pack command here to write them again")
     with np.load(img_path, allow_pickle=False) as z:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet import __version__, distributed
+from restnet import __version__, cache, distributed
 from restnet._compat import import_timm
 from restnet.anchors import get_anchor
 from restnet.anchors.blocks import BlockModel, cut
@@ -24,7 +24,7 @@ from restnet.anchors.weights import load_pretrained, load_state, load_weights_fi
 from restnet.data import InputSpec, Task
 from restnet.paths import cache_dir
 from restnet.progress import bar
-from restnet.training import checkpoint, converge
+from restnet.training import converge
 from restnet.training.evaluate import accuracy
 
 METHODS = ("finetune", "probe")
@@ -159,7 +159,7 @@ def _until_converged(net: nn.Module, model: nn.Module, opt, flips: torch.Generat
     rule = converge.Plateau(cfg.min_gain, max_epochs, None if cfg.max_minutes is None else 60 * cfg.max_minutes)
     warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=min(cfg.round_steps, steps))
     curve, best, spent, epoch = [], None, 0.0, 0
-    if state_path is not None and (saved := checkpoint.cached(state_path)) is not None:
+    if state_path is not None and (saved := cache.cached(state_path)) is not None:
         net.load_state_dict(saved["net"])
         opt.load_state_dict(saved["opt"])
         warmup.load_state_dict(saved["warmup"])
@@ -193,7 +193,7 @@ def _until_converged(net: nn.Module, model: nn.Module, opt, flips: torch.Generat
             for g in opt.param_groups:
                 g["lr"] = lr / 10
         if state_path is not None and distributed.is_main():
-            checkpoint.atomic_save({"net": net.state_dict(), "opt": opt.state_dict(), "warmup": warmup.state_dict(),
+            cache.atomic_save({"net": net.state_dict(), "opt": opt.state_dict(), "warmup": warmup.state_dict(),
                                     "flips": flips.get_state(), "rng": torch.get_rng_state(), "rule": rule.state(),
                                     "curve": curve, "best": best, "seconds": spent, "epoch": epoch}, state_path)
     net.load_state_dict(best)
@@ -214,11 +214,11 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     wkey = None
     if weights is not None:
         wkey = f"{Path(weights).resolve()}:{Path(weights).stat().st_mtime_ns}"
-    key = checkpoint.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=cfg.cache_key(), weights=wkey,
+    key = cache.key_of(name=name, task=task.fingerprint(), res=resolution, cfg=cfg.cache_key(), weights=wkey,
                             num_classes=num_classes, pretrained=pretrained, init="seeded", v=__version__,
                             input=[list(spec.mean), list(spec.std), spec.interpolation])
     path = cache_dir("task-anchors") / f"{name}-{key}.pt"
-    if (saved := checkpoint.cached(path)) is not None:
+    if (saved := cache.cached(path)) is not None:
         net = timm_for_task(name, task.num_classes, resolution)
         load_state(net, saved["state_dict"], f"cached task anchor {path}")
         meta = saved["meta"]
@@ -254,14 +254,14 @@ def adapt_anchor(name: str, task: Task, resolution: int, cfg: AdaptConfig = Adap
     acc = accuracy(model, task.loader(task.val, spec, 128), desc=f"evaluate {name}")
     seconds = time.perf_counter() - t0
     _save(path, net, {"accuracy": acc, "source": source, "seconds": seconds, "curve": curve, "stopped": stopped})
-    checkpoint.remove(path.with_suffix(".partial.pt"))
+    cache.remove(path.with_suffix(".partial.pt"))
     return TaskAnchor(model, spec, acc, source, seconds, key, net, curve, stopped)
 
 
 def _save(path: Path, net: nn.Module, meta: dict) -> None:
     """The task anchor's cache entry: under torchrun rank 0 writes it, the others wait until it is there."""
     if distributed.is_main():
-        checkpoint.atomic_save({"state_dict": net.state_dict(), "meta": meta}, path)
+        cache.atomic_save({"state_dict": net.state_dict(), "meta": meta}, path)
     distributed.barrier()
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from restnet import cache
 from restnet.data import Task
 from restnet.paths import cache_dir
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
-from restnet.training import checkpoint
 from restnet.training.adapt import TaskAnchor
 from restnet.training.stitch import TrainConfig, least_squares_init, resumable_state, train_stitched
 
@@ -49,7 +49,7 @@ def trained_alike(role: str, anchor: TaskAnchor, block_specs: list, task: Task, 
         raise ValueError(f"block {i} is outside 0..{anchor.model.num_blocks - 2} for {anchor.model.name}")
     stitch = StitchLayer(block_specs[i], block_specs[i], kernel_size)
     model = StitchedModel(anchor.model, anchor.model, StitchPoint(i, i), stitch)
-    key = checkpoint.key_of(anchor=anchor.key, i=i, data=task.fingerprint(), cfg=str(cfg), k=kernel_size)
+    key = cache.key_of(anchor=anchor.key, i=i, data=task.fingerprint(), cfg=str(cfg), k=kernel_size)
     run_dir = cache_dir("self-stitch", f"{role}-i{i}-{key}")
     if cfg.ls_init and resumable_state(run_dir, cfg) is None:  # a checkpoint overwrites the stitch anyway
         least_squares_init(model, anchor.model, task, anchor.spec, anchor.spec, seed=seed)

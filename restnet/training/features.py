@@ -9,7 +9,7 @@ by batch, read back one shuffled batch at a time with ``os.pread`` (no mmap,
 so no file page ever counts towards the process's RSS). Memory is one batch,
 whatever the number of images. The labels are small and stay a ``.pt`` entry.
 
-Both files are sealed like every cache entry (restnet.training.checkpoint):
+Both files are sealed like every cache entry (restnet.cache):
 written atomically with a sha256 beside them and checked before use, so a
 truncated or damaged feature file is recomputed, never trained on.
 """
@@ -23,7 +23,7 @@ from typing import IO
 import numpy as np
 import torch
 
-from restnet.training import checkpoint
+from restnet import cache
 
 _DTYPE = np.dtype("<f4")
 
@@ -50,9 +50,9 @@ def write(path: Path, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], n: i
         if rows != n:
             raise RuntimeError(f"front features: expected {n} rows, the data gave {rows}")
 
-    checkpoint.seal(path, stream)
+    cache.seal(path, stream)
     all_labels = torch.cat(labels)
-    checkpoint.atomic_save(all_labels, labels_path(path))
+    cache.atomic_save(all_labels, labels_path(path))
     return FeatureFile(path, all_labels)
 
 
@@ -99,11 +99,11 @@ class FeatureFile:
 def open_cached(path: Path) -> FeatureFile | None:
     """The feature file at ``path`` if it and its labels are intact, else None (damaged ones are
     discarded so the caller recomputes them)."""
-    labels = checkpoint.cached(labels_path(path))
-    if labels is None or not checkpoint.intact(path):
+    labels = cache.cached(labels_path(path))
+    if labels is None or not cache.intact(path):
         return None
     try:
         return FeatureFile(path, labels)
     except (ValueError, OSError) as err:
-        checkpoint.discard(path, f"cannot be read ({err})")
+        cache.discard(path, f"cannot be read ({err})")
         return None

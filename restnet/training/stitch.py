@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet import distributed
+from restnet import cache, distributed
 from restnet.data import InputSpec, Task, to_model_input
 from restnet.progress import bar
 from restnet.stitching import StitchedModel
-from restnet.training import checkpoint, features
+from restnet.training import features
 
 STRATEGIES = ("stitch", "stitch+back", "stitch+front", "whole")
 
@@ -77,7 +77,7 @@ def _trainable(model: StitchedModel, strategy: str) -> list[nn.Module]:
 
 def resumable_state(run_dir: Path, cfg: TrainConfig) -> dict | None:
     """The checkpoint in ``run_dir`` if it was written with this exact config, else None."""
-    state = checkpoint.cached(run_dir / "checkpoint.pt")
+    state = cache.cached(run_dir / "checkpoint.pt")
     return state if state is not None and state["config"] == asdict(cfg) else None
 
 
@@ -165,10 +165,10 @@ def _save(run_dir: Path, cfg: TrainConfig, model: StitchedModel, opt: torch.opti
     if distributed.is_main():
         trainable_state = {k: v.cpu() for k, v in model.state_dict().items()
                            if any(k.startswith(prefix) for prefix in _prefixes(cfg.strategy))}
-        checkpoint.atomic_save({"config": asdict(cfg), "epoch": epoch + 1, "model": trainable_state,
+        cache.atomic_save({"config": asdict(cfg), "epoch": epoch + 1, "model": trainable_state,
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "rng": torch.get_rng_state(), "history": history}, run_dir / "checkpoint.pt")
-        checkpoint.atomic_write_json({"config": asdict(cfg), "world_size": distributed.world_size(),
+        cache.atomic_write_json({"config": asdict(cfg), "world_size": distributed.world_size(),
                                       "history": history}, run_dir / "train-log.json")
     distributed.barrier()
 

@@ -1,11 +1,11 @@
-"""Atomic, weights-only, checksummed cache entries.
+"""Weights-only, checksummed cache entries, and the keys they are filed under.
 
 Everything restnet saves is tensors plus plain Python values, so it loads
-with ``torch.load(weights_only=True)``. A write goes to a temporary file in
-the same folder and is flushed to disk; its sha256 goes beside it
-(``<name>.sha256``). A read (``cached``) trusts an entry only when a digest
-matches: a truncated, half-written, bit-flipped or digest-less entry is
-deleted and reported, and the stage recomputes it.
+with ``torch.load(weights_only=True)``. An entry is written atomically
+(``restnet.atomic``) and its sha256 goes beside it (``<name>.sha256``). A
+read (``cached``) trusts an entry only when a digest matches: a truncated,
+half-written, bit-flipped or digest-less entry is deleted and reported, and
+the stage recomputes it.
 
 Replacing an entry (a training checkpoint, every epoch) is two renames, the
 entry's and its digest's, and a kill can fall between them. So the digest
@@ -16,46 +16,26 @@ from its last checkpoint instead of discarding it.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
+from restnet import atomic
+
 
 def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _write_temp(path: Path, write: Callable[[IO[bytes]], None]) -> tuple[str, str]:
-    """Write a flushed temporary file beside ``path``; returns (its name, its content's sha256)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        with open(tmp, "rb") as f:
-            return tmp, hashlib.file_digest(f, "sha256").hexdigest()
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    tmp, _ = _write_temp(path, write)
-    try:
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _sha256(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _digests(path: Path) -> list[str]:
@@ -65,50 +45,27 @@ def _digests(path: Path) -> list[str]:
 
 def seal(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Replace the entry so that a kill at any point leaves the old or the new entry readable (module doc)."""
-    tmp, digest = _write_temp(path, write)
+    tmp = atomic.write_temp(path, write)
     try:
+        digest = _sha256(tmp)
         try:
             old = _digests(path) if path.is_file() else []  # all: an earlier kill may have left two
         except FileNotFoundError:
             old = []
         digests = _digest_path(path)
-        _write_atomic(digests, lambda f: f.write(" ".join([digest, *old]).encode()))
+        atomic.replace(digests, lambda f: f.write(" ".join([digest, *old]).encode()))
         os.replace(tmp, path)
         if old:
-            _write_atomic(digests, lambda f: f.write(digest.encode()))
+            atomic.replace(digests, lambda f: f.write(digest.encode()))
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _sweep(path)
-    _sweep(digests)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _sweep(path: Path) -> None:
-    """Delete this entry's temporary files left by writers that were killed (their pid is gone); a live
-    writer's are kept, since a shared cache may have two processes writing the same entry."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            stale.unlink(missing_ok=True)
+    atomic.sweep(path)
+    atomic.sweep(digests)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
     seal(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """An output file for users, not a cache entry: replaced atomically, with no digest beside it."""
-    _write_atomic(path, lambda f: f.write(data))
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:
@@ -139,8 +96,7 @@ def intact(path: Path) -> bool:
         return False
     try:
         expected = _digests(path)
-        with open(path, "rb") as f:
-            got = hashlib.file_digest(f, "sha256").hexdigest()
+        got = _sha256(path)
     except FileNotFoundError:
         discard(path, "has no checksum (written by an older restnet, or its write was interrupted)")
         return False
