@@ -4,9 +4,12 @@ Three metrics behind one interface:
   ``params``   parameter count;
   ``flops``    fvcore multiply-adds at the task resolution (see restnet.anchors.stats);
   ``latency``  milliseconds, the sum of per-part latencies from a table: measured
-               here on this host (median of repeated runs, thread count recorded),
-               or, later, a table measured on the device. Summing per-block
-               latencies is the look-up-table method of Once-for-All / nn-Meter.
+               here on this host (every part and stitching layer timed
+               interleaved, in bursts another job did not starve:
+               toolkit.cleantime; thread count recorded), or a table measured
+               on the device. Summing per-block latencies is the look-up-table
+               method of Once-for-All / nn-Meter. How the host's table is timed,
+               estimated when the host is too busy, and cached: restnet.part_timing.
 
 Part costs are computed once per block and once per distinct stitching-layer
 shape, so costing every (i, j) pair is cheap.
@@ -14,14 +17,15 @@ shape, so costing every (i, j) pair is cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Protocol
 
 import torch
 
 from restnet.anchors.blocks import BlockModel
 from restnet.anchors.stats import ModelStats, count_flops, count_params
+from restnet.part_timing import PROXY_THREADS, host_table, part_programs, stitch_programs
 from restnet.stitching import FeatureSpec, StitchLayer, StitchPoint, feature_spec
-from restnet.timing import measure_ms, torch_threads
 
 METRICS = ("params", "flops", "latency")
 UNITS = {"params": "params", "flops": "MACs", "latency": "ms"}
@@ -51,20 +55,6 @@ def static_part_costs(stats: ModelStats, metric: str) -> PartCosts:
     return PartCosts(get(stats.stem), [get(b) for b in stats.blocks], get(stats.head))
 
 
-@torch.no_grad()
-def measured_part_costs(model: BlockModel, input_size: int, runs: int = 15, threads: int | None = None) -> PartCosts:
-    """Host latency per part, each timed on its real input (batch 1)."""
-    with torch_threads(threads):
-        x = torch.zeros(1, 3, input_size, input_size)
-        stem = measure_ms(model.stem, x, runs)
-        h = model.stem(x)
-        blocks = []
-        for blk in model.blocks:
-            blocks.append(measure_ms(blk, h, runs))
-            h = blk(h)
-        return PartCosts(stem, blocks, measure_ms(model.head, h, runs))
-
-
 class Correction(Protocol):
     """A cost a whole model pays beyond its parts (restnet.package.latency.MemoryTerm)."""
 
@@ -87,7 +77,9 @@ class CostModel:
     threads: int | None = None
     scale: float = 1.0  # measured-here latency x scale = estimated device latency
     offset: float = 0.0  # added once per model (per-program overhead correction of a device table)
-    stitch_table: dict | None = None  # (src spec, dst spec) -> cost, when stitch costs come from a table
+    stitch_table: dict | None = None  # (src spec, dst spec) -> cost; every latency model has one
+    note: str | None = None  # a warning for the log: the host was too busy to time some part
+    tolerance: float = 0.0  # +- fraction a point's cost may move when measured again (0: exact)
     correction: Correction | None = None  # a per-model term beyond the parts (a device table's memory term)
     _stitch_cache: dict = field(default_factory=dict, repr=False)
 
@@ -113,8 +105,7 @@ class CostModel:
             elif self.metric == "flops":
                 c = float(count_flops(layer, x).get("", 0))
             else:
-                with torch_threads(self.threads):
-                    c = measure_ms(layer, x)
+                raise KeyError("a latency cost model needs its stitching layers' latencies in stitch_table")
             self._stitch_cache[key] = c * self.scale
         return self._stitch_cache[key]
 
@@ -133,15 +124,16 @@ class CostModel:
         return torch.tensor([[self(StitchPoint(i, j)) for j in range(lb)] for i in range(la)], dtype=torch.float64)
 
 
-def _scaled(p: PartCosts, k: float) -> PartCosts:
-    return PartCosts(p.stem * k, [b * k for b in p.blocks], p.head * k)
+def _parts(values: list[float]) -> PartCosts:
+    return PartCosts(values[0], values[1:-1], values[-1])
 
 
 def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_stats: ModelStats,
                      back_stats: ModelStats, kernel_size: int = 3, threads: int | None = None,
-                     latency_scale: float | None = None) -> CostModel:
-    """Static metrics from the stats; latency measured on this host now (times ``latency_scale``
-    when the device is not this host: an estimate, and the source says so)."""
+                     latency_scale: float | None = None, cache: bool = True) -> CostModel:
+    """Static metrics from the stats; latency measured on this host, on ``threads`` (default PROXY_THREADS), or
+    its table from the cache (``cache=False``: timed now, not stored) (times ``latency_scale`` when the device
+    is not this host: an estimate, and the source says so)."""
     fspecs = [feature_spec(front, b.out_shape) for b in front_stats.blocks]
     bspecs = [feature_spec(back, b.out_shape) for b in back_stats.blocks]
     if metric in ("params", "flops"):
@@ -149,10 +141,15 @@ def build_cost_model(metric: str, front: BlockModel, back: BlockModel, front_sta
                          fspecs, bspecs, kernel_size)
     if metric != "latency":
         raise ValueError(f"cost metric must be one of {METRICS}, got {metric!r}")
-    threads = threads or torch.get_num_threads()
+    threads = threads or PROXY_THREADS
     k = latency_scale or 1.0
-    source = "measured (host, sum of parts)" if latency_scale is None else \
-        f"estimated (host sum of parts x {k:g})"
-    return CostModel(metric, _scaled(measured_part_costs(front, front_stats.input_size, threads=threads), k),
-                     _scaled(measured_part_costs(back, back_stats.input_size, threads=threads), k), fspecs, bspecs,
-                     kernel_size, source=source, threads=threads, scale=k)
+    fp, bp = part_programs(front, front_stats), part_programs(back, back_stats)
+    sp = stitch_programs(fspecs, bspecs, kernel_size)
+    t = host_table(front, back, front_stats, back_stats, fp + bp + sp, threads,
+                   [list(range(len(fp))), list(range(len(fp), len(fp) + len(bp)))], cache)
+    ms = [v * k for v in t.ms]
+    source = t.source if latency_scale is None else f"estimated (host x {k:g}; host {t.source})"
+    stitches = dict(zip(dict.fromkeys(product(fspecs, bspecs)), ms[len(fp) + len(bp):]))
+    return CostModel(metric, _parts(ms[:len(fp)]), _parts(ms[len(fp):len(fp) + len(bp)]), fspecs, bspecs,
+                     kernel_size, source=source, threads=threads, scale=k, stitch_table=stitches, note=t.note,
+                     tolerance=t.tolerance)

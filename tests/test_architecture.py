@@ -33,7 +33,8 @@ LAYERS = [
     ("restnet.export",                          # export formats, int8 routes and the export gate
      "restnet.firmware_parity"),                # the C++ runner against the toolkit (tests, benchmarks)
     ("restnet.training", "restnet.cka",         # the method's steps: adapt and stitch training, CKA,
-     "restnet.cost", "restnet.selection"),      # the cost model, the selection rules
+     "restnet.cost", "restnet.part_timing",     # the cost model (and its host latency table),
+     "restnet.selection"),                      # the selection rules
     ("restnet.data", "restnet.stitching"),      # data sets and preprocessing; the stitched model
     ("restnet.anchors",),                       # the anchor models: registry, blocks, weights, stats
     ("restnet", "restnet._compat", "restnet.atomic", "restnet.cache", "restnet.distributed",

@@ -91,10 +91,10 @@ def test_only_a_restnet_bench_table_of_this_version_is_read(tmp_path):
 
 # ---- which device figure a variant gets ----
 
-def _variant(kind: str = "stitched", sha: str = "sha-v") -> Built:
-    files = [{"host_ms": 2.0, "threads": 2, "runtime": "executorch 1.5", "format": "pte", "sha256": sha}]
+def _variant(kind: str = "stitched", sha: str = "sha-v", **timing) -> Built:
+    files = [{"host_ms": 2.0, "threads": 2, "runtime": "executorch 1.5", "format": "pte", "sha256": sha, **timing}]
     sel = Selection(1.0, StitchPoint(0, 0), 0.9, 1.0, 0) if kind == "stitched" else None
-    return Built(kind, nn.Identity(), "v", 1.0, 0.5, 1, 1, 0, InputSpec(32, (0.5,) * 3, (0.5,) * 3),
+    return Built(kind, nn.Identity(), "v", 1.0, 0.5, 1, 3_000_000, 0, InputSpec(32, (0.5,) * 3, (0.5,) * 3),
                  role="back" if kind == "anchor" else None, selection=sel, files=files)
 
 
@@ -111,7 +111,7 @@ def test_device_figure_precedence_measured_predicted_host_estimated_none(tmp_pat
     assert req.profile.latency_estimate is not None and not req.profile.is_host
 
     host, dev = DeviceLatency(req, table, pred)(_variant())  # the table measured this very file
-    assert host["where"] == "host" and host["ms"] == 2.0 and "median of 30 runs" in host["method"]
+    assert host["where"] == "host" and host["ms"] == 2.0 and "medians of 9 short bursts" in host["method"]
     assert (dev["source"], dev["ms"], dev["where"], dev["threads"]) == ("measured", 7.0, "pi", 4)
 
     _, dev = DeviceLatency(req, table, pred)(_variant(sha="sha-other"))  # not this file: predicted
@@ -128,6 +128,19 @@ def test_device_figure_precedence_measured_predicted_host_estimated_none(tmp_pat
     assert (dev["source"], dev["ms"], dev["where"]) == ("measured", 2.0, "rpi4")
 
     assert len(DeviceLatency(_request(latency_estimate=None), None, None)(_variant())) == 1  # nothing to say
+
+
+def test_a_file_the_host_was_too_busy_to_time_is_estimated_from_its_macs_and_says_so():
+    """A busy figure (2.0 ms from 2 clean bursts of 40) is an upper bound, not the file's speed: the host figure
+    becomes MACs x the anchors' ms per MAC, marked estimated, for the host profile's device figure too."""
+    busy = {"host_spread": 0.8, "host_clean": 2, "host_bursts": 40, "host_busy": True}
+    host, dev = DeviceLatency(_request(is_host=True), None, None, per_mac=lambda: 0.25e-6)(_variant(**busy))
+    assert (host["source"], host["ms"], host["spread"]) == ("estimated", pytest.approx(0.75), 0.8)
+    assert "too busy to time this file" in host["method"] and "2 of 40 bursts clean" in host["method"]
+    assert "MACs x 250 ms per GMAC" in host["method"] and (dev["source"], dev["ms"]) == ("estimated", host["ms"])
+    clean = {"host_spread": 0.012, "host_clean": 9, "host_bursts": 11, "host_busy": False}
+    host, _ = DeviceLatency(_request(is_host=True), None, None, per_mac=lambda: 1 / 0)(_variant(**clean))
+    assert (host["source"], host["ms"], host["spread"]) == ("measured", 2.0, 0.012)  # per_mac never asked
 
 
 def test_an_estimate_factor_is_used_as_given(tmp_path):
@@ -205,20 +218,3 @@ def test_calibration_probes_refit_the_prediction(tmp_path):
     cm = predicted_cost_model(table, shapes, NAMES, 32)
     assert cm.offset == pytest.approx(2 * OVERHEAD) and "fitted on 5 whole programs" in cm.source
     assert cm(StitchPoint(0, 1)) == pytest.approx(1.0 + 2.0 + STITCH_MS + 0.3 - 3 * 2 * OVERHEAD)
-
-
-def test_a_cached_host_figure_keeps_the_fastest_burst_not_a_busy_moment(monkeypatch):
-    """Another job on the cores only slows a burst down: with bursts, a slow first burst (10 ms a call while
-    contended, 1 ms after) must not become the figure; one burst keeps it (the old behaviour)."""
-    import restnet.timing as timing
-
-    clock = {"t": 0.0, "calls": 0}
-
-    def program(_x):  # advances a fake clock: 10 ms per call for the first 8 calls, then 1 ms
-        clock["calls"] += 1
-        clock["t"] += 0.010 if clock["calls"] <= 8 else 0.001
-
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["t"])
-    assert timing.measure_callable_ms(program, None, runs=5, warmup=0, bursts=3) == pytest.approx(1.0)
-    clock.update(t=0.0, calls=0)
-    assert timing.measure_callable_ms(program, None, runs=5, warmup=0) == pytest.approx(10.0)

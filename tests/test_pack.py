@@ -134,7 +134,9 @@ def test_pack_writes_a_verified_package(packed):
         for f in v["files"]:
             assert f["scaled_diff"] <= 1e-4 and f["top1_agreement"] >= 0.999
             assert f["max_abs_diff"] <= 1e-4 * max(1.0, f["max_abs_logit"])
-        assert v["latency"][0]["source"] == "measured" and v["latency"][1]["source"] == "estimated"
+        host = v["latency"][0]  # timed clean, or said to be too busy to time (another job held the cores)
+        assert host["source"] == "measured" or "too busy to time this file" in host["method"], host
+        assert v["latency"][1]["source"] == "estimated"
     assert m["latency_source"] == "estimated"
     fam = m["family"]  # ladder statistics, recomputed from the variants
     from restnet.package.family import family_stats

@@ -98,3 +98,31 @@ def test_window_gives_each_budget_its_own_slice():
     assert max(b - a for a, b in zip(ladder, ladder[1:])) <= (1 + 0.5) * 10.0
     with pytest.raises(InfeasibleBudget, match=r"cost >= 15"):
         select_family(torch.ones(1, 1, dtype=torch.float64), lambda p: 12.0, [20.0], window=0.5, low=10.0)
+
+
+def test_a_pick_a_re_measurement_could_turn_is_logged_as_a_close_call():
+    """With costs known to +-5 %, a pick whose own cost, or a higher-CKA point's, lies within 5 % of the budget's
+    bounds is logged as a close call (two packs that differ there show why); a pick clear of them is not."""
+    from types import SimpleNamespace
+
+    from restnet.cost import CostModel, PartCosts
+    from restnet.package.budgets import describe_selections
+    from restnet.selection import Selection
+    from restnet.stitching import FeatureSpec
+
+    fs, bs = [FeatureSpec("nchw", (4, 8, 8))] * 3, [FeatureSpec("nchw", (6, 8, 8))] * 3
+    # cost(i, j) = [2, 5, 9][i] + [5, 3, 0][j]: (0, 0) 7, (1, 1) 8, (0, 1) 5
+    cm = CostModel("latency", PartCosts(0, [2, 3, 4], 0), PartCosts(0, [1, 2, 3], 0), fs, bs,
+                   stitch_table={(fs[0], bs[0]): 0.0}, tolerance=0.05)
+    cka = torch.full((3, 3), 0.5, dtype=torch.float64)
+    cka[1, 1], cka[0, 0], cka[0, 1] = 0.99, 0.9, 0.8
+    req = SimpleNamespace(band=0.0, window=0.0)
+    lines = describe_selections([Selection(7.8, StitchPoint(0, 0), 0.9, 7.0, 1),
+                                 Selection(6.0, StitchPoint(0, 1), 0.8, 5.0, 2)], [6.0, 7.8], cka, cm, req, ("a", "b"))
+    assert "close call: a[:2]→b[2:] (CKA 0.9900) at 8 ms is within the costs' +-5.0% of the budget's bounds" in lines[0]
+    assert "close call" not in lines[1] and lines[1].startswith("budget 6 ms: a[:1]→b[2:] CKA 0.8000, cost 5")
+    own = describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka, cm, req, ("a", "b"))
+    assert "close call: itself at 8 ms" in own[0]
+    exact = CostModel("params", cm.front, cm.back, fs, bs, stitch_table=cm.stitch_table)  # no tolerance: no notes
+    assert "close call" not in describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka,
+                                                   exact, req, ("a", "b"))[0]

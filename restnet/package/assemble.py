@@ -42,8 +42,9 @@ class AnchorFacts:
 def build_manifest(req: PackRequest, budgets: list[float], built: list[Built], ids: list[str],
                    device: DeviceLatency, anchors: dict[str, AnchorFacts], task: Task, resolution: int,
                    probes: list[dict] | None = None, ladder: Ladder | None = None,
-                   bundles: list[dict] | None = None) -> dict:
-    """The manifest as JSON-ready data (validated on the way: every part is a model)."""
+                   bundles: list[dict] | None = None, cost_source: str | None = None) -> dict:
+    """The manifest as JSON-ready data (validated on the way: every part is a model). ``cost_source``: the
+    selection cost model's source (restnet.cost.CostModel.source)."""
     variants = [_variant(b, vid, device, req, anchors, resolution, ladder) for b, vid in zip(built, ids)]
     extra = {"probes": [mf.Probe(**p) for p in probes]} if probes else {}
     if bundles:
@@ -53,7 +54,8 @@ def build_manifest(req: PackRequest, budgets: list[float], built: list[Built], i
         extra["family"] = mf.FamilyInfo(**stats)
     m = mf.Manifest(
         schema_version=mf.SCHEMA_VERSION, created=_now(), restnet_version=__version__,
-        profile=_profile_info(req, budgets, ladder, "shared" if bundles else "files"), task=_task_info(task),
+        profile=_profile_info(req, budgets, ladder, "shared" if bundles else "files", cost_source),
+        task=_task_info(task),
         anchors={role: mf.AnchorInfo(name=a.name, weights=a.weights, accuracy=a.accuracy, params=a.params,
                                      flops=a.flops, blocks=a.blocks,
                                      trained_alike=mf.TrainedAlike(accuracy=a.trained_alike,
@@ -72,10 +74,13 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _profile_info(req: PackRequest, budgets: list[float], ladder: Ladder | None, layout: str) -> mf.ProfileInfo:
+def _profile_info(req: PackRequest, budgets: list[float], ladder: Ladder | None, layout: str,
+                  cost_source: str | None) -> mf.ProfileInfo:
     p = req.profile
     mode = "ladder" if ladder is not None else "values" if req.budgets else "between"
     extra = {"limits": ladder.limits, "binding_limit": ladder.binding} if ladder is not None else {}
+    if cost_source is not None:
+        extra["cost_source"] = cost_source
     return mf.ProfileInfo(name=p.name, description=p.description, backend=p.backend, threads=p.threads, dtype=p.dtype,
                           metric=req.metric, unit=UNITS[req.metric], budgets=budgets, band=req.band, window=req.window,
                           ram_budget_mb=p.model_ram_mb, storage_mb=p.storage_mb, compute_gmacs=p.compute_gmacs,

@@ -13,7 +13,8 @@ import torch
 from restnet.cost import CostModel
 from restnet.package.limits import Figures, Ladder, plan_ladder
 from restnet.package.request import PackRequest
-from restnet.selection import budgets_between, select_family
+from restnet.selection import Selection, budgets_between, select_family, window_floors
+from restnet.stitching import StitchPoint
 
 
 @dataclass
@@ -44,3 +45,41 @@ def plan_budgets(cm: CostModel, req: PackRequest, names: tuple[str, str], figure
     blank = plan.masked(torch.zeros(len(cm.front.blocks), len(cm.back.blocks), dtype=torch.float64))
     select_family(blank, cm, plan.budgets, cm.unit, names, req.band, req.window, min(fa, ba))
     return plan
+
+
+def close_call(matrix: torch.Tensor, cm: CostModel, s: Selection, lowest: float) -> tuple[StitchPoint, float] | None:
+    """A decision a re-measurement could turn: ``s``'s own point, or a point of higher CKA, whose cost lies within
+    the cost model's tolerance of the budget or of its lower bound ``lowest``; (point, cost) or None."""
+    t = cm.tolerance
+    if t <= 0:
+        return None
+    near = lambda c: abs(c - s.budget) <= t * s.budget or (lowest > 0 and abs(c - lowest) <= t * lowest)  # noqa: E731
+    if near(s.cost):
+        return s.point, s.cost
+    m = torch.nan_to_num(matrix.to(torch.float64), nan=float("-inf"))
+    for flat in torch.argsort(m.flatten(), descending=True).tolist():
+        p = StitchPoint(*divmod(flat, m.shape[1]))
+        if m[p.i, p.j] <= s.cka:
+            return None
+        if near(c := cm(p)):
+            return p, c
+    return None
+
+
+def describe_selections(sels: list[Selection], budgets: list[float], matrix: torch.Tensor, cm: CostModel,
+                        req: PackRequest, names: tuple[str, str]) -> list[str]:
+    """One log line per selection: the point, its CKA and cost, and a close call when the costs' tolerance
+    (latency measured on this host) could have picked otherwise, so that two packs that differ show why.
+    ``matrix``: the CKA matrix the selection ran on (masked)."""
+    low = min(cm.anchor_cost("front"), cm.anchor_cost("back"))
+    floors = dict(zip(sorted(budgets), window_floors(budgets, req.window, low)))
+    lines = []
+    for s in sels:
+        lowest = max(req.band * s.budget, floors.get(s.budget) or 0.0)
+        line = f"budget {s.budget:.4g} {cm.unit}: {s.point.label(*names)} CKA {s.cka:.4f}, cost {s.cost:.4g}"
+        if (c := close_call(matrix, cm, s, lowest)) is not None:
+            what = "itself" if c[0] == s.point else f"{c[0].label(*names)} (CKA {float(matrix[c[0].i, c[0].j]):.4f})"
+            line += (f" [close call: {what} at {c[1]:.4g} {cm.unit} is within the costs' +-{cm.tolerance:.1%} of "
+                     f"the budget's bounds {lowest:.4g}..{s.budget:.4g}; another measurement may pick otherwise]")
+        lines.append(line)
+    return lines

@@ -11,22 +11,24 @@ need, not the Runner.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 
 from restnet.anchors.stats import count_flops, count_params
 from restnet.cost import CostModel
 from restnet.package.assemble import AnchorFacts, build_manifest
-from restnet.package.budgets import BudgetPlan, plan_budgets
+from restnet.package.budgets import BudgetPlan, describe_selections, plan_budgets
 from restnet.package.limits import Figures, activation_peaks, check_storage, describe_ladder, latency_figures, \
     plan_ladder
 from restnet.package.eta import StageClock
 from restnet.package.exports import CheckData, export_variant
-from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model
+from restnet.package.latency import DeviceLatency, LatencyTable, host_pte_ms, predicted_cost_model, pte_ms_per_mac
 from restnet.package.probes import export_probes
 from restnet.package.request import PackRequest
 from restnet.package import bundle, dominance, fairness, family, reference, signing
@@ -64,9 +66,9 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
         runner.cka()
     with clock("select"):
         sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
-        for s in sels:
-            log(f"budget {s.budget:.4g} {cm.unit}: {s.point.label(runner.exp.front, runner.exp.back)} "
-                f"CKA {s.cka:.4f}, cost {s.cost:.4g}")
+        for line in describe_selections(sels, budgets, plan.masked(runner.cka_matrix()), cm, req,
+                                        (runner.exp.front, runner.exp.back)):
+            log(escape(line))  # '[close call: ...]' is text, not a rich style tag
     cfg = runner.train_config(**req.train_overrides)
     with clock("train stitches"):
         trained = [(s, runner.train(s.point, cfg).model.eval()) for s in sels]
@@ -81,9 +83,9 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
         with clock("export + verify"):
             probes, bundles = _export(runner, req, built, ids, tmp, log)
         with clock("write package"):
-            manifest = build_manifest(req, budgets, built, ids, DeviceLatency(req, table, pred),
-                                      _anchor_facts(runner, controls),
-                                      runner.task, runner.exp.resolution, probes, plan.ladder, bundles)
+            device = DeviceLatency(req, table, pred, _per_mac(runner, req, log))
+            manifest = build_manifest(req, budgets, built, ids, device, _anchor_facts(runner, controls),
+                                      runner.task, runner.exp.resolution, probes, plan.ladder, bundles, cm.source)
             manifest = signing.stamp(manifest, req.sequence, list(req.sign_keys))
             check_storage(req.profile, tmp)
             log(family.describe(manifest.get("family")))
@@ -106,8 +108,10 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
     if table is not None and table.has_blocks:
         pred = predicted_cost_model(table, runner.cost_model("params"), names, runner.exp.resolution)
     cm = pred if req.metric == "latency" and pred is not None else \
-        runner.cost_model(req.metric, req.threads, req.latency_scale)
-    plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm) if req.ladder else None)
+        runner.cost_model(req.metric, latency_scale=req.latency_scale)  # eager proxy: restnet.part_timing.PROXY_THREADS
+    if cm.note:
+        log(f"[yellow]{cm.note}[/]")
+    plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm, log) if req.ladder else None)
     log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in plan.budgets)
         + (f"; band {req.band:g}" if req.band else "") + (f"; window {req.window:g}" if req.window else ""))
     if plan.ladder is not None:
@@ -115,7 +119,8 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
     return cm, pred, plan
 
 
-def _figures(runner: Runner, req: PackRequest, pred: CostModel | None, cm: CostModel) -> Figures:
+def _figures(runner: Runner, req: PackRequest, pred: CostModel | None, cm: CostModel,
+             log: Callable[[str], None]) -> Figures:
     """Every stitch point's device figures, from the architectures (what a ladder is planned on)."""
     res, p = runner.exp.resolution, req.profile
     static = Figures(pred, runner.cost_model("flops"), runner.cost_model("params"),
@@ -126,9 +131,15 @@ def _figures(runner: Runner, req: PackRequest, pred: CostModel | None, cm: CostM
         # (an unknown figure breaks nothing, so the latency limit can only remove more) stops first.
         plan_ladder(p, req.ladder, cm, static, (runner.exp.front, runner.exp.back))
         arch = {"front": runner.front_arch, "back": runner.back_arch}
-        static.latency = latency_figures(runner.cost_model("latency", req.threads),
-                                         lambda role: host_pte_ms(arch[role], res, req.threads), scale)
+        static.latency = latency_figures(runner.cost_model("latency"),
+                                         lambda role: host_pte_ms(arch[role], res, req.threads, log), scale)
     return static
+
+
+def _per_mac(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> Callable[[], float]:
+    """The anchors' .pte ms per MAC on this host, timed only when a file was too busy to time (see latency.py)."""
+    anchors = [(runner.front_arch, runner.front_stats.flops), (runner.back_arch, runner.back_stats.flops)]
+    return functools.cache(lambda: pte_ms_per_mac(anchors, runner.exp.resolution, req.threads, log))
 
 
 def _evaluate(runner: Runner, req: PackRequest, cm: CostModel, trained: list[tuple[Selection, torch.nn.Module]],

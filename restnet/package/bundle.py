@@ -19,11 +19,10 @@ import torch
 from restnet import cache
 from restnet.export import ClassifierInfo, export_verified_many, get_format
 from restnet.package.app_info import family_info
-from restnet.package.exports import LATENCY_RUNS, CheckData, cached_record, export_key, store_record
+from restnet.package.exports import CheckData, cached_record, export_key, host_latency, store_record
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 from restnet.paths import cache_dir
-from restnet.timing import measure_callable_ms
 
 
 def shared_format(req: PackRequest) -> str | None:
@@ -69,17 +68,18 @@ def _verified_bundle(models: dict, specs: dict, fmt: str, example: torch.Tensor,
     slot = cache_dir("exports", export_key(weights, f"{fmt}-shared", tuple(example.shape), val_fp, threads, info))
     cached = slot / f"family{f.suffix}"
     if (record := cached_record(cached, dest)) is not None:
-        return record
+        return {**record, "methods": {name: {**m, **host_latency(lambda n=name: f.load(cached, threads, method=n),
+                                                                  example, m)}
+                                      for name, m in record["methods"].items()}}
     tmp = slot / f".family.tmp{f.suffix}"
     checks = {name: data.val_batches(specs[name]) for name in models}
     out = export_verified_many(models, example, fmt, tmp, checks, threads=threads, info=info)
     methods = {}
     for name, e in out.items():
-        ms = measure_callable_ms(f.load(tmp, threads, method=name), example.numpy(), runs=LATENCY_RUNS)
         methods[name] = {"format": fmt, "max_abs_diff": e.max_abs_diff, "top1_agreement": e.top1_agreement,
                          "checked": e.checked, "max_abs_logit": e.max_abs_logit, "scaled_diff": e.scaled_diff,
-                         "runtime": f.runtime_version(), "input_layout": f.input_layout, "host_ms": ms,
-                         "threads": threads}
+                         "runtime": f.runtime_version(), "input_layout": f.input_layout,
+                         **host_latency(lambda n=name: f.load(tmp, threads, method=n), example), "threads": threads}
     first = next(iter(out.values()))
     record = {"format": fmt, "size": first.size, "sha256": first.sha256, "methods": methods}
     return store_record(tmp, cached, record, dest)

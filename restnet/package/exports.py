@@ -27,9 +27,8 @@ from restnet.package.app_info import classifier_info
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built, largest_activation_bytes
 from restnet.paths import cache_dir
-from restnet.timing import measure_callable_ms
+from restnet.timing import clean_ms
 
-LATENCY_RUNS = 30
 SPARE_PER_VAL = 3  # an int8 file's flag: up to 3 unused training images per validation image (CheckData.spare)
 
 
@@ -76,17 +75,29 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     slot = cache_dir("exports", key)
     cached = slot / f"model{f.suffix}"
     if (record := cached_record(cached, dest)) is not None:
-        return record
+        return {**record, **host_latency(lambda: f.load(cached, threads), example, record)}
     tmp = slot / f".model.tmp{f.suffix}"
     out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor,
                           info=info, part=part)
-    run = f.load(tmp, threads)
-    ms = measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS)
     record = {"format": fmt, "size": out.size, "sha256": out.sha256, "max_abs_diff": out.max_abs_diff,
               "top1_agreement": out.top1_agreement, "checked": out.checked,
               "max_abs_logit": out.max_abs_logit, "scaled_diff": out.scaled_diff, "runtime": f.runtime_version(),
-              "input_layout": f.input_layout, "host_ms": ms, "threads": threads}
+              "input_layout": f.input_layout, **host_latency(lambda: f.load(tmp, threads), example),
+              "threads": threads}
     return store_record(tmp, cached, record, dest)
+
+
+def host_latency(load: Callable[[], Callable], example: torch.Tensor, record: dict | None = None) -> dict:
+    """A record's host-latency fields, timed now (toolkit.cleantime) unless ``record`` holds a clean figure:
+    ``host_ms``, its ``host_spread`` (None: no burst was clean), ``host_clean`` of ``host_bursts`` bursts, and
+    ``host_busy`` when the host was too busy to measure it. The cache never rewrites a record, so a busy
+    figure (or a record without these fields: a plain median, starved or not) is timed again by every pack that uses it, and
+    only the fresh fields go into the package."""
+    if record is not None and "host_clean" in record and not record.get("host_busy"):
+        return {}
+    e = clean_ms(load(), example.numpy())
+    return {"host_ms": e.ms, "host_spread": e.spread, "host_clean": e.clean,
+            "host_bursts": e.bursts, "host_busy": e.busy}
 
 
 def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckData", spec: InputSpec,
@@ -117,8 +128,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
                   "max_abs_diff": c.max_abs_diff, "max_abs_logit": c.max_abs_logit,
                   "scaled_diff": c.scaled_diff, "top1_agreement": c.agreement,
                   "accuracy": c.accuracy, "checked": c.n, "runtime": f.runtime_version(),
-                  "input_layout": f.input_layout,
-                  "host_ms": measure_callable_ms(run, example.numpy(), runs=LATENCY_RUNS), "threads": threads}
+                  "input_layout": f.input_layout, **host_latency(lambda: run, example), "threads": threads}
         record = store_record(tmp, cached, record, dest)
     extra = {"recipe": recipe.describe()}
     if record.get("check_fingerprint") != data.check_fingerprint():
@@ -128,7 +138,7 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
     if any(record.get(k) != v for k, v in extra.items()):
         record = {**record, **extra}
         cache.atomic_write_json(record, cached.with_name("record.json"))
-    return record
+    return {**record, **host_latency(lambda: f.load(cached, threads), example, record)}
 
 
 def _pooled_check(model: nn.Module, run: Callable, data: "CheckData", spec: InputSpec, example: torch.Tensor,

@@ -21,12 +21,15 @@ gets o alone, fitted on the anchors.
 
 Without a table, the device figure is the host measurement (a host profile),
 an estimate (host x the profile's factor), or absent; ``DeviceLatency`` says
-which, in that order of precedence.
+which, in that order of precedence. A host figure the workstation was too busy
+to measure (toolkit.cleantime) is replaced by the variant's MACs x the anchors'
+.pte ms per MAC, marked ``estimated``.
 """
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +39,11 @@ import torch
 from restnet import cache
 from restnet.cost import CostModel, PartCosts
 from restnet.export import pte
-from restnet.package.exports import LATENCY_RUNS
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 from restnet.paths import cache_dir
-from restnet.timing import measure_callable_ms
+from restnet.timing import clean_ms
+from toolkit.cleantime import CLEAN_BURSTS, LOW_QUANTILE, Estimate, busy_note
 from toolkit.errors import PackageInvalid
 from restnet.stitching import StitchPoint
 from toolkit.formats import SPREAD_LIMIT, is_latency_table, member_key, part_name, stitch_name, \
@@ -235,19 +238,23 @@ def predicted_cost_model(table: LatencyTable, shapes: CostModel, names: tuple[st
                      offset=o, stitch_table={k: v - o for k, v in stitches.items()}, correction=memory)
 
 
+HOST_METHOD = (f"{LOW_QUANTILE:.0%} quantile of the medians of {CLEAN_BURSTS} short bursts no other job starved "
+               "(toolkit.cleantime), after 3 warm-up")
+
+
 class DeviceLatency:
     """The device figure for a variant: measured (table has its file) > predicted (table has the
-    blocks) > measured here (host profile) > estimated (profile factor) > none."""
+    blocks) > measured here (host profile) > estimated (profile factor) > none. ``per_mac``: the anchors'
+    .pte ms per MAC on this host, for a file the host was too busy to time."""
 
-    def __init__(self, req: PackRequest, table: LatencyTable | None, pred: CostModel | None):
-        self.req, self.table, self.pred = req, table, pred
+    def __init__(self, req: PackRequest, table: LatencyTable | None, pred: CostModel | None,
+                 per_mac: Callable[[], float] | None = None):
+        self.req, self.table, self.pred, self.per_mac = req, table, pred, per_mac
 
     def __call__(self, b: Built) -> list[dict]:
         """[host figure] or [host figure, device figure] for the variant's main (first) file."""
         main = b.files[0]
-        host = {"ms": main["host_ms"], "source": "measured", "where": "host", "threads": main["threads"],
-                "runtime": main["runtime"],
-                "method": f"median of {LATENCY_RUNS} runs after 3 warm-up, batch 1, {main['format']} file"}
+        host = self.host(b)
         p, t = self.req.profile, self.table
         if t is not None and (m := t.measured(member_key(main))):
             return [host, {"ms": m["p50_ms"], "source": "measured", "where": t.device,
@@ -261,31 +268,65 @@ class DeviceLatency:
             return [host, {**host, "where": p.name}]
         if p.latency_estimate:
             k = p.latency_estimate.host_scale
-            return [host, {"ms": main["host_ms"] * k, "source": "estimated", "where": p.name, "threads": p.threads,
+            return [host, {"ms": host["ms"] * k, "source": "estimated", "where": p.name, "threads": p.threads,
                            "runtime": main["runtime"],
-                           "method": f"host-measured latency x {k:g} ({p.latency_estimate.source}); "
+                           "method": f"host latency x {k:g} ({p.latency_estimate.source}); "
                                      "replace with restnet-bench measurements"}]
         return [host]
 
+    def host(self, b: Built) -> dict:
+        """The main file's host figure: measured, or, when the host was too busy to time it, MACs x the anchors'
+        .pte ms per MAC (estimated; the method says why)."""
+        main = b.files[0]
+        fig = {"ms": main["host_ms"], "source": "measured", "where": "host", "threads": main["threads"],
+               "runtime": main["runtime"], "method": f"{HOST_METHOD}, batch 1, {main['format']} file"}
+        if main.get("host_spread") is not None:
+            fig["spread"] = round(main["host_spread"], 4)
+        if not main.get("host_busy") or self.per_mac is None:
+            return fig
+        k = self.per_mac()
+        return {**fig, "ms": b.flops * k, "source": "estimated",
+                "method": f"the host was too busy to time this file (another job held the CPU: "
+                          f"{main['host_clean']} of {main['host_bursts']} bursts clean; {main['host_ms']:.4g} ms "
+                          f"then, an upper bound): MACs x {k * 1e9:.4g} ms per GMAC, the anchors' fp32 .pte ratio"}
 
-HOST_PTE_BURSTS = 5  # the fastest of 5 bursts: this figure is cached for good, a busy moment must not stay in it
+
+HOST_PTE_METHOD = "cleantime-1"  # in the cache key: a figure taken another way is taken again
 
 
-def host_pte_ms(model, resolution: int, threads: int) -> float:
-    """This host's latency of ``model`` as an XNNPACK .pte (batch 1, the fastest of HOST_PTE_BURSTS medians of
-    LATENCY_RUNS); weights do not matter, so the architecture is timed before any training. Cached per
-    architecture, resolution, threads (a single median, as before, once cached lite0 slower than lite2 from
-    a contended moment and broke every later host pack's budgets)."""
+def host_pte(model, resolution: int, threads: int) -> Estimate:
+    """This host's latency of ``model`` as an XNNPACK .pte (batch 1, toolkit.cleantime); weights do not matter,
+    so the architecture is timed before any training. Cached per architecture, resolution and threads, and
+    only when clean: a figure from a contended moment, cached for good, once made lite0 slower than lite2 and
+    broke every later host pack's budgets."""
     key = cache.key_of(model=model.name, res=resolution, threads=threads, runtime=pte.runtime_version(),
-                            bursts=HOST_PTE_BURSTS)
+                       method=HOST_PTE_METHOD)
     path = cache_dir("anchor-pte-ms") / f"{model.name}-{key}.json"
     if (hit := cache.cached(path)) is not None:
-        return hit["ms"]
+        return Estimate(hit["ms"], hit["spread"], hit["clean"], hit["bursts"])
     x = torch.zeros(1, 3, resolution, resolution)
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "m.pte"
         pte.export(model.eval(), x, f)
-        ms = measure_callable_ms(pte.load(f, threads), x.numpy(), runs=LATENCY_RUNS, bursts=HOST_PTE_BURSTS)
-    cache.atomic_write_json({"ms": ms, "model": model.name, "resolution": resolution, "threads": threads,
-                                  "method": f"fastest of {HOST_PTE_BURSTS} medians of {LATENCY_RUNS} runs"}, path)
-    return ms
+        e = clean_ms(pte.load(f, threads), x.numpy())
+    if not e.busy:
+        cache.atomic_write_json({"ms": e.ms, "spread": e.spread, "clean": e.clean, "bursts": e.bursts,
+                                 "model": model.name, "resolution": resolution, "threads": threads,
+                                 "method": HOST_METHOD}, path)
+    return e
+
+
+def host_pte_ms(model, resolution: int, threads: int, log: Callable[[str], None] | None = None) -> float:
+    """``host_pte``'s figure; one line to ``log`` when the host was too busy to time it (then an upper bound)."""
+    e = host_pte(model, resolution, threads)
+    if e.busy and log is not None:
+        log(f"[yellow]{busy_note(f'host .pte latency of {model.name}', e)}; its figure is an upper bound, "
+            "not cached[/]")
+    return e.ms
+
+
+def pte_ms_per_mac(anchors: list[tuple[object, int]], resolution: int, threads: int,
+                   log: Callable[[str], None] | None = None) -> float:
+    """The anchors' .pte ms per MAC on this host: (architecture, MACs) each; what a file the host was too busy to
+    time is estimated from."""
+    return sum(host_pte_ms(a, resolution, threads, log) for a, _ in anchors) / sum(macs for _, macs in anchors)

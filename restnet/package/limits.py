@@ -180,10 +180,12 @@ def latency_figures(part_ms: CostModel, anchor_pte_ms: Callable[[str], float], s
     proportion to their eager latency (``part_ms``); stitches at the anchors' mean .pte/eager ratio."""
     ratios = {r: anchor_pte_ms(r) / part_ms.anchor_cost(r) for r in ("front", "back")}
     sc = lambda pc, k: PartCosts(pc.stem * k, [b * k for b in pc.blocks], pc.head * k)  # noqa: E731
+    stitch = (ratios["front"] + ratios["back"]) / 2 * scale
     return CostModel("latency", sc(part_ms.front, ratios["front"] * scale), sc(part_ms.back, ratios["back"] * scale),
                      part_ms.front_specs, part_ms.back_specs, part_ms.kernel_size,
                      source=f"estimated (host .pte x {scale:g}, spread over blocks by eager latency)",
-                     threads=part_ms.threads, scale=(ratios["front"] + ratios["back"]) / 2 * scale)
+                     threads=part_ms.threads, scale=stitch,
+                     stitch_table={k: v * stitch for k, v in (part_ms.stitch_table or {}).items()})
 
 
 def describe_ladder(lad: Ladder, names: tuple[str, str]) -> str:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 from toolkit.package import VERSION_KEY
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
                     "convolutions, linear layers and matmuls counted, element-wise ops, norms and "
                     "activations not")
@@ -65,6 +65,11 @@ class ProfileInfo(_Model):
     bundle: Literal["files", "shared"] | None = Field(
         default=None, description="1.3: 'files' = one file per variant and format; 'shared' = the device "
                                   "format's variants are methods of one file (see the manifest's 'bundles').")
+    cost_source: str | None = Field(
+        default=None, description="1.7: where the budgets' and variants' costs come from, in words: 'computed' "
+                                  "(params, MACs); for latency 'measured (host, ...)' with the parts' spread, "
+                                  "'estimated (...)' when the host was too busy to time them (MACs x a measured "
+                                  "ms per MAC) or scaled for another device, or 'predicted (device table ...)'.")
 
 
 class TrainedAlike(_Model):
@@ -179,11 +184,16 @@ class FileEntry(_Model):
 
 class Latency(_Model):
     ms: float
-    source: Literal["measured", "estimated", "predicted"]
+    source: Literal["measured", "estimated", "predicted"] = Field(
+        description="'estimated' on a host figure: the packing host was too busy to time the file (another job "
+                    "held the CPU), and 'method' says how the figure was estimated instead.")
     where: str = Field(description="'host' or the device profile name.")
     threads: int
     runtime: str
     method: str
+    spread: float | None = Field(default=None, ge=0, description=(
+        "1.7, host figures: +- fraction the timed bursts disagree by (half their inter-quartile range / ms); "
+        "two figures closer than their spreads are the same speed as far as this host can tell."))
 
 
 class StitchInfo(_Model):
@@ -247,7 +257,8 @@ class Probe(_Model):
     path: str
     size: int = Field(ge=0)
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
-    host_ms: float = Field(description="Median latency measured on the packing host.")
+    host_ms: float = Field(description="Latency measured on the packing host (from 1.7 the low quantile of "
+                                       "the bursts no other job starved, an upper bound when the host was busy).")
 
 
 class SharedFile(_Model):
