@@ -26,6 +26,11 @@ description, the input normalisation in pixel units and `labels.txt` attached to
 Scores are logits. MediaPipe resizes the bitmap with its own resampling; resize it to the input size as below
 first for this package's figures exactly. Not for MediaPipe: a file shared by several variants (one subgraph each)
 and a fully integer `.int8.tflite` (int8 input tensor).""",
+    "tflite-onnx2tf": """**LiteRT / TFLite through ONNX and onnx2tf (`.onnx2tf.tflite`).** The runtime of a `.tflite`:
+C++ `tflite::FlatBufferModel::BuildFromFile`, then an `InterpreterBuilder` with `num_threads`; Python:
+`ai_edge_litert.interpreter.Interpreter(model_path=..., num_threads=N)`. NHWC input (the image as N x H x W x 3);
+the file carries the same TFLite metadata as a litert-torch `.tflite` (labels, input normalisation), so
+MediaPipe's ImageClassifier runs it as it is.""",
     "onnx": """**ONNX (`.onnx`).** `onnxruntime.InferenceSession(path)`; one input, one output (`logits`).""",
     "torchscript": """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python.""",
 }
