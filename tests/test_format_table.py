@@ -1,12 +1,13 @@
 """The export formats' table (restnet.export.FORMATS) is the one statement of what a format is.
 
-The cache keys its facts feed must not move: a changed key makes every pack export every file again.
+Every other listing of formats in restnet is read from it, and the cache keys its facts feed do not
+move (a changed key makes every pack export every file again).
 """
 from __future__ import annotations
 
 import pytest
 
-from restnet.export import ClassifierInfo
+from restnet.export import FORMATS, ClassifierInfo, backends, names, tool_packages
 from restnet.package import exports
 
 # Two exports' keys under the fake versions below. Another key means every cached export is made again:
@@ -29,3 +30,22 @@ def test_the_export_cache_key_is_pinned(fake_versions):
     got = {"pte": exports.export_key("w" * 16, "pte", (1, 3, 64, 64), "c" * 16, 1),
            "tflite": exports.export_key("w" * 16, "tflite", (1, 3, 64, 64), "c" * 16, 1, info)}
     assert got == PINNED_KEYS
+
+
+def _enum(model, field: str) -> list[str]:
+    return model.model_json_schema()["properties"][field]["enum"]
+
+
+def test_every_listing_of_formats_is_read_from_the_table():
+    from restnet import profiles
+    from restnet.export.int8 import routes
+    from restnet.package import firmware, manifest, request
+
+    assert _enum(manifest.FileEntry, "format") == list(names())
+    assert _enum(manifest.SharedFile, "format") == [n for n, f in FORMATS.items() if f.export_many]
+    assert _enum(manifest.ProfileInfo, "backend") == _enum(profiles.Profile, "backend") == list(backends())
+    assert request.BACKEND_FORMAT == backends() == {b: n for n, f in FORMATS.items() for b in f.backends}
+    assert firmware.LOADERS == {n: f.readme for n, f in FORMATS.items()}
+    assert firmware.SHARED == {n: f.readme_shared for n, f in FORMATS.items() if f.export_many}
+    assert routes() == {n: f.int8 for n, f in FORMATS.items() if f.int8}
+    assert set(tool_packages()) == {"torch", *(t for f in FORMATS.values() for t in f.tools)}
