@@ -1,7 +1,8 @@
 """The export formats' table (restnet.export.FORMATS) is the one statement of what a format is.
 
-Every other listing of formats in restnet is read from it, and the cache keys its facts feed do not
-move (a changed key makes every pack export every file again).
+Every other listing of formats in restnet is read from it, the toolkit's one copy is held equal to it
+here, and the cache keys its facts feed do not move (a changed key makes every pack export every file
+again).
 """
 from __future__ import annotations
 
@@ -49,3 +50,14 @@ def test_every_listing_of_formats_is_read_from_the_table():
     assert firmware.SHARED == {n: f.readme_shared for n, f in FORMATS.items() if f.export_many}
     assert routes() == {n: f.int8 for n, f in FORMATS.items() if f.int8}
     assert set(tool_packages()) == {"torch", *(t for f in FORMATS.values() for t in f.tools)}
+
+
+def test_the_toolkit_copy_of_the_device_runtimes_is_the_table():
+    """The toolkit cannot import restnet, so it keeps its own list of which runtime opens which format on
+    a device; it must say what the formats say (``Format.device``), in the same order (its error
+    messages list them)."""
+    from toolkit import runtime
+
+    stated = [(n, f.device) for n, f in FORMATS.items() if f.device is not None]
+    assert list(runtime.DEVICE_RUNTIMES.items()) == stated
+    assert set(runtime.DEVICE_RUNTIMES.values()) <= set(runtime.OPENERS)
