@@ -27,11 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from restnet.export import backends, literal
 from toolkit.errors import ProfileInvalid
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "device_profiles"  # the shipped ones
 PROFILES_ENV = "RESTNET_PROFILES"
-BACKENDS = ("executorch-xnnpack", "tflite")
+BACKENDS = tuple(backends())  # what the export formats answer to (Format.backends), in their table's order
+_Backend = literal(BACKENDS)
 
 
 class ProfileError(ProfileInvalid, ValueError):
@@ -113,7 +115,7 @@ class Profile(_Strict):
         default=None, validation_alias=AliasChoices("compute_gmacs", "compute_gflops"),
         description="Max GMACs (multiply-adds, fvcore) per inference; 'compute_gflops' is the old name.")
     latency_target_ms: PositiveFloat | None = None
-    backend: Literal["executorch-xnnpack", "tflite"]
+    backend: _Backend
     threads: PositiveInt
     dtype: Literal["fp32", "int8"] = "fp32"
     resolution: int = Field(ge=16, le=1024)

@@ -30,6 +30,7 @@ LAYERS = [
     ("restnet.package.build",),                 # restnet-pack: runs the stages in order
     ("restnet.pipeline",),                      # the method's cached stages for one experiment
     ("restnet.package",),                       # the packing stages (request, exports, manifest, ...)
+    ("restnet.profiles",),                      # device profiles, whose backends the export formats name
     ("restnet.export",                          # export formats, int8 routes and the export gate
      "restnet.firmware_parity"),                # the C++ runner against the toolkit (tests, benchmarks)
     ("restnet.training", "restnet.cka",         # the method's steps: adapt and stitch training, CKA,
@@ -38,7 +39,7 @@ LAYERS = [
     ("restnet.data", "restnet.stitching"),      # data sets and preprocessing; the stitched model
     ("restnet.anchors",),                       # the anchor models: registry, blocks, weights, stats
     ("restnet", "restnet._compat", "restnet.atomic", "restnet.cache", "restnet.distributed",
-     "restnet.paths", "restnet.profiles", "restnet.progress", "restnet.timing"),  # base modules
+     "restnet.paths", "restnet.progress", "restnet.timing"),  # base modules
     ("toolkit",),                               # the device side, shared with the workstation (torch-free)
 ]
 

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit import runtime
 from toolkit.formats import AGREEMENT_FLOOR
 from toolkit.preprocess import as_uint8_rgb, preprocess, resize_uint8
 
-TFLITE = ("tflite", "tflite-onnx2tf")
+TFLITE = tuple(fmt for fmt, name in runtime.DEVICE_RUNTIMES.items() if name == "litert")  # what MediaPipe opens
 
 
 def why_not(f: dict, input_dtype: np.dtype) -> str | None:
@@ -71,7 +72,6 @@ def mediapipe_top1(classifier, image: np.ndarray) -> tuple[int, str, np.ndarray]
 
 def check_file(pkg, vid: str, f: dict, images: list[np.ndarray], resize: bool) -> dict:
     """One file on every image, in MediaPipe and in the toolkit."""
-    from toolkit import runtime
     from toolkit.package import safe_path
 
     path = safe_path(pkg.root, f["path"])

@@ -110,7 +110,12 @@ def _tflite(path: Path, threads: int | None, _fallback: Loader | None = None) ->
     return signature, f"ai-edge-litert {metadata.version('ai-edge-litert')} interpreter"
 
 
-BACKENDS = {"pte": _pte, "tflite": _tflite, "tflite-onnx2tf": _tflite}
+# The device runtimes, by the name a format gives (restnet's Format.device).
+OPENERS = {"executorch": _pte, "litert": _tflite}
+# Format -> the runtime that opens its files on a device. restnet.export.FORMATS states it (Format.device); the
+# toolkit never imports restnet, so this is a copy, which tests/test_format_table.py holds equal to it.
+DEVICE_RUNTIMES = {"pte": "executorch", "tflite": "litert", "tflite-onnx2tf": "litert"}
+BACKENDS = {fmt: OPENERS[name] for fmt, name in DEVICE_RUNTIMES.items()}
 
 
 def open_program(path: Path, fmt: str, threads: int | None = None, pte_fallback: Loader | None = None) -> Program:

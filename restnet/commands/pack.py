@@ -11,6 +11,7 @@ from rich.table import Table
 from restnet.commands.handler import KEPT, HandledCommand, debug_option
 from restnet.commands.method import _stack, experiment_options, make_runner, training_options
 from restnet.cost import METRICS
+from restnet.export import names
 from restnet.export.base import AGREEMENT_FLAG, percent
 
 pack_options = _stack(
@@ -19,7 +20,7 @@ pack_options = _stack(
     click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Package folder [default: artifacts/<profile>]."),
     click.option("--format", "extra_formats", multiple=True, metavar="FMT[,FMT]",
-                 help="Extra formats besides the profile backend's: pte, tflite, tflite-onnx2tf, onnx, torchscript."),
+                 help=f"Extra formats besides the profile backend's: {', '.join(names())}."),
     click.option("--tflite-converter", type=click.Choice(["litert-torch", "onnx2tf"]), default="litert-torch",
                  show_default=True, help="Converter for tflite profiles (litert-torch: faster here; onnx2tf: via ONNX and "
                                          "TensorFlow). Both files take NHWC input and carry TFLite metadata."),

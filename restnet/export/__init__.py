@@ -1,18 +1,23 @@
-"""Export: one table of formats, each a small module with the same stages (see ``base.Format``).
+"""Export: one table of formats, each a small module with the same stages and facts (see ``base.Format``).
 
-``export_verified`` runs a format's stages in turn and compares the written file with eager on
-the same inputs; it fails with the figure unless both fp32 gates in ``base`` hold. int8 routes
-are the table in ``restnet.export.int8``.
+``FORMATS`` is the one place a format is registered. What other modules need to know about the
+formats (the manifest's and profiles' allowed values, the profile backend -> format mapping, the
+tool packages in the export cache key, the int8 routes, the package README's loading text) is read
+from it, through the functions below or the rows themselves, when those modules are imported or
+called: none of them lists formats by hand. ``export_verified`` runs a format's stages in turn and
+compares the written file with eager on the same inputs; it fails with the figure unless both fp32
+gates in ``base`` hold.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from restnet.export import onnx_format, pte, tflite, tflite_onnx2tf, torchscript
+from restnet.export import onnx_format, pte, pte_int8, tflite, tflite_int8, tflite_onnx2tf, torchscript
 from restnet.export.tflite_metadata import ClassifierInfo
 from restnet.export.base import (
     AGREEMENT_FLAG,
@@ -28,15 +33,48 @@ from restnet.export.base import (
 from toolkit.package import sha256_of  # one copy, torch-free, shared with the device side
 
 __all__ = ["AGREEMENT_FLAG", "AGREEMENT_FLOOR", "FORMATS", "TOLERANCE", "ClassifierInfo", "Comparison",
-           "ExportMismatch", "Exported", "Format", "annotate", "capture", "compare_with_eager", "export_verified",
-           "export_verified_many", "formats", "get_format", "require_info", "sha256_of", "stages"]
+           "ExportMismatch", "Exported", "Format", "annotate", "backends", "capture", "compare_with_eager",
+           "export_verified", "export_verified_many", "formats", "get_format", "literal", "names", "require_info",
+           "sha256_of", "stages", "tool_packages"]
 
-FORMATS: dict[str, Format] = {f.name: f for f in (pte.FORMAT, tflite.FORMAT, tflite_onnx2tf.FORMAT,
-                                                  onnx_format.FORMAT, torchscript.FORMAT)}
+# The order is the order of every listing derived from it (error messages, --format help, schema enums).
+FORMATS: dict[str, Format] = {f.name: f for f in (pte.FORMAT.with_int8(pte_int8.ROUTE),
+                                                  tflite.FORMAT.with_int8(tflite_int8.ROUTE),
+                                                  tflite_onnx2tf.FORMAT, onnx_format.FORMAT, torchscript.FORMAT)}
 
 
 def formats() -> dict[str, Format]:
     return dict(FORMATS)
+
+
+def names(where: Callable[[Format], object] | None = None) -> tuple[str, ...]:
+    """The formats' names in table order; ``where``: only the formats it holds true for (e.g.
+    ``lambda f: f.export_many``: those that can hold a family in one file)."""
+    return tuple(name for name, f in FORMATS.items() if where is None or where(f))
+
+
+def backends() -> dict[str, str]:
+    """Each backend name a device profile may give -> the format it selects (``Format.backends``); a name
+    two formats claim would make a profile ambiguous, so it is refused."""
+    out: dict[str, str] = {}
+    for f in FORMATS.values():
+        for b in f.backends:
+            if b in out:
+                raise ValueError(f"profile backend {b!r} is claimed by formats {out[b]!r} and {f.name!r}")
+            out[b] = f.name
+    return out
+
+
+def tool_packages() -> tuple[str, ...]:
+    """torch and every format's ``tools``, once each: the packages whose versions are in every export's
+    cache key, whatever its format (restnet.package.exports.export_key)."""
+    return tuple(dict.fromkeys(("torch", *(t for f in FORMATS.values() for t in f.tools))))
+
+
+def literal(values: Iterable[str]) -> Any:
+    """``Literal[...]`` of ``values``: a pydantic field that takes one of the table's names, whose JSON
+    schema lists them in this order."""
+    return Literal[tuple(values)]
 
 
 def get_format(name: str) -> Format:

@@ -5,8 +5,9 @@ never has to import the package that imports it: the dependency only points down
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,12 @@ def scientific(x: float) -> str:
 
 @dataclass(frozen=True)
 class Format:
-    """One export format: three stages with the same signatures in every format module.
+    """One export format: its stages, with the same signatures in every format module, and every fact the
+    rest of restnet needs about it. restnet.export.FORMATS holds one per format; the manifest's types, the
+    profile backends, ``--format``, the package README and the export cache key are all read from there,
+    so that adding a format is writing its module and its row (docs/architecture.md, "Add an export format").
 
+    Stages:
       export(model, example, path)   capture + lower + serialise to ``path``
       load(path, threads, method=None) -> infer   the written file in its own runtime (one method or
                                      signature of it when it holds several); ``infer(x: np.ndarray) -> logits``
@@ -46,6 +51,17 @@ class Format:
                                      written file, for formats whose apps read it; else None
       part                           the format for a program whose input is a feature map rather than an
                                      image (per-block probes), where that differs; None = this one
+
+    Facts (keyword-only):
+      tools          the packages besides torch whose versions change the written bytes: each goes into
+                     every export's cache key (restnet.package.exports.export_key)
+      readme         how to load a file of this format, for the package README's "Loading" section
+      readme_shared  with ``export_many``: how to load one method of a file shared by a family, with
+                     ``{path}`` for the file (the README's section on that file)
+      backends       the names a device profile may give as its ``backend`` to get this format
+      device         the toolkit's runtime that opens the file on a device (``toolkit.runtime.DEVICE_RUNTIMES``,
+                     which mirrors it); None = no device runtime
+      int8           the int8 route whose files run in this format's runtime (restnet.export.int8); None = none
     """
 
     name: str
@@ -58,6 +74,23 @@ class Format:
     export_many: Callable[[dict[str, nn.Module], torch.Tensor, Path], None] | None = None
     annotate: Callable[[Path, Any], None] | None = None
     part: Format | None = None
+    tools: tuple[str, ...] = field(kw_only=True)
+    readme: str = field(kw_only=True)
+    readme_shared: str | None = field(default=None, kw_only=True)
+    backends: tuple[str, ...] = field(default=(), kw_only=True)
+    device: str | None = field(default=None, kw_only=True)
+    int8: Int8Route | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if (self.export_many is None) != (self.readme_shared is None):
+            raise ValueError(f"format {self.name!r}: give readme_shared exactly when it has export_many "
+                             "(the README says how to load one method of the shared file)")
+        if self.int8 is not None and self.int8.format != self.name:
+            raise ValueError(f"format {self.name!r}: its int8 route is for {self.int8.format!r}")
+
+    def with_int8(self, route: Int8Route) -> Format:
+        """This format with its int8 route: the route's module imports the format's, so the table joins them."""
+        return dataclasses.replace(self, int8=route)
 
     def run(self, path: Path, x: np.ndarray) -> np.ndarray:
         return self.load(path)(x)

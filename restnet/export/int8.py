@@ -1,4 +1,5 @@
-"""int8 routes: one per device format that has one (see ``base.Int8Route``).
+"""int8 routes: one per device format that has one (``Format.int8`` in restnet.export.FORMATS, see
+``base.Int8Route``).
 
 The written file runs in its fp32 format's runtime (``get_format(route.format).load``),
 so it is checked the same way as an fp32 export; it is not held to the fp32 gate:
@@ -15,23 +16,23 @@ import torch
 from torch import nn
 
 from restnet.data import InputSpec
-from restnet.export import pte_int8, tflite_int8
+from restnet.export import FORMATS
 from restnet.export.base import Int8Route, Quantized
 from restnet.export.int8_finetune import finetune
 from restnet.export.int8_input import pin_input
 from restnet.export.int8_recipe import DEFAULT, Recipe
 
-ROUTES: dict[str, Int8Route] = {r.format: r for r in (pte_int8.ROUTE, tflite_int8.ROUTE)}
-
 
 def routes() -> dict[str, Int8Route]:
-    return dict(ROUTES)
+    """Format name -> its int8 route, in table order, for the formats that have one."""
+    return {name: f.int8 for name, f in FORMATS.items() if f.int8 is not None}
 
 
 def get_route(fmt: str) -> Int8Route:
-    if fmt not in ROUTES:
-        raise ValueError(f"no int8 export for format {fmt!r}; int8 is available for {', '.join(ROUTES)}")
-    return ROUTES[fmt]
+    table = routes()
+    if fmt not in table:
+        raise ValueError(f"no int8 export for format {fmt!r}; int8 is available for {', '.join(table)}")
+    return table[fmt]
 
 
 def quantize(route: Int8Route, model: nn.Module, example: torch.Tensor, calibration: Iterable[torch.Tensor],

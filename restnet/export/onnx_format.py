@@ -33,4 +33,7 @@ def runtime_version() -> str:
     return f"onnxruntime {version('onnxruntime')}"
 
 
-FORMAT = Format("onnx", ".onnx", "onnxruntime", export, load, runtime_version)
+_README = """**ONNX (`.onnx`).** `onnxruntime.InferenceSession(path)`; one input, one output (`logits`)."""
+
+FORMAT = Format("onnx", ".onnx", "onnxruntime", export, load, runtime_version, tools=("onnx", "onnxruntime"),
+                readme=_README)

@@ -75,4 +75,13 @@ def device_loader(path: Path, threads: int | None = None) -> tuple[Callable[[str
     return open_methods(path, threads)
 
 
-FORMAT = Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version, export_many=export_methods)
+_README = """**ExecuTorch (`.pte`, XNNPACK delegate).** C++: `executorch::extension::Module m("variants/ID.pte");
+m.forward(input_tensor)` with the XNNPACK backend linked in. Python, without torch:
+`executorch-numpy-runtime`, or restnet's `toolkit`: `Package(path).classify(image, "ID")` gives labels and
+probabilities (`toolkit.switcher`; `Package(path).run("ID", x)` takes an already preprocessed input)."""
+_README_SHARED = """C++: `executorch::extension::Module m("{path}"); m.load_method("METHOD"); m.execute("METHOD", {{input}})`;
+Python without torch: `executorch_numpy_runtime.Runtime.get().load_program("{path}").load_method("METHOD")`."""
+
+FORMAT = Format("pte", ".pte", "executorch (XNNPACK)", export, load, runtime_version, export_many=export_methods,
+                tools=("executorch",), readme=_README, readme_shared=_README_SHARED,
+                backends=("executorch-xnnpack",), device="executorch")

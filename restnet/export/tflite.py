@@ -85,6 +85,25 @@ def runtime_version() -> str:
     return f"ai-edge-litert {version('ai-edge-litert')} interpreter"
 
 
-PART = Format("tflite", ".tflite", "LiteRT interpreter", export_part, load_part, runtime_version)
+_TOOLS = ("litert-torch", "ai-edge-litert")  # the converter and the interpreter the check runs
+_README = """**LiteRT / TFLite (`.tflite`).** C++: `tflite::FlatBufferModel::BuildFromFile`, then an
+`InterpreterBuilder` with `num_threads`; Python: `ai_edge_litert.interpreter.Interpreter(model_path=...,
+num_threads=N)` and its signature runner (`serving_default`). Input layout per file: see `input_layout`
+(`NHWC` for every `.tflite`: the image as N x H x W x 3).
+
+**Apps: MediaPipe Tasks' ImageClassifier.** Every `.tflite` carries TFLite metadata: the variant id, a
+description, the input normalisation in pixel units and `labels.txt` attached to the scores. An Android app
+(Gradle `com.google.mediapipe:tasks-vision`) passes a variant's file and a bitmap and gets the labels:
+`ImageClassifier.createFromOptions(context, ImageClassifierOptions.builder().setBaseOptions(BaseOptions.builder()
+.setModelAssetPath("model.tflite").build()).build())`, then `classify(BitmapImageBuilder(bitmap).build())`.
+Scores are logits. MediaPipe resizes the bitmap with its own resampling; resize it to the input size as below
+first for this package's figures exactly. Not for MediaPipe: a file shared by several variants (one subgraph each)
+and a fully integer `.int8.tflite` (int8 input tensor)."""
+_README_SHARED = """C++: one `tflite::Interpreter` for the file, `interpreter->GetSignatureRunner("METHOD")` per member;
+Python: `Interpreter(model_path="{path}").get_signature_runner("METHOD")`."""
+
+PART = Format("tflite", ".tflite", "LiteRT interpreter", export_part, load_part, runtime_version, tools=_TOOLS,
+              readme=_README)
 FORMAT = Format("tflite", ".tflite", "LiteRT interpreter", export, load, runtime_version, input_layout="NHWC",
-                export_many=export_signatures, annotate=tflite_metadata.write, part=PART)
+                export_many=export_signatures, annotate=tflite_metadata.write, part=PART, tools=_TOOLS,
+                readme=_README, readme_shared=_README_SHARED, backends=("tflite",), device="litert")

@@ -64,5 +64,14 @@ def load(path: Path, threads: int | None = None) -> Infer:
     return tflite.load(path, threads)
 
 
+_README = """**LiteRT / TFLite through ONNX and onnx2tf (`.onnx2tf.tflite`).** The runtime of a `.tflite`:
+C++ `tflite::FlatBufferModel::BuildFromFile`, then an `InterpreterBuilder` with `num_threads`; Python:
+`ai_edge_litert.interpreter.Interpreter(model_path=..., num_threads=N)`. NHWC input (the image as N x H x W x 3);
+the file carries the same TFLite metadata as a litert-torch `.tflite` (labels, input normalisation), so
+MediaPipe's ImageClassifier runs it as it is."""
+
+# onnx2tf's and TensorFlow's own versions are not in the cache key: a new onnx2tf reuses files the old one
+# converted (they are still checked against eager when made).
 FORMAT = Format("tflite-onnx2tf", ".onnx2tf.tflite", "LiteRT interpreter (onnx2tf, NHWC input)", export, load,
-                tflite.runtime_version, input_layout="NHWC", annotate=tflite_metadata.write)
+                tflite.runtime_version, input_layout="NHWC", annotate=tflite_metadata.write,
+                tools=("onnx", "ai-edge-litert"), readme=_README, device="litert")

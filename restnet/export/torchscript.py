@@ -36,4 +36,7 @@ def runtime_version() -> str:
     return f"torch.jit {torch.__version__}"
 
 
-FORMAT = Format("torchscript", ".pt", "torch.jit", export, load, runtime_version)
+_README = """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python."""
+
+FORMAT = Format("torchscript", ".pt", "torch.jit", export, load, runtime_version, tools=(),  # torch: in every key
+                readme=_README)

@@ -19,7 +19,7 @@ from torch import nn
 from restnet import __version__, cache
 from restnet.data import InputSpec, Split, Task, to_model_input
 from restnet.export import (AGREEMENT_FLAG, AGREEMENT_FLOOR, ClassifierInfo, annotate, compare_with_eager,
-                            export_verified, get_format, sha256_of, stages)
+                            export_verified, get_format, sha256_of, stages, tool_packages)
 from restnet.export.base import percent
 from restnet.export.int8 import get_route, quantize
 from restnet.export.int8_recipe import Recipe
@@ -36,7 +36,7 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
                info: ClassifierInfo | None = None) -> str:
     """``info``: the classifier metadata written into the file, whose bytes then depend on it and on the
     writer's version; a file without metadata (None) has neither in its key."""
-    tools = {p: version(p) for p in ("torch", "executorch", "litert-torch", "onnx", "onnxruntime", "ai-edge-litert")}
+    tools = {p: version(p) for p in tool_packages()}
     meta = {} if info is None else {"meta": info.fingerprint(), "writer": f"mediapipe {version('mediapipe')}"}
     return cache.key_of(weights=weights, fmt=fmt, shape=list(shape), check=check_fingerprint,
                              threads=threads, tools=tools, v=__version__, **meta)

@@ -5,30 +5,12 @@ a check the code no longer makes.
 """
 from __future__ import annotations
 
+from restnet.export import FORMATS
 from restnet.export.base import AGREEMENT_FLAG, AGREEMENT_FLOOR, TOLERANCE, percent, scientific
 from restnet.package.limits import format_limit
 
-LOADERS = {
-    "pte": """**ExecuTorch (`.pte`, XNNPACK delegate).** C++: `executorch::extension::Module m("variants/ID.pte");
-m.forward(input_tensor)` with the XNNPACK backend linked in. Python, without torch:
-`executorch-numpy-runtime`, or restnet's `toolkit`: `Package(path).classify(image, "ID")` gives labels and
-probabilities (`toolkit.switcher`; `Package(path).run("ID", x)` takes an already preprocessed input).""",
-    "tflite": """**LiteRT / TFLite (`.tflite`).** C++: `tflite::FlatBufferModel::BuildFromFile`, then an
-`InterpreterBuilder` with `num_threads`; Python: `ai_edge_litert.interpreter.Interpreter(model_path=...,
-num_threads=N)` and its signature runner (`serving_default`). Input layout per file: see `input_layout`
-(`NHWC` for every `.tflite`: the image as N x H x W x 3).
-
-**Apps: MediaPipe Tasks' ImageClassifier.** Every `.tflite` carries TFLite metadata: the variant id, a
-description, the input normalisation in pixel units and `labels.txt` attached to the scores. An Android app
-(Gradle `com.google.mediapipe:tasks-vision`) passes a variant's file and a bitmap and gets the labels:
-`ImageClassifier.createFromOptions(context, ImageClassifierOptions.builder().setBaseOptions(BaseOptions.builder()
-.setModelAssetPath("model.tflite").build()).build())`, then `classify(BitmapImageBuilder(bitmap).build())`.
-Scores are logits. MediaPipe resizes the bitmap with its own resampling; resize it to the input size as below
-first for this package's figures exactly. Not for MediaPipe: a file shared by several variants (one subgraph each)
-and a fully integer `.int8.tflite` (int8 input tensor).""",
-    "onnx": """**ONNX (`.onnx`).** `onnxruntime.InferenceSession(path)`; one input, one output (`logits`).""",
-    "torchscript": """**TorchScript (`.pt`).** `torch::jit::load(path)` (LibTorch) or `torch.jit.load` in Python.""",
-}
+# Each format's loading text (Format.readme), in the table's order.
+LOADERS = {name: f.readme for name, f in FORMATS.items()}
 
 INT8_NOTE = f"""## int8 files
 
@@ -114,12 +96,8 @@ old key from the devices. Format and details: restnet's `docs/package-format.md`
 """
 
 
-SHARED = {
-    "pte": """C++: `executorch::extension::Module m("{path}"); m.load_method("METHOD"); m.execute("METHOD", {{input}})`;
-Python without torch: `executorch_numpy_runtime.Runtime.get().load_program("{path}").load_method("METHOD")`.""",
-    "tflite": """C++: one `tflite::Interpreter` for the file, `interpreter->GetSignatureRunner("METHOD")` per member;
-Python: `Interpreter(model_path="{path}").get_signature_runner("METHOD")`.""",
-}
+# How to load one method of a file a family shares (Format.readme_shared), for the formats that can.
+SHARED = {name: f.readme_shared for name, f in FORMATS.items() if f.readme_shared is not None}
 
 
 def _resize_text(r: dict) -> str:

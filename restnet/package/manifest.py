@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from restnet.export import backends, literal, names
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 from toolkit.package import VERSION_KEY
 
@@ -31,6 +32,10 @@ RAM_METHOD = ("estimate: size of the weights file + 2 x the largest activation t
 
 # A JSON number written as it was given (an int stays an int): the schema says "number" either way.
 Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+# Values from the table of export formats (restnet.export.FORMATS), in its order.
+_Format = literal(names())
+_SharedFormat = literal(names(lambda f: f.export_many))
+_Backend = literal(backends())
 
 
 class _Model(BaseModel):
@@ -41,7 +46,7 @@ class _Model(BaseModel):
 class ProfileInfo(_Model):
     name: str
     description: str
-    backend: Literal["executorch-xnnpack", "tflite"]
+    backend: _Backend
     threads: int = Field(ge=1)
     dtype: Literal["fp32", "int8"]
     metric: Literal["params", "flops", "latency"]
@@ -148,7 +153,7 @@ class OutputInfo(_Model):
 
 
 class FileEntry(_Model):
-    format: Literal["pte", "tflite", "tflite-onnx2tf", "onnx", "torchscript"]
+    format: _Format
     path: str = Field(description="Relative to the package root; never absolute, never '..'.")
     size: int = Field(ge=0)
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
@@ -265,7 +270,7 @@ class SharedFile(_Model):
     """1.3: one file holding several variants, one method (.pte) or signature (.tflite) each; the anchors'
     weights are stored in it once."""
 
-    format: Literal["pte", "tflite"]
+    format: _SharedFormat
     path: str = Field(description="Relative to the package root; never absolute, never '..'.")
     size: int = Field(ge=0)
     sha256: str = Field(pattern="^[0-9a-f]{64}$")

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from restnet.export import backends
 from restnet.export.int8 import routes
 from restnet.export.int8_finetune import Finetune
 from restnet.export.int8_recipe import Recipe
 from restnet.profiles import Profile, ProfileError
 
-BACKEND_FORMAT = {"executorch-xnnpack": "pte", "tflite": "tflite"}
+BACKEND_FORMAT = backends()  # a profile's backend -> the device format (Format.backends)
 
 
 @dataclass
