@@ -82,7 +82,7 @@ def test_training_gets_the_variant_folder_and_the_front_features_file(runner, ca
         got.update(task=task, spec=spec, run_dir=run_dir, features=feature_cache)
         return "trained"
 
-    monkeypatch.setattr("restnet.pipeline.train_stitched", train_stitched)
+    monkeypatch.setattr("restnet.pipeline.stitch.train_stitched", train_stitched)
     cfg = runner.train_config(epochs=2)
     assert runner.train(POINT, cfg, model=types.SimpleNamespace(point=POINT)) == "trained"
     key = key_of(front="front-key", i=3, data=runner.stitch_task.train.fingerprint(), res=32)
