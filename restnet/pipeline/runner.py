@@ -77,12 +77,10 @@ class Runner:
         return describe(self.back_arch, self.exp.resolution)
 
     # ---- CKA ----
-    def cka_key(self) -> str:
-        return cka_key(self.front.key, self.back.key, self.task, self.exp.cka, self.exp.seed)
-
     def cka(self) -> dict:
         """The CKA matrix with block names and shapes (restnet.pipeline.cka); computed once per inputs."""
-        path = cka_path(self.exp.front, self.exp.back, self.cka_key())
+        key = cka_key(self.front.key, self.back.key, self.task, self.exp.cka, self.exp.seed)
+        path = cka_path(self.exp.front, self.exp.back, key)
 
         def compute() -> dict:
             res, seconds = measure_cka(self.front, self.back, self.task, self.exp.cka, self.exp.seed)
@@ -90,9 +88,6 @@ class Runner:
             return cka_record(self.exp, res, seconds, self.task, self.front_stats, self.back_stats)
 
         return cached_json(path, compute)
-
-    def cka_matrix(self) -> torch.Tensor:
-        return cka_tensor(self.cka())
 
     # ---- cost and selection ----
     def cost_model(self, metric: str, threads: int | None = None, latency_scale: float | None = None) -> CostModel:
@@ -103,22 +98,19 @@ class Runner:
                                                 self.back_stats, self.exp.kernel_size, threads, latency_scale)
         return self._costs[key]
 
-    def anchor_costs(self, cm: CostModel) -> tuple[float, float]:
-        return cm.anchor_cost("front"), cm.anchor_cost("back")
-
     def select(self, budgets: list[float], cm: CostModel, band: float = 0.0, window: float = 0.0,
                mask: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[Selection]:
         """Algorithm 1 per budget (restnet.selection); ``mask``: a function that returns the CKA matrix with
         the points to skip set to NaN."""
-        m = self.cka_matrix() if mask is None else mask(self.cka_matrix())
-        return select_family(m, cm, budgets, cm.unit, (self.exp.front, self.exp.back), band,
-                             window, min(self.anchor_costs(cm)))
+        m = cka_tensor(self.cka())
+        return select_family(m if mask is None else mask(m), cm, budgets, cm.unit, (self.exp.front, self.exp.back),
+                             band, window, min(cm.anchor_costs()))
 
     def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500,
                band: float = 0.0, floor: float | None = None) -> list[tuple[Selection, float]]:
         """The top-k CKA candidates within budget, best first by their untrained stitch's accuracy on n
         validation images (restnet.pipeline.rerank)."""
-        cands = top_feasible(self.cka_matrix(), cm, budget, k, cm.unit, (self.exp.front, self.exp.back), band,
+        cands = top_feasible(cka_tensor(self.cka()), cm, budget, k, cm.unit, (self.exp.front, self.exp.back), band,
                              floor)
         return rerank_by_probe(cands, self.build, self.task, self.front.spec, n, self.exp.seed)
 
