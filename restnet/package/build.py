@@ -216,7 +216,7 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
     bundles = [bundle.export_shared(built, ids, req, data, x, root, log)] if shared else None
     # Eager logits on a fixed image set, per shipped file, into the cache (not the package):
     # what `scripts/aarch64-standin.sh check` compares another machine's outputs with.
-    reference.store(runner, [(b.model, b.spec, b.files) for b in built])
+    reference.store(runner.task, runner.exp.seed, [(b.model, b.spec, b.files) for b in built])
     if not req.probes:
         return None, bundles
     return export_probes(runner.front_arch, runner.back_arch, runner.cost_model("params"), res, req.formats[0],
