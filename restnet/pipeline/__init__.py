@@ -9,7 +9,8 @@ what exists, and a second run of anything is cheap.
 One module per stage, each taking its inputs as arguments: ``task`` (the
 data), ``anchors`` (adapt the anchors; their bare architectures), ``cka``,
 ``rerank``, ``stitch`` (build and train the stitching layers) and
-``evaluation``; ``runner.Runner`` wires them together for one Experiment.
+``evaluation`` (``records``: the read-or-compute the JSON records share);
+``runner.Runner`` wires them together for one Experiment.
 """
 from restnet.pipeline.experiment import CKAConfig, Experiment, with_overrides
 from restnet.pipeline.runner import Runner

@@ -3,8 +3,8 @@
 The Runner makes each input once, on first use (the task, the anchors, their architectures), and
 hands every stage the inputs it takes, so a verb computes only what it needs: reading
 ``runner.front`` adapts (or loads) the front anchor, ``runner.cka()`` computes (or reads) the
-matrix. The order in which inputs are first made is kept as it was, because some of them seed or
-draw from torch's global generator (noted where it matters).
+matrix. Where an input is first made can matter: making an architecture reseeds torch's global
+generator and a new stitch layer draws from it; the two places where that decides an order say so.
 """
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ class Runner:
 
         def compute() -> dict:
             res, seconds = measure_cka(self.front, self.back, self.task, self.exp.cka, self.exp.seed)
-            # The architectures are made after the matrix: making one seeds torch's global generator.
+            # The architectures after the matrix: making one reseeds torch's global generator, which what
+            # runs next draws from.
             return cka_record(self.exp, res, seconds, self.task, self.front_stats, self.back_stats)
 
         return cached_json(path, compute)
@@ -116,7 +117,8 @@ class Runner:
 
     # ---- stitched variants ----
     def build(self, point: StitchPoint, ls_init: bool = True) -> StitchedModel:
-        # The layer first: its random init draws from torch's global generator, which making an anchor moves.
+        # The layer before the anchors: its random init draws from torch's global generator, which making
+        # (or loading) an anchor moves.
         layer = stitch.stitch_layer(self.cost_model("params"), point, self.exp.kernel_size)
         return stitch.stitched(layer, point, self.front, self.back, self.task, self.exp.seed, ls_init)
 
