@@ -35,6 +35,7 @@ from restnet.package import bundle, dominance, fairness, family, reference, sign
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
+from restnet.pipeline.cka import cka_tensor
 from restnet.selection import Selection
 from restnet.training.control import trained_alike
 from restnet.training.stitch import TrainConfig, trainable_params
@@ -66,7 +67,7 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
         runner.cka()
     with clock("select"):
         sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
-        for line in describe_selections(sels, budgets, plan.masked(runner.cka_matrix()), cm, req,
+        for line in describe_selections(sels, budgets, plan.masked(cka_tensor(runner.cka())), cm, req,
                                         (runner.exp.front, runner.exp.back)):
             log(escape(line))  # '[close call: ...]' is text, not a rich style tag
     cfg = runner.train_config(**req.train_overrides)
