@@ -39,6 +39,7 @@ from restnet.anchors.stats import count_flops, count_params
 from restnet.export import pte
 from restnet.paths import cache_dir
 from restnet.pipeline import CKAConfig, Experiment, Runner
+from restnet.pipeline.cka import cka_tensor
 from restnet.selection import InfeasibleBudget, budgets_between, select, window_floors
 from restnet.stitching import StitchedModel, StitchPoint
 from restnet.timing import measure_callable_ms
@@ -160,9 +161,9 @@ def pick(r: Runner, budgets: list[float], only: list[float] | None = None) -> li
     """Algorithm 1 with the shipped window for each budget (floors from the whole list, so a subset of
     budgets picks what the whole list would); a slice with no point falls back to the plain algorithm."""
     cm = r.cost_model(METRIC)
-    m, names = r.cka_matrix(), (r.exp.front, r.exp.back)
+    m, names = cka_tensor(r.cka()), (r.exp.front, r.exp.back)
     out = []
-    for b, floor in zip(sorted(budgets), window_floors(budgets, WINDOW, min(r.anchor_costs(cm)))):
+    for b, floor in zip(sorted(budgets), window_floors(budgets, WINDOW, min(cm.anchor_costs()))):
         if only is not None and b not in only:
             continue
         try:
@@ -197,7 +198,7 @@ def family(study: Study, pair: tuple[str, str]) -> dict:
         study.mode.family_images
     r = study.runner(*pair, images)
     cm = r.cost_model(METRIC)
-    budgets = budgets_between(*r.anchor_costs(cm), study.mode.budgets)
+    budgets = budgets_between(*cm.anchor_costs(), study.mode.budgets)
     cfg = r.train_config(epochs=study.mode.epochs)
     rows = []
     for role, anchor in (("front", r.front), ("back", r.back)):
@@ -284,7 +285,7 @@ def stitch_points(study: Study, pair: tuple[str, str]) -> dict:
     from scipy.stats import spearmanr
 
     r = study.runner(*pair, study.mode.point_images)
-    m = r.cka_matrix()
+    m = cka_tensor(r.cka())
     cfg = r.train_config(epochs=study.mode.epochs)
     probe = r.task.val.subset(500, r.exp.seed + 13)  # the rerank's images
     rows, taken = [], set()

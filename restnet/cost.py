@@ -118,6 +118,10 @@ class CostModel:
         extra = self.correction.anchor(role) if self.correction else 0.0
         return (self.front if role == "front" else self.back).total + self.offset + extra
 
+    def anchor_costs(self) -> tuple[float, float]:
+        """(front, back): the two ends of the range the budgets lie in."""
+        return self.anchor_cost("front"), self.anchor_cost("back")
+
     def matrix(self) -> torch.Tensor:
         """cost(i, j) for every pair [La, Lb] (float64)."""
         la, lb = len(self.front.blocks), len(self.back.blocks)

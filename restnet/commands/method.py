@@ -193,7 +193,7 @@ def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0,
     from restnet.selection import Selection
 
     cm = runner.cost_model(metric, threads)
-    fa, ba = runner.anchor_costs(cm)
+    fa, ba = cm.anchor_costs()
     if not budgets:
         budgets = budgets_between(fa, ba, n_between)
     sels = runner.select(list(budgets), cm, band, window)

@@ -35,6 +35,7 @@ from restnet.package import bundle, dominance, fairness, family, reference, sign
 from restnet.package.variants import Built, variant_ids
 from restnet.package.writer import exclusive, prepare_out, staged_dir, write_package_files
 from restnet.pipeline import Runner
+from restnet.pipeline.cka import cka_tensor
 from restnet.selection import Selection
 from restnet.training.control import trained_alike
 from restnet.training.stitch import TrainConfig, trainable_params
@@ -66,7 +67,7 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
         runner.cka()
     with clock("select"):
         sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
-        for line in describe_selections(sels, budgets, plan.masked(runner.cka_matrix()), cm, req,
+        for line in describe_selections(sels, budgets, plan.masked(cka_tensor(runner.cka())), cm, req,
                                         (runner.exp.front, runner.exp.back)):
             log(escape(line))  # '[close call: ...]' is text, not a rich style tag
     cfg = runner.train_config(**req.train_overrides)
@@ -216,7 +217,7 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
     bundles = [bundle.export_shared(built, ids, req, data, x, root, log)] if shared else None
     # Eager logits on a fixed image set, per shipped file, into the cache (not the package):
     # what `scripts/aarch64-standin.sh check` compares another machine's outputs with.
-    reference.store(runner, [(b.model, b.spec, b.files) for b in built])
+    reference.store(runner.task, runner.exp.seed, [(b.model, b.spec, b.files) for b in built])
     if not req.probes:
         return None, bundles
     return export_probes(runner.front_arch, runner.back_arch, runner.cost_model("params"), res, req.formats[0],

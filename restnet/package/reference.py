@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from restnet import cache
-from restnet.data import InputSpec, to_model_input
+from restnet.data import InputSpec, Task, to_model_input
 from restnet.paths import cache_dir
 from toolkit.formats import member_key
 
@@ -47,17 +47,17 @@ def _complete(f: dict) -> bool:
 
 
 @torch.no_grad()
-def store(runner, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) -> None:
+def store(task: Task, seed: int, members: list[tuple[torch.nn.Module, InputSpec, list[dict]]]) -> None:
     """For each (eager model, its input spec, its file records): write one record per file sha256
-    that has none yet (a warm pack rewrites nothing)."""
+    that has none yet (a warm pack rewrites nothing). The images: a sample of the task's test split
+    (val without one), seeded by the experiment's ``seed``."""
     todo = [(m, s, [f for f in files if not _complete(f)]) for m, s, files in members]
     todo = [t for t in todo if t[2]]
     if not todo:
         return
-    task = runner.task
     test = getattr(task, "test", None)  # the data set's own test split where the task has one
     split, split_name = (test, "test") if test is not None else (task.val, "val")
-    sample = split.subset(min(N_IMAGES, len(split)), runner.exp.seed + 29)
+    sample = split.subset(min(N_IMAGES, len(split)), seed + 29)
     images, labels = next(iter(task.raw_loader(sample, len(sample))))
     key = sample.fingerprint()
     img_path = _root() / f"images-{key}.npz"
