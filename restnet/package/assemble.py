@@ -13,7 +13,7 @@ from restnet import __version__
 from restnet.anchors.stats import count_params
 from restnet.cost import UNITS
 from restnet.data import InputSpec, Task
-from restnet.data.transforms import PIXEL_SCALE
+from restnet.input_spec import PIXEL_SCALE
 from restnet.package import family
 from restnet.package import manifest as mf
 from restnet.package.latency import DeviceLatency

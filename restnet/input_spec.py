@@ -1,0 +1,45 @@
+"""How an image becomes a model's input, stated once: ``InputSpec``.
+
+The anchors' registry states one per anchor (restnet.anchors.registry), the data transforms take it
+(restnet.data.transforms.to_model_input) and the manifest's ``input`` section is written from it
+(restnet.package.assemble). With one type, what the pretrained weights expect and what a model is fed
+cannot drift apart.
+
+Torch-free and importing nothing of restnet, so that every layer that needs it can import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+PIXEL_SCALE = 1 / 255  # uint8 pixel -> 0..1, before mean and std (to_model_input; the manifest's input.scale)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # what Pillow's uint8 resize offers both sides
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A square RGB input: resized to ``resolution`` with ``interpolation``, scaled by PIXEL_SCALE, then
+    ``(x - mean) / std`` per channel.
+
+    ``crop_pct`` is the share of the shorter side a centre crop keeps, as timm's evaluation does; restnet
+    resizes a task's images whole (``at``), so every spec a model is fed with has 1.0 and none is cropped.
+    ``interpolation`` is bilinear when not given (hand-made specs: tests, tools); an anchor's is stated in
+    its registry entry."""
+
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.resolution < 8:
+            raise ValueError(f"resolution must be >= 8 px, got {self.resolution}")
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    def at(self, resolution: int) -> "InputSpec":
+        """The same normalisation and interpolation at ``resolution``, the image resized whole (no crop):
+        how restnet feeds a task's images to a model whose weights expect ``self``."""
+        return replace(self, resolution=resolution, crop_pct=1.0)
