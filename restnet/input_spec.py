@@ -1,9 +1,9 @@
 """How an image becomes a model's input, stated once: ``InputSpec``.
 
-The anchors' registry states one per anchor (restnet.anchors.registry), the data transforms take it
-(restnet.data.transforms.to_model_input) and the manifest's ``input`` section is written from it
-(restnet.package.assemble). With one type, what the pretrained weights expect and what a model is fed
-cannot drift apart.
+The anchors' registry fills one per anchor from timm's pretrained config (restnet.anchors.registry), the
+data transforms take it (restnet.data.transforms.to_model_input) and the manifest's ``input`` section is
+written from it (restnet.package.assemble). With one type, what the pretrained weights expect and what a
+model is fed cannot drift apart.
 
 Torch-free and importing nothing of restnet, so that every layer that needs it can import it.
 """
@@ -22,8 +22,8 @@ class InputSpec:
 
     ``crop_pct`` is the share of the shorter side a centre crop keeps, as timm's evaluation does; restnet
     resizes a task's images whole (``at``), so every spec a model is fed with has 1.0 and none is cropped.
-    ``interpolation`` is bilinear when not given (hand-made specs: tests, tools); an anchor's is stated in
-    its registry entry."""
+    ``interpolation`` is bilinear when not given (hand-made specs: tests, tools); an anchor's comes from
+    timm's pretrained config."""
 
     resolution: int
     mean: tuple[float, float, float]
@@ -38,6 +38,16 @@ class InputSpec:
             raise ValueError(f"resolution must be >= 8 px, got {self.resolution}")
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    @classmethod
+    def from_timm(cls, cfg) -> "InputSpec":
+        """What timm's ``PretrainedCfg`` (``timm.models.get_pretrained_cfg``) says the weights expect at
+        evaluation: its input size, normalisation, interpolation and centre crop."""
+        _, h, w = cfg.input_size
+        if h != w:
+            raise ValueError(f"timm's input size {h}x{w} is not square; restnet's inputs are")
+        return cls(int(h), tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std),
+                   cfg.interpolation, float(cfg.crop_pct))
 
     def at(self, resolution: int) -> "InputSpec":
         """The same normalisation and interpolation at ``resolution``, the image resized whole (no crop):

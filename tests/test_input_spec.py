@@ -1,17 +1,20 @@
-"""One input spec (restnet.input_spec.InputSpec): the anchors state it, the data transforms take it."""
+"""One input spec (restnet.input_spec.InputSpec): the anchors take it from timm's pretrained config, the
+data transforms take it.
+"""
 from __future__ import annotations
 
 import pytest
 
-from restnet.anchors.registry import ANCHORS, LITE_MEAN, LITE_STD
+from restnet._compat import import_timm
+from restnet.anchors.registry import ANCHORS, LITE_MEAN, LITE_STD, timm_input
 from restnet.input_spec import InputSpec
 from restnet.training.adapt import input_spec
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 LITE = (LITE_MEAN, LITE_STD)
-# What each anchor is fed with: its pretrained size, mean, std, interpolation and centre crop. The
+# What each anchor is fed with: its pretrained size, mean, std, interpolation and timm's centre crop. The
 # first four key every adapted anchor's cache (restnet.training.adapt) and are written into every
-# manifest, so a change to one must show here before it orphans a cache.
+# manifest, so a timm release that changed one would show here before it orphaned a cache.
 FED = {
     "tf_efficientnet_lite0": (224, *LITE, "bicubic", 0.875),
     "tf_efficientnet_lite1": (240, *LITE, "bicubic", 0.882),
@@ -20,14 +23,34 @@ FED = {
     "resnet18": (224, *IMAGENET, "bicubic", 0.95),
     "resnet34": (224, *IMAGENET, "bicubic", 0.95),
     "vgg11_bn": (224, *IMAGENET, "bilinear", 0.875),
-    "deit_tiny_patch16_224": (224, *IMAGENET, "bicubic", 0.875),
-    "deit_small_patch16_224": (224, *IMAGENET, "bicubic", 0.875),
+    "deit_tiny_patch16_224": (224, *IMAGENET, "bicubic", 0.9),
+    "deit_small_patch16_224": (224, *IMAGENET, "bicubic", 0.9),
     "swin_tiny_patch4_window7_224": (224, *IMAGENET, "bicubic", 0.9),
 }
 
 
 def test_every_anchor_is_listed_here():
     assert list(FED) == list(ANCHORS)
+
+
+@pytest.mark.parametrize("name", list(ANCHORS))
+def test_an_anchors_input_is_timms_pretrained_config_but_what_it_says_differs(name):
+    """Every anchor is a timm model with a pretrained config; the registry states only where restnet
+    differs from it (EfficientNet-Lite: TensorFlow's normalisation, for an exact int8 input;
+    mobilenetv2_100: torchvision's weights, resized bilinear), and each stated difference is one."""
+    a = ANCHORS[name]
+    cfg = import_timm().models.get_pretrained_cfg(a.pretrained_tag)
+    assert cfg is not None and a.pretrained_tag.startswith(a.arch + ".")
+    theirs = InputSpec.from_timm(cfg)
+    differs = a.input_differs
+    given = {} if differs is None else {k: v for k in ("mean", "std", "interpolation")
+                                        if (v := getattr(differs, k)) is not None}
+    assert {k: getattr(a.preprocess, k) for k in given} == given
+    assert all(getattr(theirs, k) != v for k, v in given.items())
+    assert differs is None or differs.why
+    for k in ("resolution", "mean", "std", "interpolation", "crop_pct"):
+        if k not in given:
+            assert getattr(a.preprocess, k) == getattr(theirs, k), k
 
 
 @pytest.mark.parametrize("name", list(ANCHORS))
@@ -40,9 +63,14 @@ def test_an_anchor_is_fed_as_pinned_resized_whole_at_the_tasks_resolution(name):
 
 def test_anchors_with_one_normalisation_have_one_spec():
     """The manifest states a variant's own input only where its spec differs from the package's: anchors
-    whose pretrained crops differ (lite0 0.875, lite2 0.89) are still fed alike."""
+    whose timm crops differ (lite0 0.875, lite2 0.89) are still fed alike."""
     assert input_spec("tf_efficientnet_lite2", 64) == input_spec("tf_efficientnet_lite0", 64)
     assert input_spec("resnet18", 64) != input_spec("vgg11_bn", 64)  # bicubic, bilinear
+
+
+def test_a_name_timm_has_no_pretrained_config_for_says_so():
+    with pytest.raises(LookupError, match="no pretrained config for 'no_such_model'"):
+        timm_input("no_such_model")
 
 
 def test_a_spec_refuses_what_no_side_can_do():
