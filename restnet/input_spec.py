@@ -1,9 +1,10 @@
 """How an image becomes a model's input, stated once: ``InputSpec``.
 
-The anchors' registry fills one per anchor from timm's pretrained config (restnet.anchors.registry), the
-data transforms take it (restnet.data.transforms.to_model_input) and the manifest's ``input`` section is
-written from it (restnet.package.assemble). With one type, what the pretrained weights expect and what a
-model is fed cannot drift apart.
+Three places need the same facts and read them from here: the anchors' registry fills one per anchor
+from timm's pretrained config (restnet.anchors.registry), the data transforms take it
+(restnet.data.transforms.to_model_input), and the manifest's ``input`` section is its ``to_manifest()``
+(restnet.package.assemble), which a device reads with the torch-free toolkit (toolkit.preprocess). With one
+type, what the workstation trained on and what a device is told cannot drift apart.
 
 Torch-free and importing nothing of restnet, so that every layer that needs it can import it.
 """
@@ -53,3 +54,21 @@ class InputSpec:
         """The same normalisation and interpolation at ``resolution``, the image resized whole (no crop):
         how restnet feeds a task's images to a model whose weights expect ``self``."""
         return replace(self, resolution=resolution, crop_pct=1.0)
+
+    def to_manifest(self) -> dict:
+        """The manifest's ``input`` section (restnet.package.manifest.InputInfo): every key a device needs
+        to reproduce ``to_model_input``, which toolkit.preprocess reads. The resize is Pillow's on uint8
+        pixels, antialiased when shrinking, a grayscale image replicated to three channels."""
+        r = self.resolution
+        return {"shape": [1, 3, r, r], "layout": "NCHW", "dtype": "float32", "color": "RGB", "scale": PIXEL_SCALE,
+                "mean": list(self.mean), "std": list(self.std),
+                "resize": {"size": [r, r], "interpolation": self.interpolation, "antialias": True,
+                           "grayscale": "replicate to 3 channels", "output": "uint8"}}
+
+    @classmethod
+    def from_manifest(cls, section: dict) -> "InputSpec":
+        """A manifest's ``input`` section (a package's, or one variant's) as the spec it was written from."""
+        h, w = section["resize"]["size"]
+        if h != w:
+            raise ValueError(f"input size {h}x{w} is not square; restnet writes square inputs")
+        return cls(int(h), tuple(section["mean"]), tuple(section["std"]), section["resize"]["interpolation"])

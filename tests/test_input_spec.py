@@ -1,14 +1,21 @@
 """One input spec (restnet.input_spec.InputSpec): the anchors take it from timm's pretrained config, the
-data transforms take it.
+data transforms take it, and its ``to_manifest()`` is the manifest's ``input`` section the toolkit reads.
 """
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
+import torch
 
 from restnet._compat import import_timm
 from restnet.anchors.registry import ANCHORS, LITE_MEAN, LITE_STD, timm_input
+from restnet.data import to_model_input
 from restnet.input_spec import InputSpec
+from restnet.package import manifest as mf
 from restnet.training.adapt import input_spec
+from toolkit.preprocess import preprocess
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 LITE = (LITE_MEAN, LITE_STD)
@@ -68,6 +75,27 @@ def test_anchors_with_one_normalisation_have_one_spec():
     assert input_spec("resnet18", 64) != input_spec("vgg11_bn", 64)  # bicubic, bilinear
 
 
+def test_to_manifest_is_the_manifests_input_section_to_the_byte():
+    spec = input_spec("tf_efficientnet_lite0", 32)
+    section = spec.to_manifest()
+    assert mf.InputInfo(**section).model_dump(mode="json", exclude_unset=True) == section
+    want = ('{"shape": [1, 3, 32, 32], "layout": "NCHW", "dtype": "float32", "color": "RGB", '
+            '"scale": 0.00392156862745098, "mean": [0.4980392156862745, 0.4980392156862745, 0.4980392156862745], '
+            '"std": [0.5019607843137255, 0.5019607843137255, 0.5019607843137255], "resize": {"size": [32, 32], '
+            '"interpolation": "bicubic", "antialias": true, "grayscale": "replicate to 3 channels", '
+            '"output": "uint8"}}')
+    assert json.dumps(mf.InputInfo(**section).model_dump(mode="json", exclude_unset=True)) == want
+    assert InputSpec.from_manifest(json.loads(want)) == spec
+
+
+def test_the_toolkit_reads_to_manifest_as_the_data_transforms_read_the_spec():
+    spec = input_spec("mobilenetv2_100", 40)
+    image = np.random.default_rng(4).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    want = to_model_input(torch.from_numpy(image).permute(2, 0, 1)[None], spec).numpy()
+    got = preprocess(image, json.loads(json.dumps(spec.to_manifest())))
+    assert np.abs(got - want).max() <= 1e-6 / min(spec.std)
+
+
 def test_a_name_timm_has_no_pretrained_config_for_says_so():
     with pytest.raises(LookupError, match="no pretrained config for 'no_such_model'"):
         timm_input("no_such_model")
@@ -78,3 +106,6 @@ def test_a_spec_refuses_what_no_side_can_do():
         InputSpec(32, *IMAGENET, "lanczos")
     with pytest.raises(ValueError, match="crop_pct"):
         InputSpec(32, *IMAGENET, crop_pct=0)
+    with pytest.raises(ValueError, match="square"):
+        InputSpec.from_manifest({"mean": [0.5] * 3, "std": [0.5] * 3,
+                                 "resize": {"size": [32, 40], "interpolation": "bilinear"}})
