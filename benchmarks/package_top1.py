@@ -25,9 +25,7 @@ from toolkit.switcher import Package
 
 
 def member_top1(pkg: Package, v: dict, task) -> dict:
-    spec = v.get("input") or pkg.manifest["input"]
-    r = spec["resize"]
-    s = InputSpec(r["size"][0], tuple(spec["mean"]), tuple(spec["std"]), r["interpolation"])
+    s = InputSpec.from_manifest(v.get("input") or pkg.manifest["input"])
     infer, f, version = pkg.program(v["id"])
     correct, n, t = 0, 0, time.perf_counter()
     for imgs, labels in task.raw_loader(task.report, 250):

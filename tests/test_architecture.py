@@ -39,7 +39,7 @@ LAYERS = [
     ("restnet.data", "restnet.stitching"),      # data sets and preprocessing; the stitched model
     ("restnet.anchors",),                       # the anchor models: registry, blocks, weights, stats
     ("restnet", "restnet._compat", "restnet.atomic", "restnet.cache", "restnet.distributed",
-     "restnet.paths", "restnet.progress", "restnet.timing"),  # base modules
+     "restnet.input_spec", "restnet.paths", "restnet.progress", "restnet.timing"),  # base modules
     ("toolkit",),                               # the device side, shared with the workstation (torch-free)
 ]
 

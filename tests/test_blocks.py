@@ -31,7 +31,7 @@ def _random_timm(name: str):
 
 def _input(name: str) -> torch.Tensor:
     spec = ANCHORS[name]
-    size = 64 if spec.family == "cnn" else spec.preprocess.input_size
+    size = 64 if spec.family == "cnn" else spec.preprocess.resolution
     return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 

@@ -165,8 +165,7 @@ def test_exported_pte_runs_in_executorch_and_matches_the_manifest_accuracy(packe
     m = json.loads((out / "manifest.json").read_text())
     assert (m["task"]["dataset"], m["task"]["accuracy_split"], m["task"]["test_size"]) == ("cifar10", "test", 48)
     task = load_task("cifar10", 128, 48, 0, 32, test_size=48)
-    inp = m["input"]
-    spec = InputSpec(inp["resize"]["size"][0], tuple(inp["mean"]), tuple(inp["std"]), inp["resize"]["interpolation"])
+    spec = InputSpec.from_manifest(m["input"])
     x = np.concatenate([to_model_input(imgs, spec).numpy() for imgs, _ in task.raw_loader(task.test, 48)])
     y = np.asarray(task.test.labels)
     for v in m["variants"]:

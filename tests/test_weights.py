@@ -16,7 +16,7 @@ ESPRESSO = 967
 
 def _classify(model, image: np.ndarray, name: str) -> list[int]:
     p = ANCHORS[name].preprocess
-    im = Image.fromarray(image).resize((p.input_size, p.input_size), Image.BICUBIC)
+    im = Image.fromarray(image).resize((p.resolution, p.resolution), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
     x = (x - torch.tensor(p.mean).view(1, 3, 1, 1)) / torch.tensor(p.std).view(1, 3, 1, 1)
     with torch.no_grad():

@@ -7,6 +7,13 @@ whole grey levels is also what an int8 program can take without loss.
 Packages before 1.4 were prepared on float pixels in [0, 1] with torch's
 antialiased interpolation; Pillow's float ('F' mode) resize computes the same
 thing (measured: max difference 4e-7 for bicubic, up- and downscaling).
+
+The ``spec`` these functions take is a manifest's ``input`` section (the
+package's, or a variant's own), read from the JSON: the toolkit never imports
+restnet. Its keys (shape, layout, dtype, color, scale, mean, std and resize:
+size, interpolation, antialias, grayscale, output) are written by restnet's
+``InputSpec.to_manifest()`` (restnet/input_spec.py) through the manifest's
+``InputInfo`` model, from which toolkit/manifest.schema.json is generated.
 """
 from __future__ import annotations
 

@@ -7,11 +7,11 @@ import torch
 
 from restnet._compat import import_timm
 from restnet.anchors.blocks import BlockInfo, BlockModel, cut
-from restnet.anchors.registry import ANCHORS, AnchorSpec, Preprocess, get_anchor
+from restnet.anchors.registry import ANCHORS, AnchorSpec, get_anchor
 from restnet.anchors.weights import WeightsUnavailable, load_pretrained
 
 __all__ = [
-    "ANCHORS", "AnchorSpec", "BlockInfo", "BlockModel", "Preprocess", "WeightsUnavailable",
+    "ANCHORS", "AnchorSpec", "BlockInfo", "BlockModel", "WeightsUnavailable",
     "create_anchor", "get_anchor", "load_pretrained",
 ]
 

@@ -17,7 +17,7 @@ def _stats_row(name: str) -> dict:
     from restnet.anchors.stats import describe
 
     spec = ANCHORS[name]
-    st = describe(create_anchor(name, pretrained=False), spec.preprocess.input_size)
+    st = describe(create_anchor(name, pretrained=False), spec.preprocess.resolution)
     return {"name": name, "family": spec.family, "blocks": len(st.blocks), "input_size": st.input_size,
             "params": st.params, "flops": st.flops}
 

@@ -9,45 +9,20 @@ per batch. Images are resized as uint8 by Pillow (the toolkit's
 a camera frame: every input is then an image of whole grey levels, which an
 int8 program holds exactly (restnet.export.int8_input), so an int8 file sees
 what its fp32 file sees. Grayscale becomes three equal channels, then the
-anchor's mean/std apply.
+spec's mean/std apply (an ``InputSpec``, restnet.input_spec: for an anchor,
+what its pretrained weights expect, at the task's resolution).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from restnet.anchors.registry import Preprocess
+from restnet.input_spec import InputSpec
 from toolkit.preprocess import open_rgb, resize_uint8
 
 PREPROCESS_VERSION = "aa-resize-uint8-2"
-_MODES = ("bilinear", "bicubic", "nearest")
 _PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-
-
-PIXEL_SCALE = 1 / 255  # uint8 pixel -> 0..1, before mean and std (to_model_input; the manifest's input.scale)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """Everything a device needs to reproduce preprocessing (goes in manifests)."""
-
-    resolution: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bilinear"
-
-    @classmethod
-    def from_preprocess(cls, p: Preprocess, resolution: int | None = None) -> "InputSpec":
-        return cls(resolution or p.input_size, tuple(p.mean), tuple(p.std), p.interpolation)
-
-    def __post_init__(self) -> None:
-        if self.interpolation not in _MODES:
-            raise ValueError(f"interpolation must be one of {sorted(_MODES)}, got {self.interpolation!r}")
-        if self.resolution < 8:
-            raise ValueError(f"resolution must be >= 8 px, got {self.resolution}")
 
 
 def to_model_input(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:

@@ -6,7 +6,7 @@ that a file's labels and normalisation cannot disagree with the package it ships
 from __future__ import annotations
 
 from restnet.data import InputSpec, Task
-from restnet.data.transforms import PIXEL_SCALE
+from restnet.input_spec import PIXEL_SCALE
 from restnet.export.tflite_metadata import ClassifierInfo
 
 

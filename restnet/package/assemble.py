@@ -13,7 +13,6 @@ from restnet import __version__
 from restnet.anchors.stats import count_params
 from restnet.cost import UNITS
 from restnet.data import InputSpec, Task
-from restnet.data.transforms import PIXEL_SCALE
 from restnet.package import family
 from restnet.package import manifest as mf
 from restnet.package.latency import DeviceLatency
@@ -94,11 +93,12 @@ def _task_info(task: Task) -> mf.TaskInfo:
 
 
 def input_info(spec: InputSpec, resolution: int) -> mf.InputInfo:
-    """How a device must prepare an image for a model that was trained on ``spec`` at ``resolution``."""
-    return mf.InputInfo(shape=[1, 3, resolution, resolution], layout="NCHW", dtype="float32", color="RGB",
-                        scale=PIXEL_SCALE, mean=list(spec.mean), std=list(spec.std),
-                        resize=mf.Resize(size=[resolution, resolution], interpolation=spec.interpolation,
-                                         antialias=True, grayscale="replicate to 3 channels", output="uint8"))
+    """How a device must prepare an image for a model that was trained on ``spec``: the spec's own
+    ``to_manifest()``, checked against the manifest's model and against ``resolution``, the size the
+    package's files take."""
+    if spec.resolution != resolution:
+        raise ValueError(f"an input spec at {spec.resolution} px for files that take {resolution} px")
+    return mf.InputInfo(**spec.to_manifest())
 
 
 def _variant(b: Built, vid: str, device: DeviceLatency, req: PackRequest, anchors: dict[str, AnchorFacts],

@@ -98,7 +98,8 @@ def timm_for_task(name: str, num_classes: int, img_size: int):
 
 
 def input_spec(name: str, resolution: int) -> InputSpec:
-    return InputSpec.from_preprocess(get_anchor(name).preprocess, resolution)
+    """What the anchor's pretrained weights expect, at the task's resolution."""
+    return get_anchor(name).preprocess.at(resolution)
 
 
 def _train(net: nn.Module, task: Task, spec: InputSpec, cfg: AdaptConfig, desc: str,
