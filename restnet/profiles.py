@@ -12,8 +12,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -26,6 +28,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from restnet.export import backends, literal
 from toolkit.errors import ProfileInvalid
@@ -132,6 +135,45 @@ class Profile(_Strict):
     @property
     def model_ram_mb(self) -> float:
         return self.ram_mb * self.model_ram_share
+
+    def with_overrides(self, update: Mapping[str, object]) -> Profile:
+        """This profile with some fields replaced, each named by its dotted path (``budgets.band``), and
+        validated again as a whole: an override obeys the rules a YAML file does, so the pack never sees a
+        combination a profile could not state (pydantic's ValidationError otherwise)."""
+        data = self.model_dump()
+        for path, value in update.items():
+            *sections, name = path.split(".")
+            node = data
+            for s in sections:
+                if node.get(s) is None:  # an absent optional section (latency_estimate) starts empty
+                    node[s] = {}
+                node = node[s]
+            node[name] = value
+        return Profile.model_validate(data)
+
+
+def profile_field(path: str) -> FieldInfo:
+    """The field at a dotted path (``budgets.band``): its type, constraints and description."""
+    model: type[BaseModel] = Profile
+    *sections, name = path.split(".")
+    for s in sections:
+        model = _unwrap(model.model_fields[s].annotation)[0]
+    return model.model_fields[name]
+
+
+def field_type(info: FieldInfo) -> tuple[object, list]:
+    """A field's type without ``| None``, and its constraints (annotated_types ``Ge``, ``Lt``, ...)."""
+    ann, meta = _unwrap(info.annotation)
+    return ann, [*info.metadata, *meta]
+
+
+def _unwrap(ann) -> tuple[object, list]:
+    if get_origin(ann) in (Union, UnionType):
+        ann = next(a for a in get_args(ann) if a is not type(None))
+    if get_origin(ann) is Annotated:
+        ann, *meta = get_args(ann)
+        return ann, meta
+    return ann, []
 
 
 def _where(loc: tuple) -> str:
