@@ -156,3 +156,17 @@ def test_each_profile_option_takes_what_its_field_takes():
     assert params["ladder"].type.min == params["budgets_between"].type.min == 1  # PositiveInt
     assert isinstance(params["metric"].type, click.Choice) and params["metric"].type.choices == ("params", "flops",
                                                                                                 "latency")
+
+
+def test_the_documented_fields_are_the_validated_ones():
+    """docs/profiles.md's field table is the one made from the schema (its markers as the script reads them)."""
+    import importlib.util
+
+    from restnet.profiles import field_table
+
+    spec = importlib.util.spec_from_file_location("profile_fields", PROFILE_DIR.parent / "scripts" / "profile_fields.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.committed(script.DOC.read_text(encoding="utf-8")) == field_table(), \
+        "the profile fields changed: run .venv/bin/python scripts/profile_fields.py"
+    assert "| `budgets.band` | number in [0, 1) | `0` | Beyond the paper" in field_table()
