@@ -12,8 +12,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -26,6 +28,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from restnet.export import backends, literal
 from toolkit.errors import ProfileInvalid
@@ -45,14 +48,18 @@ class _Strict(BaseModel):
 
 
 class Hardware(_Strict):
-    soc: str
-    cpu: str
-    cores: PositiveInt
+    """What the device is, for people (`restnet profiles` lists it); the pack decides nothing on it."""
+
+    soc: str = Field(description="The system on chip.")
+    cpu: str = Field(description="The CPU: cores, architecture, clock.")
+    cores: PositiveInt = Field(description="CPU cores.")
     source: str = Field(description="Where the hardware figures come from.")
 
 
 class Budgets(_Strict):
-    metric: Literal["params", "flops", "latency"]
+    metric: Literal["params", "flops", "latency"] = Field(description=(
+        "The cost the budgets are in: 'params', 'flops' (MACs, fvcore multiply-adds) or 'latency' (ms; needs a "
+        "latency table, is_host or latency_estimate)."))
     values: list[PositiveFloat] | None = Field(
         default=None, description="Absolute budgets in the metric's unit (params, MACs, ms).")
     between: PositiveInt | None = Field(
@@ -96,7 +103,7 @@ class Int8(_Strict):
         "What the fine-tuning minimises: 'mse', the squared error of the int8 logits against the fp32 ones; "
         "'kl', the KL divergence of their softmax."))
     float_parts: list[Literal["entry", "classifier", "first", "dw"]] = Field(
-        default_factory=lambda: ["entry", "classifier"], description=(
+        default=["entry", "classifier"], description=(
             "Parts of the int8 file left float: 'entry' (every conv up to and including the first depthwise "
             "one: the image's first rounding reaches every later layer), 'classifier' (the last linear: the "
             "logits are not rounded to an int8 grid), 'first' (the first conv), 'dw' (every depthwise conv). "
@@ -104,27 +111,39 @@ class Int8(_Strict):
 
 
 class Profile(_Strict):
-    name: str
-    description: str
+    name: str = Field(description=(
+        "The device's name: the package folder (artifacts/NAME) and every variant id start with it, and a "
+        "latency table must have been measured on a package of the same name."))
+    description: str = Field(description="The device in a line, for the manifest.")
     hardware: Hardware
-    ram_mb: PositiveInt
-    model_ram_share: float = Field(gt=0, le=1, description="Share of RAM the model may use.")
-    storage_mb: PositiveInt
+    ram_mb: PositiveInt = Field(description="The device's RAM in MB.")
+    model_ram_share: float = Field(gt=0, le=1, description=(
+        "Share of RAM the model may use: a variant's peak-RAM estimate must fit ram_mb x this."))
+    storage_mb: PositiveInt = Field(description=(
+        "Storage for the package in MB: a stitch point's file (4 bytes a parameter) and the written package "
+        "must fit it."))
     # Read under its first name too: profiles written before it was renamed keep working.
     compute_gmacs: PositiveFloat | None = Field(
         default=None, validation_alias=AliasChoices("compute_gmacs", "compute_gflops"),
         description="Max GMACs (multiply-adds, fvcore) per inference; 'compute_gflops' is the old name.")
-    latency_target_ms: PositiveFloat | None = None
-    backend: _Backend
-    threads: PositiveInt
-    dtype: Literal["fp32", "int8"] = "fp32"
-    resolution: int = Field(ge=16, le=1024)
-    budgets: Budgets
+    latency_target_ms: PositiveFloat | None = Field(default=None, description=(
+        "The latency a variant must meet on the device, in ms, against the best device figure there is "
+        "(restnet.package.limits); the toolkit's Switcher starts from it."))
+    backend: _Backend = Field(description="The device's runtime: it selects the package's first format.")
+    threads: PositiveInt = Field(description=(
+        "Threads the device runs a model on (in the manifest); the host measures latency on as many, at most "
+        "its own cores, unless --threads says otherwise."))
+    dtype: Literal["fp32", "int8"] = Field(default="fp32", description=(
+        "'int8': also ship an int8 file per variant, as --int8 does."))
+    resolution: int = Field(ge=16, le=1024, description=(
+        "Input resolution (square, pixels) of both anchors and every variant, unless --resolution is given."))
+    budgets: Budgets = Field(description=(
+        "The budgets the family is selected under: a metric and exactly one of ladder, between or values."))
     latency_table: str | None = Field(default=None, description="A measured latency table (restnet-bench).")
     is_host: bool = Field(default=False, description="The device is this machine: latency is measured, not estimated.")
     latency_estimate: LatencyEstimate | None = Field(
         default=None, description="How to estimate device latency from host measurements until a table exists.")
-    int8: Int8 = Field(default_factory=Int8, description="How int8 files are made (with dtype int8 or --int8).")
+    int8: Int8 = Field(default=Int8(), description="How int8 files are made (with dtype int8 or --int8).")
     bundle: Literal["files", "shared"] = Field(default="files", description=(
         "'files': one file per variant; 'shared': the device format's variants as the methods (signatures) of "
         "one file that stores the anchors' weights once (restnet.package.bundle)."))
@@ -132,6 +151,45 @@ class Profile(_Strict):
     @property
     def model_ram_mb(self) -> float:
         return self.ram_mb * self.model_ram_share
+
+    def with_overrides(self, update: Mapping[str, object]) -> Profile:
+        """This profile with some fields replaced, each named by its dotted path (``budgets.band``), and
+        validated again as a whole: an override obeys the rules a YAML file does, so the pack never sees a
+        combination a profile could not state (pydantic's ValidationError otherwise)."""
+        data = self.model_dump()
+        for path, value in update.items():
+            *sections, name = path.split(".")
+            node = data
+            for s in sections:
+                if node.get(s) is None:  # an absent optional section (latency_estimate) starts empty
+                    node[s] = {}
+                node = node[s]
+            node[name] = value
+        return Profile.model_validate(data)
+
+
+def profile_field(path: str) -> FieldInfo:
+    """The field at a dotted path (``budgets.band``): its type, constraints and description."""
+    model: type[BaseModel] = Profile
+    *sections, name = path.split(".")
+    for s in sections:
+        model = _unwrap(model.model_fields[s].annotation)[0]
+    return model.model_fields[name]
+
+
+def field_type(info: FieldInfo) -> tuple[object, list]:
+    """A field's type without ``| None``, and its constraints (annotated_types ``Ge``, ``Lt``, ...)."""
+    ann, meta = _unwrap(info.annotation)
+    return ann, [*info.metadata, *meta]
+
+
+def _unwrap(ann) -> tuple[object, list]:
+    if get_origin(ann) in (Union, UnionType):
+        ann = next(a for a in get_args(ann) if a is not type(None))
+    if get_origin(ann) is Annotated:
+        ann, *meta = get_args(ann)
+        return ann, meta
+    return ann, []
 
 
 def _where(loc: tuple) -> str:
@@ -253,3 +311,59 @@ def _known_fields(loc: tuple) -> list[str]:
 
 def available() -> list[str]:
     return sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})
+
+
+def field_table() -> str:
+    """Every profile field as a Markdown table, made from the profile's JSON schema: docs/profiles.md holds
+    it (scripts/profile_fields.py writes it there, tests/test_profiles.py keeps it equal), so the fields a
+    reader is told of are the ones validated, with their types, bounds, defaults and descriptions."""
+    schema = Profile.model_json_schema()
+    rows = ["| field | type | default | what it is |", "|---|---|---|---|", *_field_rows(schema, schema, "")]
+    return "\n".join(rows) + "\n"
+
+
+def _field_rows(schema: dict, model: dict, prefix: str) -> list[str]:
+    out = []
+    for name, prop in model["properties"].items():
+        ref = next((p["$ref"] for p in (prop, *prop.get("anyOf", ())) if "$ref" in p), None)
+        section = schema["$defs"][ref.rpartition("/")[2]] if ref else None
+        default = "required" if name in model.get("required", ()) else _default(prop.get("default"))
+        what = (prop.get("description") or (section or {}).get("description", "")).replace("|", "\\|")
+        kind = "section" if section else _type(prop)
+        out.append(f"| `{prefix}{name}` | {kind} | {default} | {what} |")
+        if section:
+            out += _field_rows(schema, section, f"{prefix}{name}.")
+    return out
+
+
+def _type(prop: dict) -> str:
+    if "anyOf" in prop:
+        return " or ".join(_type(p) for p in prop["anyOf"] if p.get("type") != "null")
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if prop.get("type") == "array":
+        return f"list of {_type(prop['items'])}"
+    kind = prop["type"]
+    low = ("[", prop["minimum"]) if "minimum" in prop else \
+        ("(", prop["exclusiveMinimum"]) if "exclusiveMinimum" in prop else None
+    high = ("]", prop["maximum"]) if "maximum" in prop else \
+        (")", prop["exclusiveMaximum"]) if "exclusiveMaximum" in prop else None
+    if low and high:
+        return f"{kind} in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{kind} {'≥' if low[0] == '[' else '>'} {low[1]}"
+    if high:
+        return f"{kind} {'≤' if high[0] == ']' else '<'} {high[1]}"
+    return kind
+
+
+def _default(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return "its fields' defaults"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, list):
+        return f"`[{', '.join(map(str, value))}]`"
+    return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"

@@ -106,7 +106,7 @@ def enum(model, field):
 profile = Path(sys.argv[1])
 profile.write_text((profiles.PROFILE_DIR / "rpi4.yaml").read_text()
                    .replace("backend: executorch-xnnpack", "backend: toy-npu"))
-req = pack.make_request(str(profile), profile.parent / "out", ("onnx",), None, (), None, None, None, True, {})
+req = pack.make_request(str(profile), profile.parent / "out", ("onnx",))
 option = next(p for p in pack.pack_command(None, None).params if p.name == "extra_formats")
 print(json.dumps({"files": enum(manifest.FileEntry, "format"), "shared": enum(manifest.SharedFile, "format"),
                   "manifest backends": enum(manifest.ProfileInfo, "backend"),

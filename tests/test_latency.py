@@ -99,8 +99,8 @@ def _variant(kind: str = "stitched", sha: str = "sha-v", **timing) -> Built:
 
 
 def _request(**profile_changes) -> PackRequest:
-    profile = load_profile("rpi4").model_copy(update=profile_changes)
-    return PackRequest(profile=profile, out=None, formats=("pte",), metric="params")
+    profile = load_profile("rpi4").with_overrides({"budgets.metric": "params", **profile_changes})
+    return PackRequest(profile=profile, out=None, formats=("pte",))
 
 
 def test_device_figure_precedence_measured_predicted_host_estimated_none(tmp_path):

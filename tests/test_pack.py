@@ -69,6 +69,27 @@ def test_committed_schema_is_the_generated_one():
                                           "open(\"toolkit/manifest.schema.json\",\"w\").write(schema_text())'"
 
 
+def test_the_manifests_profile_section_is_read_from_the_profile_with_its_overrides():
+    """Firmware teams parse this section: its keys, their order and values are pinned (a value the command line
+    overrode is recorded as given; threads are the device's, not the host's)."""
+    from types import SimpleNamespace
+
+    from restnet.commands.pack import make_request
+    from restnet.package.assemble import _profile_info
+
+    req = make_request("rpi4", None, (), {"band": 0.1, "metric": "params"}, threads=1)
+    ladder = SimpleNamespace(limits={"ram": 1024.0}, binding="ram")
+    got = _profile_info(req, [1e6, 2e6], ladder, "files", None).model_dump(mode="json", exclude_unset=True)
+    assert json.dumps(got) == json.dumps({
+        "name": "rpi4", "description": "Raspberry Pi 4 Model B, 4 GB, 64-bit Raspberry Pi OS, CPU inference with "
+        "XNNPACK", "backend": "executorch-xnnpack", "threads": 4, "dtype": "fp32", "metric": "params",
+        "unit": "params", "budgets": [1e6, 2e6], "band": 0.1, "window": 0.25, "ram_budget_mb": 1024.0,
+        "storage_mb": 2048, "compute_gmacs": 0.5, "latency_target_ms": 50.0, "budget_mode": "ladder",
+        "limits": {"ram": 1024.0}, "binding_limit": "ram", "bundle": "files"})
+    got = _profile_info(req, [1e6], None, "shared", "computed").model_dump(mode="json", exclude_unset=True)
+    assert list(got)[-3:] == ["budget_mode", "bundle", "cost_source"] and got["bundle"] == "shared"
+
+
 def test_staged_dir_keeps_the_old_package_when_a_pack_fails(tmp_path):
     out = tmp_path / "pkg"
     with staged_dir(out) as d:

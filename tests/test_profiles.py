@@ -96,3 +96,77 @@ def test_profiles_by_name_from_restnet_profiles_and_cwd(tmp_path, monkeypatch):
         load_profile("nope")
     monkeypatch.delenv("RESTNET_PROFILES")
     assert load_profile("rpi4") == load_profile(PROFILE_DIR / "rpi4.yaml")
+
+
+def _request(profile, **given):
+    from restnet.commands.pack import make_request
+
+    return make_request(str(profile), None, (), given)
+
+
+def test_the_command_line_overrides_the_profile_once(tmp_path):
+    """The request's profile is the profile with the options given on top, and the pack reads it there."""
+    req = _request("rpi4", band=0.2, window=0.1, bundle="shared")
+    b = req.profile.budgets
+    assert (b.band, b.window, req.profile.bundle) == (req.band, req.window, req.bundle) == (0.2, 0.1, "shared")
+    assert (b.metric, b.ladder, req.profile.threads) == ("flops", 3, 4)  # what was not given stays the profile's
+    assert _request("rpi4").profile == load_profile("rpi4")
+
+
+@pytest.mark.parametrize("given,mode", [
+    ({}, ("flops", None, None, 3)),
+    ({"budgets": (1e6, 2e6)}, ("flops", [1e6, 2e6], None, None)),
+    ({"budgets_between": 4, "ladder": 2}, ("flops", None, 4, None)),
+    ({"ladder": 2, "metric": "params"}, ("params", None, None, 2)),
+])
+def test_the_budget_options_choose_one_way_to_make_budgets(given, mode):
+    b = _request("rpi4", **given).profile.budgets
+    assert (b.metric, b.values, b.between, b.ladder) == mode
+
+
+def test_a_profiles_values_in_another_metric_give_way(tmp_path):
+    """Absolute budgets are in their metric's unit: asked for another metric, the pack plans 3 between."""
+    path = _write(tmp_path, lambda d: d.update(budgets={"metric": "params", "values": [4e6, 5e6]}))
+    assert _request(path).budgets == (4e6, 5e6)
+    req = _request(path, metric="flops")
+    assert (req.budgets, req.ladder, req.between) == ((), 0, 3)
+
+
+def test_an_override_the_profile_refuses_is_a_usage_error_naming_the_option():
+    """click's types are the fields' (tested below), so this is what a value that slips past them meets."""
+    import click
+
+    with pytest.raises(click.UsageError, match=r"--band: field 'budgets.band': Input should be less than 1"):
+        _request("rpi4", band=1.5)
+    with pytest.raises(click.BadParameter, match="budgets must be positive, got -1"):
+        _request("rpi4", budgets=(-1.0,))
+
+
+def test_each_profile_option_takes_what_its_field_takes():
+    import click
+
+    from restnet.commands.pack import PROFILE_OPTIONS, pack_command
+    from restnet.profiles import profile_field
+
+    params = {p.name: p for p in pack_command(None, None).params}
+    assert [o.name for o in PROFILE_OPTIONS] == ["--metric", "--budget", "--budgets-between", "--ladder", "--window",
+                                                 "--band", "--bundle", "--latency-table"]
+    assert all(profile_field(o.field) and o.param in params for o in PROFILE_OPTIONS)
+    assert params["band"].type.max_open and params["band"].type.max == 1.0 and params["window"].type.max == 1.0
+    assert params["ladder"].type.min == params["budgets_between"].type.min == 1  # PositiveInt
+    assert isinstance(params["metric"].type, click.Choice) and params["metric"].type.choices == ("params", "flops",
+                                                                                                "latency")
+
+
+def test_the_documented_fields_are_the_validated_ones():
+    """docs/profiles.md's field table is the one made from the schema (its markers as the script reads them)."""
+    import importlib.util
+
+    from restnet.profiles import field_table
+
+    spec = importlib.util.spec_from_file_location("profile_fields", PROFILE_DIR.parent / "scripts" / "profile_fields.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.committed(script.DOC.read_text(encoding="utf-8")) == field_table(), \
+        "the profile fields changed: run .venv/bin/python scripts/profile_fields.py"
+    assert "| `budgets.band` | number in [0, 1) | `0` | Beyond the paper" in field_table()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 import click
 from click.core import ParameterSource
@@ -10,11 +12,58 @@ from rich.table import Table
 
 from restnet.commands.handler import KEPT, HandledCommand, debug_option
 from restnet.commands.method import _stack, experiment_options, make_runner, training_options
-from restnet.cost import METRICS
 from restnet.export import names
 from restnet.export.base import AGREEMENT_FLAG, percent
 
-pack_options = _stack(
+
+@dataclass(frozen=True)
+class ProfileOption:
+    """A `restnet-pack` option that, when given, replaces one profile field (a dotted path, ``budgets.band``)
+    for this pack; the request is made from the profile with the given ones applied (``overridden``). Its
+    click type is the field's (choices or range, so the option refuses what the YAML refuses) and its help
+    the field's description, unless stated here. Used as a click decorator in the option list below."""
+
+    name: str
+    field: str
+    help: str | None = None
+    type: Any = None  # click's; default: from the field
+    dest: str | None = None  # the parameter's name, when not the option's
+    multiple: bool = False
+
+    @property
+    def param(self) -> str:
+        return self.dest or self.name.lstrip("-").replace("-", "_")
+
+    def __call__(self, f):
+        from restnet.profiles import profile_field
+
+        info = profile_field(self.field)
+        text = self.help or f"{(info.description or '').rstrip('.')} [default: the profile's]."
+        kwargs = {"multiple": True} if self.multiple else {"default": None}
+        return click.option(self.name, self.param, type=self.type or _click_type(info), help=text, **kwargs)(f)
+
+
+def _click_type(info) -> Any:
+    """The click type that takes what a profile field takes: a Literal's choices, a number's range."""
+    from restnet.profiles import field_type
+
+    ann, meta = field_type(info)
+    if get_origin(ann) is Literal:
+        return click.Choice(get_args(ann))
+    if ann not in (int, float):
+        return ann
+    b = {k: getattr(m, k) for m in meta for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    if not b:
+        return ann
+    if ann is int:  # an integer bound is closed: x > 0 is x >= 1
+        return click.IntRange(min=b.get("ge", b["gt"] + 1 if "gt" in b else None),
+                              max=b.get("le", b["lt"] - 1 if "lt" in b else None))
+    low, high = b.get("ge", b.get("gt")), b.get("le", b.get("lt"))
+    return click.FloatRange(min=None if low is None else float(low), max=None if high is None else float(high),
+                            min_open="gt" in b, max_open="lt" in b)
+
+
+_PACK_OPTIONS = (  # in --help's order
     click.option("--profile", "profile_name", required=True, metavar="NAME|PATH",
                  help="Device profile: a name from `restnet profiles` or a path to a .yaml file."),
     click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -24,20 +73,20 @@ pack_options = _stack(
     click.option("--tflite-converter", type=click.Choice(["litert-torch", "onnx2tf"]), default="litert-torch",
                  show_default=True, help="Converter for tflite profiles (litert-torch: faster here; onnx2tf: via ONNX and "
                                          "TensorFlow). Both files take NHWC input and carry TFLite metadata."),
-    click.option("--metric", type=click.Choice(METRICS), default=None,
-                 help="Cost metric; flops counts MACs (fvcore multiply-adds) [default: the profile's]."),
-    click.option("--budget", "budgets", type=float, multiple=True,
-                 help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
-    click.option("--budgets-between", type=click.IntRange(min=1), default=None,
-                 help="This many budgets evenly spaced between the anchors' costs [default: the profile's]."),
-    click.option("--ladder", type=click.IntRange(min=1), default=None,
-                 help="This many budgets from the small anchor up to the device's binding limit (latency target, "
-                      "compute, RAM share, storage) [default: the profile's]."),
-    click.option("--window", type=click.FloatRange(0.0, 1.0), default=None,
-                 help="Beyond the paper: each budget only takes points costing >= budget - WINDOW x the distance "
-                      "to the next lower budget (0 = off) [default: the profile's]."),
-    click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
-                 help="Beyond the paper: only points costing >= BAND x budget [default: the profile's]."),
+    ProfileOption("--metric", "budgets.metric",
+                  help="Cost metric; flops counts MACs (fvcore multiply-adds) [default: the profile's]."),
+    ProfileOption("--budget", "budgets.values", dest="budgets", type=float, multiple=True,
+                  help="A budget in the metric's unit (params, MACs, ms); repeatable [default: the profile's]."),
+    ProfileOption("--budgets-between", "budgets.between",
+                  help="This many budgets evenly spaced between the anchors' costs [default: the profile's]."),
+    ProfileOption("--ladder", "budgets.ladder",
+                  help="This many budgets from the small anchor up to the device's binding limit (latency target, "
+                       "compute, RAM share, storage) [default: the profile's]."),
+    ProfileOption("--window", "budgets.window",
+                  help="Beyond the paper: each budget only takes points costing >= budget - WINDOW x the distance "
+                       "to the next lower budget (0 = off) [default: the profile's]."),
+    ProfileOption("--band", "budgets.band",
+                  help="Beyond the paper: only points costing >= BAND x budget [default: the profile's]."),
     click.option("--threads", type=click.IntRange(min=1), default=None,
                  help="Threads for host latency [default: the profile's, at most this machine's cores]."),
     click.option("--anchors/--no-anchors", "include_anchors", default=True, show_default=True,
@@ -57,14 +106,14 @@ pack_options = _stack(
     click.option("--probes", is_flag=True,
                  help="Also ship every anchor block and stitching-layer shape as its own program, for "
                       "`restnet-bench --blocks` (per-block latency prediction)."),
-    click.option("--bundle", type=click.Choice(["files", "shared"]), default=None,
-                 help="files: one file per variant; shared: the device format's variants as the methods (.pte) or "
-                      "signatures (.tflite) of one file that stores the anchors' weights once [default: the "
-                      "profile's bundle, files]."),
-    click.option("--latency-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-                 help="A device latency table from restnet-bench [default: the profile's latency_table]: "
-                      "variants it measured are marked measured; with block probes it predicts the latency "
-                      "cost of every stitch point."),
+    ProfileOption("--bundle", "bundle",
+                  help="files: one file per variant; shared: the device format's variants as the methods (.pte) or "
+                       "signatures (.tflite) of one file that stores the anchors' weights once [default: the "
+                       "profile's bundle, files]."),
+    ProfileOption("--latency-table", "latency_table", type=click.Path(exists=True, dir_okay=False),
+                  help="A device latency table from restnet-bench [default: the profile's latency_table]: "
+                       "variants it measured are marked measured; with block probes it predicts the latency "
+                       "cost of every stitch point."),
     click.option("--sign-key", "sign_keys", multiple=True, metavar="KEY",
                  type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  help="Sign the manifest with this Ed25519 private key (`restnet keygen`) into manifest.sig; "
@@ -73,6 +122,8 @@ pack_options = _stack(
                  help="The package's release number; devices refuse one lower than they have installed "
                       "[default: one more than the package in --out, 1 for a new folder]."),
 )
+pack_options = _stack(*_PACK_OPTIONS)
+PROFILE_OPTIONS = tuple(o for o in _PACK_OPTIONS if isinstance(o, ProfileOption))
 
 
 def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
@@ -90,49 +141,66 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                 include_anchors, train_overrides, tflite_converter="litert-torch", probes=False, latency_table=None,
-                 int8=None, window=None, ladder=None, bundle=None, keep_dominated=False, sign_keys=(), sequence=None):
-    """Everything resolved and validated before any heavy work (the signing keys are read here too)."""
+def make_request(profile_name, out, extra_formats, overrides=None, threads=None, include_anchors=True,
+                 train_overrides=None, tflite_converter="litert-torch", probes=False, int8=None, keep_dominated=False,
+                 sign_keys=(), sequence=None):
+    """Everything resolved and validated before any heavy work (the signing keys are read here too).
+    ``overrides``: PROFILE_OPTIONS' values by parameter name, None or empty where not given."""
     from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.package.signing import load_signing_key
     from restnet.profiles import ProfileError, load_profile
 
     prof = load_profile(profile_name)
-    b = prof.budgets
+    overrides = overrides or {}
+    for v in overrides.get("budgets") or ():
+        if v <= 0:
+            raise click.BadParameter(f"budgets must be positive, got {v:g}", param_hint="--budget")
+    prof = overridden(prof, overrides)
     backend_fmt = BACKEND_FORMAT[prof.backend]
     if backend_fmt == "tflite" and tflite_converter == "onnx2tf":
         backend_fmt = "tflite-onnx2tf"
-    metric = metric or b.metric
-    if budgets:
-        vals = tuple(budgets)
-    elif budgets_between is None and b.values is not None and metric == b.metric:
-        vals = tuple(b.values)
-    else:
-        vals = ()
-    if not vals and budgets_between is None:
-        ladder = ladder or b.ladder or 0
-    else:
-        ladder = 0  # budgets given on the command line win over the profile's ladder
-    for v in vals:
-        if v <= 0:
-            raise click.BadParameter(f"budgets must be positive, got {v:g}", param_hint="--budget")
     req = PackRequest(profile=prof, out=out or Path("artifacts") / prof.name,
-                      formats=_formats(backend_fmt, extra_formats), metric=metric, budgets=vals,
-                      between=budgets_between or b.between or 3, ladder=ladder, band=b.band if band is None else band,
-                      window=b.window if window is None else window,
+                      formats=_formats(backend_fmt, extra_formats),
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
-                      keep_dominated=keep_dominated,
-                      train_overrides=train_overrides, probes=probes,
-                      int8=prof.dtype == "int8" if int8 is None else int8,
-                      latency_table=latency_table or (Path(prof.latency_table) if prof.latency_table else None),
-                      bundle=bundle or prof.bundle, sequence=sequence,
+                      keep_dominated=keep_dominated, train_overrides=train_overrides or {}, probes=probes,
+                      int8=prof.dtype == "int8" if int8 is None else int8, sequence=sequence,
                       sign_keys=tuple(load_signing_key(k) for k in sign_keys))
     if req.latency_table is not None and not req.latency_table.is_file():
         raise ProfileError(f"profile {prof.name}: latency_table {req.latency_table} does not exist; fix the path "
                            "(relative to the working folder) or remove the field")
     req.check()
     return req
+
+
+def overridden(prof, given: dict):
+    """The profile with the PROFILE_OPTIONS that were given (by parameter name) on top, validated as a
+    whole; a value the profile's rules refuse is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    update = {o.field: given[o.param] for o in PROFILE_OPTIONS if given.get(o.param) not in (None, ())}
+    update.update(_budget_fields(prof.budgets, update))
+    try:
+        return prof.with_overrides(update)
+    except ValidationError as err:
+        named = ", ".join(o.name for o in PROFILE_OPTIONS if given.get(o.param) not in (None, ()))
+        fields = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in err.errors())
+        raise click.UsageError(f"{named}: {fields}") from None
+
+
+def _budget_fields(b, update: dict) -> dict:
+    """How the budgets are made, its four fields at once, since a profile states exactly one way: --budget,
+    else --budgets-between, else the profile's values if they are in the metric asked for (their unit),
+    else --ladder, the profile's ladder, the profile's between, 3 between."""
+    metric = update.get("budgets.metric", b.metric)
+    values, between, ladder = update.get("budgets.values"), update.get("budgets.between"), None
+    if values is None and between is None:
+        if b.values is not None and metric == b.metric:
+            values = b.values
+        else:
+            ladder = update.get("budgets.ladder", b.ladder)
+            between = None if ladder else b.between or 3
+    return {"budgets.metric": metric, "budgets.values": values, "budgets.between": None if values else between,
+            "budgets.ladder": ladder}
 
 
 def _final_table(console, manifest: dict, path: Path) -> None:
@@ -189,17 +257,16 @@ def pack_command(console, log_console):
     @experiment_options
     @training_options
     @debug_option
-    def pack(profile_name, out, extra_formats, tflite_converter, metric, budgets, budgets_between, ladder, window,
-             band, threads, include_anchors, keep_dominated, int8, probes, bundle, latency_table, sign_keys, sequence,
-             strategy, epochs, lr, batch_size, no_ls_init, **opts):
+    def pack(profile_name, out, extra_formats, tflite_converter, threads, include_anchors, keep_dominated, int8, probes,
+             sign_keys, sequence, strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
         over = {k: v for k, v in {"lr": lr, "batch_size": batch_size}.items() if v is not None}
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
-        req = make_request(profile_name, out, extra_formats, metric, budgets, budgets_between, band, threads,
-                           include_anchors, over, tflite_converter, probes, latency_table, int8, window, ladder,
-                           bundle, keep_dominated, sign_keys, sequence)
+        given = {o.param: opts.pop(o.param) for o in PROFILE_OPTIONS}
+        req = make_request(profile_name, out, extra_formats, given, threads, include_anchors, over, tflite_converter,
+                           probes, int8, keep_dominated, sign_keys, sequence)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

@@ -80,10 +80,8 @@ def _profile_info(req: PackRequest, budgets: list[float], ladder: Ladder | None,
     extra = {"limits": ladder.limits, "binding_limit": ladder.binding} if ladder is not None else {}
     if cost_source is not None:
         extra["cost_source"] = cost_source
-    return mf.ProfileInfo(name=p.name, description=p.description, backend=p.backend, threads=p.threads, dtype=p.dtype,
-                          metric=req.metric, unit=UNITS[req.metric], budgets=budgets, band=req.band, window=req.window,
-                          ram_budget_mb=p.model_ram_mb, storage_mb=p.storage_mb, compute_gmacs=p.compute_gmacs,
-                          latency_target_ms=p.latency_target_ms, budget_mode=mode, bundle=layout, **extra)
+    return mf.ProfileInfo.of(p, unit=UNITS[req.metric], budgets=budgets, ram_budget_mb=p.model_ram_mb,
+                             budget_mode=mode, bundle=layout, **extra)
 
 
 def _task_info(task: Task) -> mf.TaskInfo:

@@ -14,13 +14,16 @@ field, other units) is a new major.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from restnet.export import backends, literal, names
 from restnet.export.base import AGREEMENT_FLAG, TOLERANCE, percent, scientific
 from toolkit.package import VERSION_KEY
+
+if TYPE_CHECKING:
+    from restnet.profiles import Profile
 
 SCHEMA_VERSION = "1.7"
 FLOPS_CONVENTION = ("fvcore multiply-adds (1 MAC = 1 FLOP), batch 1, at the package's input resolution; "
@@ -75,6 +78,16 @@ class ProfileInfo(_Model):
                                   "(params, MACs); for latency 'measured (host, ...)' with the parts' spread, "
                                   "'estimated (...)' when the host was too busy to time them (MACs x a measured "
                                   "ms per MAC) or scaled for another device, or 'predicted (device table ...)'.")
+
+    @classmethod
+    def of(cls, profile: Profile, **pack: object) -> ProfileInfo:
+        """The record of ``profile`` (with the command line's overrides): every field here named like a
+        setting of the profile or of its budgets section is read from there, so recording a profile field is
+        its line in this class; ``pack`` holds what the pack decided (the budgets, how they were made, the
+        layout written, ...) and wins where both name a field (``bundle``: the layout that was written)."""
+        settings = {**profile.budgets.model_dump(), **profile.model_dump()}
+        own = {k: v for k, v in settings.items() if k in cls.model_fields and not isinstance(v, dict)}
+        return cls(**{**own, **pack})
 
 
 class TrainedAlike(_Model):

@@ -15,25 +15,59 @@ BACKEND_FORMAT = backends()  # a profile's backend -> the device format (Format.
 
 @dataclass
 class PackRequest:
+    """``profile`` is the device profile with the command line's overrides already applied
+    (restnet.commands.pack), and validated again: every profile setting a stage reads, it reads there,
+    so a new profile field reaches the pack without passing through this class. The properties name the
+    budget settings the stages read most. The fields are what is not a profile setting: this run's
+    output, formats, host threads and extras."""
+
     profile: Profile
     out: Path
     formats: tuple[str, ...]  # the backend's format first
-    metric: str
-    budgets: tuple[float, ...] = ()  # absolute, in the metric's unit; empty = `between` budgets
-    between: int = 3
-    ladder: int = 0  # > 0: this many budgets up to the device's binding limit (restnet.package.limits)
-    band: float = 0.0
-    window: float = 0.0
     threads: int = 1  # host measurement threads
     include_anchors: bool = True
     keep_dominated: bool = False  # ship stitched members a cheaper member beats on val (restnet.package.dominance)
     train_overrides: dict = field(default_factory=dict)
     probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
     int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
-    latency_table: Path | None = None  # a device table from restnet-bench
-    bundle: str = "files"  # "shared": the device format's variants as methods of one file (restnet.package.bundle)
     sequence: int | None = None  # the package's sequence; None = one more than the package in ``out`` (build.pack)
     sign_keys: tuple = ()  # restnet.package.signing.SigningKey: each signs manifest.json into manifest.sig
+
+    @property
+    def metric(self) -> str:
+        return self.profile.budgets.metric
+
+    @property
+    def budgets(self) -> tuple[float, ...]:
+        """Absolute budgets, in the metric's unit; empty = a ladder or ``between`` budgets."""
+        return tuple(self.profile.budgets.values or ())
+
+    @property
+    def between(self) -> int:
+        return self.profile.budgets.between or 0
+
+    @property
+    def ladder(self) -> int:
+        """> 0: this many budgets up to the device's binding limit (restnet.package.limits)."""
+        return self.profile.budgets.ladder or 0
+
+    @property
+    def band(self) -> float:
+        return self.profile.budgets.band
+
+    @property
+    def window(self) -> float:
+        return self.profile.budgets.window
+
+    @property
+    def bundle(self) -> str:
+        """'files', or 'shared': the device format's variants as methods of one file (restnet.package.bundle)."""
+        return self.profile.bundle
+
+    @property
+    def latency_table(self) -> Path | None:
+        """A device table from restnet-bench."""
+        return Path(self.profile.latency_table) if self.profile.latency_table else None
 
     @property
     def latency_scale(self) -> float | None:
