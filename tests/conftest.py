@@ -33,3 +33,19 @@ def cache(tmp_path, monkeypatch):
     """A private restnet cache for one test."""
     monkeypatch.setenv("RESTNET_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One restnet cache for the tiny families that several modules pack (the rpi4 one in test_bundle and
+    test_firmware, the pixel-7 one in test_bundle, test_app_tflite and test_pack): a file one module exported
+    and verified is copied from the cache by the next, as a warm re-pack does (test_pack checks that it is
+    byte for byte the same). Tests of the cache itself, of interruption and of timing keep a cache of their own."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture
+def shared(shared_cache, monkeypatch) -> Path:
+    """RESTNET_CACHE set to the run-wide ``shared_cache`` for one test."""
+    monkeypatch.setenv("RESTNET_CACHE", str(shared_cache))
+    return shared_cache

@@ -34,14 +34,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pkg(tmp_path_factory) -> Path:
+def pkg(tmp_path_factory, shared_cache) -> Path:
     """A tiny pixel-7 package with fp32 and int8 .tflite files (int8 post-training only: what is checked
     here is that MediaPipe runs the file the toolkit runs, not how good int8 is)."""
     tmp = tmp_path_factory.mktemp("artifacts")
     out, profile = tmp / "pixel-7", tmp / "pixel-7-ptq.yaml"
     profile.write_text((ROOT / "device_profiles" / "pixel-7.yaml").read_text()
                        + "int8:\n  calibration: 32\n  finetune_images: 0\n")
-    with restnet_cache(tmp_path_factory.mktemp("cache")):
+    with restnet_cache(shared_cache):  # its fp32 files are test_pack's pixel-7 ones (conftest.shared_cache)
         res = CliRunner().invoke(main, ["pack", "--profile", str(profile), "--out", str(out), "--int8",
                                         "--budgets-between", "1", *TINY_PACK], catch_exceptions=False)
         assert res.exit_code == 0, res.output

@@ -37,8 +37,8 @@ def _pack(out: Path, *args: str, profile: str = "rpi4") -> str:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with restnet_cache(tmp_path_factory.mktemp("cache")) as path:
+def cache(shared_cache):
+    with restnet_cache(shared_cache) as path:
         yield path
 
 

@@ -39,9 +39,10 @@ def firmware(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    """The restnet cache the tiny packages share, so the bundle packs pkg's family without training again."""
-    return tmp_path_factory.mktemp("cache")
+def tiny_cache(shared_cache) -> Path:
+    """The run-wide cache (conftest.shared_cache): the bundle packs pkg's family without training again, and
+    test_bundle's family, the same one, is not exported twice."""
+    return shared_cache
 
 
 def _tiny_pack(tiny_cache: Path, out: Path, *options) -> Path:

@@ -238,7 +238,7 @@ def test_second_pack_is_served_from_cache(packed, monkeypatch):
 
 
 @pytest.mark.slow
-def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
+def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, shared):
     out = tmp_path / "pixel-7"
     _pack(["--profile", "pixel-7", "--out", str(out), "--no-anchors", "--budgets-between", "1", *TINY_PACK])
     root, m = open_verified(out)
@@ -260,7 +260,7 @@ def test_pixel7_package_holds_tflite_that_litert_runs(tmp_path, cache):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile, fmt", [("rpi4", "pte"), ("pixel-7", "tflite")])
-def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, cache):
+def test_int8_files_report_agreement_with_fp32(profile, fmt, tmp_path, shared):
     out = tmp_path / f"{profile}-int8"
     _pack(["--profile", profile, "--out", str(out), "--int8", "--no-anchors", "--budgets-between", "1", *TINY_PACK])
     root, m = open_verified(out)
