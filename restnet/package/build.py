@@ -66,8 +66,8 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
     with clock("CKA"):
         runner.cka()
     with clock("select"):
-        sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
-        for line in describe_selections(sels, budgets, plan.masked(cka_tensor(runner.cka())), cm, req,
+        sels = runner.select(budgets, cm, plan.constraints)
+        for line in describe_selections(sels, budgets, cka_tensor(runner.cka()), cm, plan.constraints,
                                         (runner.exp.front, runner.exp.back)):
             log(escape(line))  # '[close call: ...]' is text, not a rich style tag
     cfg = runner.train_config(**req.train_overrides)
