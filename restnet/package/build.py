@@ -21,6 +21,7 @@ import torch
 from rich.markup import escape
 
 from restnet.anchors.stats import count_flops, count_params
+from restnet.constraints import Setting
 from restnet.cost import CostModel
 from restnet.package.assemble import AnchorFacts, build_manifest
 from restnet.package.budgets import BudgetPlan, describe_selections, plan_budgets
@@ -114,7 +115,7 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
         log(f"[yellow]{cm.note}[/]")
     plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm, log) if req.ladder else None)
     log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in plan.budgets)
-        + (f"; band {req.band:g}" if req.band else "") + (f"; window {req.window:g}" if req.window else ""))
+        + "".join(f"; {c}" for c in plan.constraints if isinstance(c, Setting)))
     if plan.ladder is not None:
         log(describe_ladder(plan.ladder, names))
     return cm, pred, plan
