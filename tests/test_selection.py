@@ -118,7 +118,8 @@ def test_a_pick_a_re_measurement_could_turn_is_logged_as_a_close_call():
     cka[1, 1], cka[0, 0], cka[0, 1] = 0.99, 0.9, 0.8
     rules = []  # no rules: the budget's bounds are 0..budget
     lines = describe_selections([Selection(7.8, StitchPoint(0, 0), 0.9, 7.0, 1),
-                                 Selection(6.0, StitchPoint(0, 1), 0.8, 5.0, 2)], [6.0, 7.8], cka, cm, rules, ("a", "b"))
+                                 Selection(6.0, StitchPoint(0, 1), 0.8, 5.0, 2)], [6.0, 7.8], cka, cm, rules,
+                                ("a", "b"))
     assert "close call: a[:2]→b[2:] (CKA 0.9900) at 8 ms is within the costs' +-5.0% of the budget's bounds" in lines[0]
     assert "close call" not in lines[1] and lines[1].startswith("budget 6 ms: a[:1]→b[2:] CKA 0.8000, cost 5")
     own = describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka, cm, rules, ("a", "b"))
