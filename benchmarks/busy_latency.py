@@ -69,20 +69,19 @@ def _cka(la: int, lb: int) -> list[list[float]]:
 def _selections(cm, cka) -> tuple[list[str], list[bool]]:
     """The selected points as 'i,j' and whether the pack's log calls each a close call (restnet.package.budgets),
     or ['infeasible: ...'] when a budget fits no point (the error a pack stops with at 'check budgets')."""
-    from types import SimpleNamespace
-
     import torch
 
+    from restnet.constraints import Window
     from restnet.package.budgets import describe_selections
     from restnet.selection import InfeasibleBudget, budgets_between, select_family
 
     fa, ba = cm.anchor_cost("front"), cm.anchor_cost("back")
     m, budgets = torch.tensor(cka, dtype=torch.float64), budgets_between(fa, ba, BUDGETS)
     try:
-        sels = select_family(m, cm, budgets, cm.unit, PAIR, 0.0, WINDOW, min(fa, ba))
+        sels = select_family(m, cm, budgets, cm.unit, PAIR, [Window(WINDOW)], min(fa, ba))
     except InfeasibleBudget as err:
         return [f"infeasible: {err}"], [False]
-    lines = describe_selections(sels, budgets, m, cm, SimpleNamespace(band=0.0, window=WINDOW), PAIR)
+    lines = describe_selections(sels, budgets, m, cm, [Window(WINDOW)], PAIR)
     return [f"{s.point.i},{s.point.j}" for s in sels], ["close call" in line for line in lines]
 
 

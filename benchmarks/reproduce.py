@@ -40,7 +40,8 @@ from restnet.export import pte
 from restnet.paths import cache_dir
 from restnet.pipeline import CKAConfig, Experiment, Runner
 from restnet.pipeline.cka import cka_tensor
-from restnet.selection import InfeasibleBudget, budgets_between, select, window_floors
+from restnet.constraints import Window
+from restnet.selection import InfeasibleBudget, budgets_between, select
 from restnet.stitching import StitchedModel, StitchPoint
 from restnet.timing import measure_callable_ms
 from restnet.training.adapt import AdaptConfig
@@ -163,11 +164,11 @@ def pick(r: Runner, budgets: list[float], only: list[float] | None = None) -> li
     cm = r.cost_model(METRIC)
     m, names = cka_tensor(r.cka()), (r.exp.front, r.exp.back)
     out = []
-    for b, floor in zip(sorted(budgets), window_floors(budgets, WINDOW, min(cm.anchor_costs()))):
+    for b in sorted(budgets):
         if only is not None and b not in only:
             continue
         try:
-            out.append((select(m, cm, b, cm.unit, names, floor=floor), True))
+            out.append((select(m, cm, b, cm.unit, names, [Window(WINDOW)], budgets, min(cm.anchor_costs())), True))
         except InfeasibleBudget:
             out.append((select(m, cm, b, cm.unit, names), False))
     return out

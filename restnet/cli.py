@@ -87,6 +87,7 @@ def data(data_name: str, train_size: int | None, val_size: int | None, seed: int
 @main.command()
 def profiles() -> None:
     """List the device profiles by name ($RESTNET_PROFILES, ./device_profiles, shipped; or --profile PATH)."""
+    from restnet.constraints import constraints_from
     from restnet.profiles import ProfileError, available, load_profile
 
     t = Table(title="Device profiles")
@@ -101,8 +102,7 @@ def profiles() -> None:
         b = p.budgets
         how = (f"{b.ladder} up to the device's limits" if b.ladder else f"{b.between} between anchors" if b.between
                else ", ".join(f"{v:g}" for v in b.values))
-        budgets = f"{b.metric}: {how}" + (f", band {b.band:g}" if b.band else "") + \
-            (f", window {b.window:g}" if b.window else "")
+        budgets = f"{b.metric}: {how}" + "".join(f", {c}" for c in constraints_from(b))
         t.add_row(p.name, f"{p.hardware.soc}\n{p.hardware.cpu}", f"{p.model_ram_mb:.0f} MB", p.backend,
                   str(p.threads), p.dtype, str(p.resolution), budgets)
     console.print(t)

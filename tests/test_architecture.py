@@ -35,7 +35,7 @@ LAYERS = [
      "restnet.firmware_parity"),                # the C++ runner against the toolkit (tests, benchmarks)
     ("restnet.training", "restnet.cka",         # the method's steps: adapt and stitch training, CKA,
      "restnet.cost", "restnet.part_timing",     # the cost model (and its host latency table),
-     "restnet.selection"),                      # the selection rules
+     "restnet.selection", "restnet.constraints"),  # Algorithm 1 and the rules beyond it
     ("restnet.data", "restnet.stitching"),      # data sets and preprocessing; the stitched model
     ("restnet.anchors",),                       # the anchor models: registry, blocks, weights, stats
     ("restnet", "restnet._compat", "restnet.atomic", "restnet.cache", "restnet.distributed",

@@ -17,8 +17,8 @@ from restnet.anchors import get_anchor
 from restnet.anchors.blocks import cut
 from restnet.anchors.stats import describe
 from restnet.cli import main
+from restnet.constraints import DeviceLimits, Window
 from restnet.cost import build_cost_model
-from restnet.package.budgets import BudgetPlan
 from restnet.package.latency import host_pte_ms
 from restnet.package.limits import FIELD, LIMITS, Figures, activation_peaks, broken, check_storage, \
     latency_figures, plan_ladder
@@ -75,9 +75,9 @@ def test_each_limit_can_bind_the_ladder(limit, figures):
     assert lad.binding == limit
     assert lad.anchors == {"front": False, "back": True}
     assert max(lad.budgets) < cm.anchor_cost("front")
-    plan = BudgetPlan(lad.budgets, lad.mask, lad.anchors, lad)
-    blank = plan.masked(torch.zeros(lad.mask.shape, dtype=torch.float64))
-    for s in select_family(blank, cm, lad.budgets, cm.unit, NAMES, 0.0, 0.25, cm.anchor_cost("back")):
+    blank = torch.zeros(lad.mask.shape, dtype=torch.float64)
+    rules = [DeviceLimits(lad.mask), Window(0.25)]
+    for s in select_family(blank, cm, lad.budgets, cm.unit, NAMES, rules, cm.anchor_cost("back")):
         assert figures.point(s.point)[limit] <= prof_limit(prof, limit)
     # every masked point really breaks a limit, every kept one breaks none
     for i in range(lad.mask.shape[0]):

@@ -7,6 +7,7 @@ import torch
 from restnet.anchors import create_anchor
 from restnet.anchors.stats import count_flops, count_params, describe
 from restnet.cost import build_cost_model
+from restnet.constraints import Band, Window
 from restnet.selection import InfeasibleBudget, budgets_between, select, select_family
 from restnet.stitching import StitchedModel, StitchLayer, StitchPoint
 
@@ -76,12 +77,12 @@ def test_latency_cost_is_measured_and_labelled():
 
 def test_band_keeps_points_that_use_most_of_the_budget():
     m, cost, c = _random_problem(2)
-    s = select(m, cost, 80.0, band=0.8)
+    s = select(m, cost, 80.0, constraints=[Band(0.8)])
     assert 64.0 <= s.cost <= 80.0
     feasible = (c >= 64.0) & (c <= 80.0)
     assert s.cka == float(torch.where(feasible, m, torch.tensor(float("-inf"), dtype=torch.float64)).max())
     with pytest.raises(ValueError, match="band"):
-        select(m, cost, 80.0, band=1.0)
+        select(m, cost, 80.0, constraints=[Band(1.0)])
 
 
 def test_window_gives_each_budget_its_own_slice():
@@ -92,19 +93,18 @@ def test_window_gives_each_budget_its_own_slice():
     budgets = budgets_between(10.0, 50.0, 3)  # 20, 30, 40
     crowded = select_family(cka, cost, budgets)
     assert [s.cost for s in crowded] == [10.0]  # one model: the paper's rule picks the cheapest everywhere
-    spread = select_family(cka, cost, budgets, window=0.5, low=10.0)
+    spread = select_family(cka, cost, budgets, constraints=[Window(0.5)], low=10.0)
     assert [s.cost for s in spread] == [15.0, 25.0, 35.0]  # budget - 0.5 x spacing: the cheapest allowed
     ladder = [10.0] + [s.cost for s in spread] + [50.0]
     assert max(b - a for a, b in zip(ladder, ladder[1:])) <= (1 + 0.5) * 10.0
     with pytest.raises(InfeasibleBudget, match=r"cost >= 15"):
-        select_family(torch.ones(1, 1, dtype=torch.float64), lambda p: 12.0, [20.0], window=0.5, low=10.0)
+        select_family(torch.ones(1, 1, dtype=torch.float64), lambda p: 12.0, [20.0], constraints=[Window(0.5)],
+                      low=10.0)
 
 
 def test_a_pick_a_re_measurement_could_turn_is_logged_as_a_close_call():
     """With costs known to +-5 %, a pick whose own cost, or a higher-CKA point's, lies within 5 % of the budget's
     bounds is logged as a close call (two packs that differ there show why); a pick clear of them is not."""
-    from types import SimpleNamespace
-
     from restnet.cost import CostModel, PartCosts
     from restnet.package.budgets import describe_selections
     from restnet.selection import Selection
@@ -116,13 +116,14 @@ def test_a_pick_a_re_measurement_could_turn_is_logged_as_a_close_call():
                    stitch_table={(fs[0], bs[0]): 0.0}, tolerance=0.05)
     cka = torch.full((3, 3), 0.5, dtype=torch.float64)
     cka[1, 1], cka[0, 0], cka[0, 1] = 0.99, 0.9, 0.8
-    req = SimpleNamespace(band=0.0, window=0.0)
+    rules = []  # no rules: the budget's bounds are 0..budget
     lines = describe_selections([Selection(7.8, StitchPoint(0, 0), 0.9, 7.0, 1),
-                                 Selection(6.0, StitchPoint(0, 1), 0.8, 5.0, 2)], [6.0, 7.8], cka, cm, req, ("a", "b"))
+                                 Selection(6.0, StitchPoint(0, 1), 0.8, 5.0, 2)], [6.0, 7.8], cka, cm, rules,
+                                ("a", "b"))
     assert "close call: a[:2]→b[2:] (CKA 0.9900) at 8 ms is within the costs' +-5.0% of the budget's bounds" in lines[0]
     assert "close call" not in lines[1] and lines[1].startswith("budget 6 ms: a[:1]→b[2:] CKA 0.8000, cost 5")
-    own = describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka, cm, req, ("a", "b"))
+    own = describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka, cm, rules, ("a", "b"))
     assert "close call: itself at 8 ms" in own[0]
     exact = CostModel("params", cm.front, cm.back, fs, bs, stitch_table=cm.stitch_table)  # no tolerance: no notes
     assert "close call" not in describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka,
-                                                   exact, req, ("a", "b"))[0]
+                                                   exact, rules, ("a", "b"))[0]

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from restnet.cost import METRICS
-from restnet.selection import budgets_between, window_floors
+from restnet.constraints import constraints_from
+from restnet.selection import budgets_between
 from restnet.training.converge import MAX_ROUNDS
 from restnet.training.stitch import STRATEGIES, TrainConfig
 from toolkit.errors import RestnetError
@@ -186,8 +187,8 @@ def make_runner(opts: dict, console):
     return Runner(exp, log=lambda m: console.print(f"[dim]{m}[/]"))
 
 
-def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0, window=0.0):
-    """Algorithm 1 per budget; with rerank > 0 the reranked pick replaces the CKA pick.
+def _selections(runner, metric, budgets, n_between, threads, rerank=0, constraints=()):
+    """Algorithm 1 per budget under ``constraints``; with rerank > 0 the reranked pick replaces the CKA pick.
 
     Returns (cost model, selections, anchor costs, {budget: (CKA pick, its LS acc, reranked list)})."""
     from restnet.selection import Selection
@@ -196,13 +197,12 @@ def _selections(runner, metric, budgets, n_between, threads, rerank=0, band=0.0,
     fa, ba = cm.anchor_costs()
     if not budgets:
         budgets = budgets_between(fa, ba, n_between)
-    sels = runner.select(list(budgets), cm, band, window)
-    floors = dict(zip(sorted(budgets), window_floors(budgets, window, min(fa, ba))))
+    sels = runner.select(list(budgets), cm, constraints)
     reranked = {}
     if rerank:
         picked: dict = {}
         for s in sels:
-            ranked = runner.rerank(s.budget, cm, rerank, band=band, floor=floors[s.budget])
+            ranked = runner.rerank(s.budget, cm, rerank, constraints=constraints, among=budgets)
             cka_acc = next(acc for c, acc in ranked if c.point == s.point)
             reranked[s.budget] = (s, cka_acc, ranked)
             best = ranked[0][0]
@@ -247,11 +247,11 @@ def _select_command(console: Console, log_console: Console) -> click.Command:
     @experiment_options
     @budget_options
     @click.option("--json", "as_json", is_flag=True)
-    def select(metric, budgets, budgets_between, threads, window, band, rerank, as_json, **opts):
+    def select(metric, budgets, budgets_between, threads, rerank, as_json, **opts):
         """Algorithm 1: for each budget, the highest-CKA stitch point that fits."""
         r = make_runner(opts, log_console)
-        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank, band,
-                                                   window)
+        cm, sels, (fa, ba), reranked = _selections(r, metric, budgets, budgets_between, threads, rerank,
+                                                   constraints_from(opts))
         if reranked and not as_json:
             t = Table(title=f"Rerank of the top {rerank} CKA candidates by least-squares-init accuracy")
             for c in ("budget", "CKA pick", "its LS acc", "rerank pick", "its CKA", "its LS acc"):
@@ -282,11 +282,11 @@ def _train_command(console: Console, log_console: Console) -> click.Command:
     @experiment_options
     @budget_options
     @training_options
-    def train(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
-              no_ls_init, **opts):
+    def train(metric, budgets, budgets_between, threads, rerank, strategy, epochs, lr, batch_size, no_ls_init,
+              **opts):
         """Train the selected variants' stitching layers (checkpoint each epoch, resumable)."""
         r = make_runner(opts, log_console)
-        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band, window)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, constraints_from(opts))
         cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
         for s in sels:
             res = r.train(s.point, cfg)
@@ -305,11 +305,11 @@ def _evaluate_command(console: Console, log_console: Console) -> click.Command:
     @budget_options
     @training_options
     @click.option("--json", "as_json", is_flag=True)
-    def evaluate(metric, budgets, budgets_between, threads, window, band, rerank, strategy, epochs, lr, batch_size,
-                 no_ls_init, as_json, **opts):
+    def evaluate(metric, budgets, budgets_between, threads, rerank, strategy, epochs, lr, batch_size, no_ls_init,
+                 as_json, **opts):
         """Accuracy, params, MACs, trainable params and latency of every variant and both anchors."""
         r = make_runner(opts, log_console)
-        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, band, window)
+        _, sels, _, _ = _selections(r, metric, budgets, budgets_between, threads, rerank, constraints_from(opts))
         cfg = _train_config(r, strategy, epochs, lr, batch_size, no_ls_init)
         rows = [dict(name=r.exp.front, point="anchor", cka=None, **r.evaluate(r.front.model, r.front.spec,
                                                                                     threads=threads))]

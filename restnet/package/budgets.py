@@ -6,44 +6,42 @@ ladder (``budgets: ladder: N``) the budgets come from the device's limits (restn
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from restnet.constraints import Constraint, DeviceLimits, constraints_from, masked, spans
 from restnet.cost import CostModel
 from restnet.package.limits import Figures, Ladder, plan_ladder
 from restnet.package.request import PackRequest
-from restnet.selection import Selection, budgets_between, select_family, window_floors
+from restnet.selection import Selection, budgets_between, select_family
 from restnet.stitching import StitchPoint
 
 
 @dataclass
 class BudgetPlan:
     budgets: list[float]
-    mask: torch.Tensor | None = None  # stitch points that fit the device (None: every point)
+    constraints: list[Constraint] = field(default_factory=list)  # the request's rules, then the device's limits
     ships: dict[str, bool] = field(default_factory=lambda: {"front": True, "back": True})  # anchors that fit
     ladder: Ladder | None = None
 
-    def masked(self, matrix: torch.Tensor) -> torch.Tensor:
-        """The CKA matrix with the points that break a device limit set to NaN (Algorithm 1 skips them)."""
-        if self.mask is None:
-            return matrix
-        return torch.where(self.mask, matrix.to(torch.float64), torch.tensor(float("nan"), dtype=torch.float64))
-
 
 def plan_budgets(cm: CostModel, req: PackRequest, names: tuple[str, str], figures: Figures | None = None) -> BudgetPlan:
-    """Absolute budgets, and proof that each one has a feasible point (Algorithm 1 on a blank CKA
-    matrix raises the same InfeasibleBudget, naming the cheapest variant, that the real run would)."""
+    """Absolute budgets and the selection rules, and proof that each budget has a feasible point (Algorithm 1
+    on a blank CKA matrix raises the same InfeasibleBudget, naming the cheapest variant, that the real run
+    would). The rules' settings: the request's (the command line over the profile), else the profile's."""
     fa, ba = cm.anchor_cost("front"), cm.anchor_cost("back")
+    rules: list[Constraint] = constraints_from(req, req.profile.budgets)
     if req.ladder:
         if figures is None:
             raise ValueError("a ladder needs the device figures of every stitch point")
         lad = plan_ladder(req.profile, req.ladder, cm, figures, names)
-        plan = BudgetPlan(lad.budgets, lad.mask, lad.anchors, lad)
+        plan = BudgetPlan(lad.budgets, rules + [DeviceLimits(lad.mask)], lad.anchors, lad)
     else:
-        plan = BudgetPlan(list(req.budgets) or budgets_between(fa, ba, req.between))
-    blank = plan.masked(torch.zeros(len(cm.front.blocks), len(cm.back.blocks), dtype=torch.float64))
-    select_family(blank, cm, plan.budgets, cm.unit, names, req.band, req.window, min(fa, ba))
+        plan = BudgetPlan(list(req.budgets) or budgets_between(fa, ba, req.between), rules)
+    blank = torch.zeros(len(cm.front.blocks), len(cm.back.blocks), dtype=torch.float64)
+    select_family(blank, cm, plan.budgets, cm.unit, names, plan.constraints, min(fa, ba))
     return plan
 
 
@@ -67,15 +65,16 @@ def close_call(matrix: torch.Tensor, cm: CostModel, s: Selection, lowest: float)
 
 
 def describe_selections(sels: list[Selection], budgets: list[float], matrix: torch.Tensor, cm: CostModel,
-                        req: PackRequest, names: tuple[str, str]) -> list[str]:
+                        constraints: Sequence[Constraint], names: tuple[str, str]) -> list[str]:
     """One log line per selection: the point, its CKA and cost, and a close call when the costs' tolerance
     (latency measured on this host) could have picked otherwise, so that two packs that differ show why.
-    ``matrix``: the CKA matrix the selection ran on (masked)."""
+    ``matrix``: the CKA matrix; ``constraints``: the rules the selection ran under."""
     low = min(cm.anchor_cost("front"), cm.anchor_cost("back"))
-    floors = dict(zip(sorted(budgets), window_floors(budgets, req.window, low)))
+    bounds = dict(zip(sorted(budgets), spans(constraints, budgets, low)))
+    matrix = masked(constraints, matrix)
     lines = []
     for s in sels:
-        lowest = max(req.band * s.budget, floors.get(s.budget) or 0.0)
+        lowest = bounds[s.budget].lowest
         line = f"budget {s.budget:.4g} {cm.unit}: {s.point.label(*names)} CKA {s.cka:.4f}, cost {s.cost:.4g}"
         if (c := close_call(matrix, cm, s, lowest)) is not None:
             what = "itself" if c[0] == s.point else f"{c[0].label(*names)} (CKA {float(matrix[c[0].i, c[0].j]):.4f})"

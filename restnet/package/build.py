@@ -21,6 +21,7 @@ import torch
 from rich.markup import escape
 
 from restnet.anchors.stats import count_flops, count_params
+from restnet.constraints import Setting
 from restnet.cost import CostModel
 from restnet.package.assemble import AnchorFacts, build_manifest
 from restnet.package.budgets import BudgetPlan, describe_selections, plan_budgets
@@ -66,8 +67,8 @@ def _pack(runner: Runner, req: PackRequest, log: Callable[[str], None]) -> tuple
     with clock("CKA"):
         runner.cka()
     with clock("select"):
-        sels = runner.select(budgets, cm, req.band, req.window, plan.masked)
-        for line in describe_selections(sels, budgets, plan.masked(cka_tensor(runner.cka())), cm, req,
+        sels = runner.select(budgets, cm, plan.constraints)
+        for line in describe_selections(sels, budgets, cka_tensor(runner.cka()), cm, plan.constraints,
                                         (runner.exp.front, runner.exp.back)):
             log(escape(line))  # '[close call: ...]' is text, not a rich style tag
     cfg = runner.train_config(**req.train_overrides)
@@ -114,7 +115,7 @@ def _check_budgets(runner: Runner, req: PackRequest, table: LatencyTable | None,
         log(f"[yellow]{cm.note}[/]")
     plan = plan_budgets(cm, req, names, _figures(runner, req, pred, cm, log) if req.ladder else None)
     log(f"budgets ({cm.unit}, {cm.source}): " + ", ".join(f"{b:.4g}" for b in plan.budgets)
-        + (f"; band {req.band:g}" if req.band else "") + (f"; window {req.window:g}" if req.window else ""))
+        + "".join(f"; {c}" for c in plan.constraints if isinstance(c, Setting)))
     if plan.ladder is not None:
         log(describe_ladder(plan.ladder, names))
     return cm, pred, plan

@@ -8,7 +8,7 @@ generator and a new stitch layer draws from it; the two places where that decide
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import torch
 
 from restnet.anchors.blocks import BlockModel
 from restnet.anchors.stats import ModelStats, describe
+from restnet.constraints import Constraint
 from restnet.cost import CostModel, build_cost_model
 from restnet.data import InputSpec, Task
 from restnet.pipeline import evaluation, stitch
@@ -99,20 +100,17 @@ class Runner:
                                                 self.back_stats, self.exp.kernel_size, threads, latency_scale)
         return self._costs[key]
 
-    def select(self, budgets: list[float], cm: CostModel, band: float = 0.0, window: float = 0.0,
-               mask: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[Selection]:
-        """Algorithm 1 per budget (restnet.selection); ``mask``: a function that returns the CKA matrix with
-        the points to skip set to NaN."""
-        m = cka_tensor(self.cka())
-        return select_family(m if mask is None else mask(m), cm, budgets, cm.unit, (self.exp.front, self.exp.back),
-                             band, window, min(cm.anchor_costs()))
+    def select(self, budgets: list[float], cm: CostModel, constraints: Sequence[Constraint] = ()) -> list[Selection]:
+        """Algorithm 1 per budget under ``constraints`` (restnet.selection, restnet.constraints)."""
+        return select_family(cka_tensor(self.cka()), cm, budgets, cm.unit, (self.exp.front, self.exp.back),
+                             constraints, min(cm.anchor_costs()))
 
-    def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500,
-               band: float = 0.0, floor: float | None = None) -> list[tuple[Selection, float]]:
-        """The top-k CKA candidates within budget, best first by their untrained stitch's accuracy on n
-        validation images (restnet.pipeline.rerank)."""
-        cands = top_feasible(cka_tensor(self.cka()), cm, budget, k, cm.unit, (self.exp.front, self.exp.back), band,
-                             floor)
+    def rerank(self, budget: float, cm: CostModel, k: int, n: int = 500, constraints: Sequence[Constraint] = (),
+               among: Sequence[float] | None = None) -> list[tuple[Selection, float]]:
+        """The top-k CKA candidates within budget (one of the budgets ``among``, for the rules), best first by
+        their untrained stitch's accuracy on n validation images (restnet.pipeline.rerank)."""
+        cands = top_feasible(cka_tensor(self.cka()), cm, budget, k, cm.unit, (self.exp.front, self.exp.back),
+                             constraints, among, min(cm.anchor_costs()))
         return rerank_by_probe(cands, self.build, self.task, self.front.spec, n, self.exp.seed)
 
     # ---- stitched variants ----
