@@ -7,6 +7,25 @@ from pathlib import Path
 
 import pytest
 
+PHASES = ("all", "parallel", "quiet")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--phase", choices=PHASES, default="all", help=(
+        "which tests to run: all; parallel (all but those marked quiet, for pytest-xdist workers); quiet (only "
+        "those: they time the host against a quiet machine, so no other worker may run beside them). "
+        "scripts/test.sh runs parallel, then quiet."))
+
+
+def pytest_collection_modifyitems(config, items):
+    phase = config.getoption("--phase")
+    if phase == "all":
+        return
+    keep = [it for it in items if (it.get_closest_marker("quiet") is not None) == (phase == "quiet")]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[it for it in items if it not in keep])
+        items[:] = keep
+
 os.environ.setdefault("RESTNET_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Decode the bundled CIFAR-10 once for the whole run (and reuse the user's copy), even though
@@ -40,8 +59,15 @@ def shared_cache(tmp_path_factory) -> Path:
     """One restnet cache for the tiny families that several modules pack (the rpi4 one in test_bundle and
     test_firmware, the pixel-7 one in test_bundle, test_app_tflite and test_pack): a file one module exported
     and verified is copied from the cache by the next, as a warm re-pack does (test_pack checks that it is
-    byte for byte the same). Tests of the cache itself, of interruption and of timing keep a cache of their own."""
-    return tmp_path_factory.mktemp("shared-cache")
+    byte for byte the same). Tests of the cache itself, of interruption and of timing keep a cache of their own.
+    Under pytest-xdist every worker uses the same folder (the run's temporary root): the cache's entries are
+    written by atomic renames, and two workers that build one entry write the same bytes."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # one folder per worker under the run's root
+    path = root / "shared-cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture

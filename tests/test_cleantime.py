@@ -71,6 +71,7 @@ def _flagged(n: int, ms: float) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 def test_the_detector_sees_another_job_take_the_cpu():
     """With a CPU-bound process on every core, a 30 ms burst of this process waits for a CPU (a scheduler
     slice is a few ms) and is flagged; the counters are the kernel's (schedstat) where it has them. Three
@@ -83,6 +84,7 @@ def test_the_detector_sees_another_job_take_the_cpu():
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 def test_a_measurement_under_load_matches_one_without_it():
     """The figure of a pure-Python program (no memory traffic to share, one thread) under a CPU-bound process on
     every core equals its figure without them within their spreads, and the load is seen: bursts are starved."""
