@@ -44,21 +44,16 @@ HOST_PACK = [*SELECTION_PACK, "--probes"]
 
 
 @pytest.fixture(scope="module")
-def host_pack(tmp_path_factory):
+def host_pkg(tmp_path_factory):
     """A host-profile package (pte, with per-block probes, --metric latency) from tiny random-weight anchors.
-    (package, log, cache). A pack under a CPU-bound process on every core is the under-load test's own: under
+    A pack under a CPU-bound process on every core is the under-load test's own: under
     that load every 2-thread stage of this one (training, exports, the 98 probes) ran 5-20 times slower, and the
     fixture took 535 s to over 900 s."""
     out = tmp_path_factory.mktemp("artifacts") / "host"
-    with restnet_cache(tmp_path_factory.mktemp("cache")) as cache:
+    with restnet_cache(tmp_path_factory.mktemp("cache")):
         res = CliRunner().invoke(main, [*HOST_PACK, "--out", str(out)], catch_exceptions=False)
         assert res.exit_code == 0, res.output
-        yield out, res.output, cache
-
-
-@pytest.fixture(scope="module")
-def host_pkg(host_pack):
-    return host_pack[0]
+        yield out
 
 
 def _readme_example(package: Path) -> str:
