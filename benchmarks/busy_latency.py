@@ -16,7 +16,7 @@ CKA matrix of the pair when there is one, else a seeded random one) runs on each
 condition and method, the anchors' costs, how far every point's cost and its place between the anchors moved
 from the quiet runs' mean, the selections, and the time taken; a table and JSON.
 
-  python benchmarks/busy_latency.py [--repeats 3] [--threads 2] [--json out.json]
+  python benchmarks/busy_latency.py [--repeats 3] [--threads 2] [--resolution 64] [--json out.json]
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import emit  # noqa: E402
 
 PAIR = ("tf_efficientnet_lite2", "tf_efficientnet_lite0")
-RES = 64
+RES = int(os.environ.get("BUSY_LATENCY_RESOLUTION", "64"))  # --resolution; children read it here
 BUDGETS, WINDOW = 3, 0.25
 
 
@@ -235,14 +235,18 @@ def _summary(results: dict) -> tuple[list[dict], list[dict]]:
 
 
 def main() -> None:
+    global RES
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         print(json.dumps(_one(int(sys.argv[2]), sys.argv[3])))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resolution", type=int, default=RES, help="input size in px (the tests' tiny packs: 32)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    RES = a.resolution
+    os.environ["BUSY_LATENCY_RESOLUTION"] = str(RES)
     results = {"quiet": [], "loaded": []}
     with tempfile.TemporaryDirectory() as d:
         _export_anchors(Path(d))

@@ -91,7 +91,8 @@ def profiles() -> None:
     from restnet.profiles import ProfileError, available, load_profile
 
     t = Table(title="Device profiles")
-    for c in ("name", "SoC / CPU", "RAM for model", "backend", "threads", "dtype", "res", "budgets"):
+    t.add_column("name", no_wrap=True)  # the name is what --profile takes: never broken over lines
+    for c in ("SoC / CPU", "RAM for model", "backend", "threads", "dtype", "res", "budgets"):
         t.add_column(c)
     for name in available():
         try:
