@@ -167,10 +167,10 @@ def test_a_latency_pack_under_load_measures_and_selects_as_without_it(tmp_path_f
     timed afresh, each member's stitch point is the same or one of the two logs calls the choice a close call
     within the costs' tolerance. Marked quiet: "without the load" must mean no other test beside it."""
     out, cache = tmp_path_factory.mktemp("loaded") / "host", tmp_path_factory.mktemp("cache")
-    # One torch thread for the training stages, as OMP_NUM_THREADS=1 would give (docs/reliability.md): at 2 threads
-    # beside a CPU-bound process per core, every OpenMP barrier waits for a descheduled thread and training ran
-    # 7x slower. The latency figures take their threads from the pack itself (part_timing.PROXY_THREADS, the
-    # profile's threads for the files), so what this test checks is the same either way.
+    # One torch thread for the training stages, as OMP_NUM_THREADS=1 would give: at 2 threads beside a CPU-bound
+    # process per core, every OpenMP barrier waits for a descheduled thread (the 2-thread stages ran 5-20x slower
+    # than quiet). The latency figures take their threads from the pack itself
+    # (part_timing.PROXY_THREADS, the profile's threads for the files), so this test checks the same either way.
     with restnet_cache(cache), torch_threads(1):
         with busy_cores():
             res = CliRunner().invoke(main, [*SELECTION_PACK, "--out", str(out)], catch_exceptions=False)
