@@ -39,8 +39,9 @@ def _device(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 
 # The selection under load is checked on packs of its own; the per-block probes (98 .pte exports, two thirds of
 # a pack's time) and the anchors' files take no part in it, so those packs leave them out.
-SELECTION_PACK = ["pack", "--profile", "host", *TINY_PACK, "--budgets-between", "2", "--no-anchors"]
-HOST_PACK = ["pack", "--profile", "host", *TINY_PACK, "--budgets-between", "2", "--probes"]
+_TINY_HOST = ["pack", "--profile", "host", *TINY_PACK, "--budgets-between", "2"]
+SELECTION_PACK = [*_TINY_HOST, "--no-anchors"]
+HOST_PACK = [*_TINY_HOST, "--probes"]
 
 
 @pytest.fixture(scope="module")
