@@ -37,11 +37,13 @@ def _device(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     return res
 
 
-# The selection under load is checked on packs of its own; the per-block probes (98 .pte exports, two thirds of
-# a pack's time) and the anchors' files take no part in it, so those packs leave them out.
+# The selection under load is checked on packs of its own; the per-block probes (92 .pte exports, two thirds of
+# a pack's time) and the anchors' files take no part in it, so those packs leave them out. The probes' pack ships
+# 2 calibration programs, not 8: with both anchors, the four whole programs the prediction's three corrections
+# need (each calibration program is a whole export, ~20 s).
 _TINY_HOST = ["pack", "--profile", "host", *TINY_PACK, "--budgets-between", "2"]
 SELECTION_PACK = [*_TINY_HOST, "--no-anchors"]
-HOST_PACK = [*_TINY_HOST, "--probes"]
+HOST_PACK = [*_TINY_HOST, "--probes", "--calibration-points", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +133,11 @@ def test_bench_then_pack_with_the_table_marks_latencies_measured(host_pkg, tmp_p
     table_path.write_text(json.dumps(table))
 
     out = tmp_path / "host2"
-    res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes",
-                                    "--latency-table", str(table_path), *TINY_PACK, "--budgets-between", "2"],
+    res = CliRunner().invoke(main, [*HOST_PACK, "--out", str(out), "--latency-table", str(table_path)],
                            catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "predicted (device table test-host" in res.output
+    assert "fitted on 4 whole programs" in " ".join(res.output.split())  # both anchors, both calibration programs
     assert "FLAGGED: latencies spread +-100.0% over 2 rounds" in res.output
     m2 = json.loads((out / "manifest.json").read_text())
     assert (out / "latency-table.json").is_file()
