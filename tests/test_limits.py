@@ -140,8 +140,9 @@ def test_every_shipped_profile_uses_the_ladder():
 
 
 @pytest.mark.slow
-def test_weak_board_package_leaves_the_large_anchor_home_and_names_the_binding_limit(tmp_path, cache):
-    """rpi-zero-2w end to end (tiny sizes): its RAM share keeps lite2 out; the manifest says so per member."""
+def test_weak_board_package_leaves_the_large_anchor_home_and_names_the_binding_limit(tmp_path, shared):
+    """rpi-zero-2w end to end (tiny sizes): its RAM share keeps lite2 out; the manifest says so per member. In the
+    run-wide cache (conftest.shared_cache): the adapted anchors and lite0's file are the tiny rpi4 family's."""
     from toolkit.package import open_verified
 
     out = tmp_path / "pkg"
