@@ -156,6 +156,9 @@ def make_request(profile_name, out, extra_formats, overrides=None, threads=None,
     from restnet.package.signing import load_signing_key
     from restnet.profiles import ProfileError, load_profile
 
+    if calibration is not None and not probes:
+        raise click.BadParameter("ships calibration programs with the probes: add --probes, or leave it out",
+                                 param_hint="--calibration-points")
     prof = load_profile(profile_name)
     overrides = overrides or {}
     for v in overrides.get("budgets") or ():

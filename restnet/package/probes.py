@@ -27,7 +27,6 @@ from restnet.stitching import FeatureSpec, StitchedModel, StitchLayer, StitchPoi
 from toolkit.formats import part_name, stitch_name, stitched_name
 
 
-
 def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tuple[str, str, int | None, nn.Module,
                                                                                     torch.Tensor]]:
     """(name, part, index, module, example input) for stem, every block and head."""
