@@ -157,7 +157,7 @@ def _selections(log: str) -> list[tuple[str, str]]:
 
 
 MEASURED = "budgets (ms, measured (host, sum of parts, 1 thread; tolerance +-"
-TIMINGS = ("latency-tables", "anchor-pte-ms")  # the cache's host timings: the parts' table, the anchors' .pte
+TIMINGS = ("latency-tables", "anchor-pte-ms")  # the cache's host timings: the parts' table, the anchors' .pte figures
 ESTIMATED = "budgets (ms, estimated (host too busy to time"
 
 
