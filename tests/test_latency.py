@@ -246,3 +246,5 @@ def test_an_anchors_timing_file_is_lowered_once_and_again_when_damaged(cache, mo
     assert latency._timing_file(model, x) == f and len(lowered) == 2
     assert not [p.name for p in f.parent.iterdir() if p.name.endswith(".tmp")]
     assert pte.load(f)(x.numpy()).shape == (1, 4, 6, 6)
+    other = latency._timing_file(_Arch(nn.Conv2d(3, 5, 3), nn.ReLU()).eval(), x)  # same name, another head
+    assert other != f and len(lowered) == 3

@@ -32,7 +32,9 @@ NAMES = ("tf_efficientnet_lite2", "tf_efficientnet_lite0")
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory) -> Figures:
+def figures(shared_cache) -> Figures:
+    """The pair's figures at RES px; in the run-wide cache, where the tiny packs' anchor .pte files are (only their
+    timing at one thread is this fixture's own)."""
     from helpers import restnet_cache
 
     arch = {}
@@ -42,7 +44,7 @@ def figures(tmp_path_factory) -> Figures:
     stats = {r: describe(m, RES) for r, m in arch.items()}
     cm = {k: build_cost_model(k, arch["front"], arch["back"], stats["front"], stats["back"], threads=1)
           for k in ("params", "flops", "latency")}
-    with restnet_cache(tmp_path_factory.mktemp("cache")):
+    with restnet_cache(shared_cache):
         lat = latency_figures(cm["latency"], lambda r: host_pte_ms(arch[r], RES, 1), 12.0)
     return Figures(lat, cm["flops"], cm["params"], activation_peaks(arch["front"], RES),
                    activation_peaks(arch["back"], RES))

@@ -314,10 +314,13 @@ def host_pte(model, resolution: int, threads: int) -> Estimate:
 
 
 def _timing_file(model, x: torch.Tensor) -> Path:
-    """``model``'s .pte for timing, lowered once per architecture, input and ExecuTorch version: a figure the host
-    was too busy to take is taken again by the next pack, and lowering an anchor takes 15-30 s where timing it
-    takes a few. Kept with its sha256, so a damaged file is lowered again."""
-    slot = cache_dir("anchor-pte", cache.key_of(model=model.name, shape=list(x.shape), runtime=pte.runtime_version()))
+    """``model``'s .pte for timing, lowered once per architecture (name and parameter count: a task's head is part
+    of it), input and ExecuTorch version: a figure the host was too busy to take is taken again by the next pack,
+    and lowering an anchor takes 15-30 s where timing it takes a few. Kept with its sha256, so a damaged file is
+    lowered again."""
+    params = sum(p.numel() for p in model.parameters())
+    slot = cache_dir("anchor-pte", cache.key_of(model=model.name, params=params, shape=list(x.shape),
+                                                runtime=pte.runtime_version()))
     f, record = slot / "model.pte", slot / "record.json"
     if (hit := cache.cached(record)) is not None and f.is_file() and sha256_of(f) == hit["sha256"]:
         return f
