@@ -67,9 +67,10 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One restnet cache for the tiny families that several modules pack (the rpi4 one in test_bundle and
-    test_firmware, the pixel-7 one in test_bundle, test_app_tflite and test_pack): a file one module exported
-    and verified is copied from the cache by the next, as a warm re-pack does (test_pack checks that it is
-    byte for byte the same). Tests of the cache itself, of interruption and of timing keep a cache of their own.
+    test_firmware, whose anchors test_limits' weak board shares, the pixel-7 one in test_bundle, test_app_tflite
+    and test_pack): a file one module exported and verified is copied from the cache by the next, as a warm
+    re-pack does (test_pack checks that it is byte for byte the same). Tests of the cache itself, of
+    interruption and of timing keep a cache of their own.
     Under pytest-xdist every worker uses the same folder (the run's temporary root): the cache's entries are
     written by atomic renames, and two workers that build one entry write the same bytes."""
     root = tmp_path_factory.getbasetemp()

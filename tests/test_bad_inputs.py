@@ -64,6 +64,12 @@ def test_unknown_profile_name_suggests_the_closest(tmp_path):
 
 
 # ---- command-line arguments (exit 2, or 8 for the output folder, 6 for a latency table) ----
+def test_calibration_points_without_probes_is_refused(tmp_path, cache):
+    run(pack(tmp_path, "--profile", "host", "--calibration-points", "2"), USAGE,
+        "--calibration-points", "add --probes")
+    assert not cache.exists() or not any(cache.iterdir()), "heavy work started for a bad request"
+
+
 def test_unknown_anchor_suggests_the_closest_names(tmp_path):
     run(pack(tmp_path, "--profile", "rpi4", "--front", "tf_efficientnet_lite9"), USAGE,
         "unknown anchor 'tf_efficientnet_lite9'; did you mean 'tf_efficientnet_lite2'")

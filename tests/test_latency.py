@@ -218,3 +218,33 @@ def test_calibration_probes_refit_the_prediction(tmp_path):
     cm = predicted_cost_model(table, shapes, NAMES, 32)
     assert cm.offset == pytest.approx(2 * OVERHEAD) and "fitted on 5 whole programs" in cm.source
     assert cm(StitchPoint(0, 1)) == pytest.approx(1.0 + 2.0 + STITCH_MS + 0.3 - 3 * 2 * OVERHEAD)
+
+
+class _Arch(nn.Sequential):
+    """An architecture as host_pte sees one: a module with a name."""
+
+    name = "tiny-arch"
+
+
+def test_an_anchors_timing_file_is_lowered_once_and_again_when_damaged(cache, monkeypatch):
+    """A figure the host was too busy to take is not cached, so the next pack times the anchor again: from the
+    cached .pte, not from another lowering; a file whose sha256 no longer matches is lowered again."""
+    import torch
+
+    from restnet.export import pte
+    from restnet.package import latency
+
+    lowered = []
+    real = pte.export
+    monkeypatch.setattr(pte, "export", lambda *a: (lowered.append(a[2]), real(*a))[1])
+    torch.manual_seed(0)
+    model, x = _Arch(nn.Conv2d(3, 4, 3), nn.ReLU()).eval(), torch.zeros(1, 3, 8, 8)
+    f = latency._timing_file(model, x)
+    assert len(lowered) == 1 and f.is_file() and f.parent.parent == cache / "anchor-pte"
+    assert latency._timing_file(model, x) == f and len(lowered) == 1
+    f.write_bytes(f.read_bytes()[:-1] + b"\0")
+    assert latency._timing_file(model, x) == f and len(lowered) == 2
+    assert not [p.name for p in f.parent.iterdir() if p.name.endswith(".tmp")]
+    assert pte.load(f)(x.numpy()).shape == (1, 4, 6, 6)
+    other = latency._timing_file(_Arch(nn.Conv2d(3, 5, 3), nn.ReLU()).eval(), x)  # same name, another head
+    assert other != f and len(lowered) == 3

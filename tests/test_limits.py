@@ -32,7 +32,9 @@ NAMES = ("tf_efficientnet_lite2", "tf_efficientnet_lite0")
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory) -> Figures:
+def figures(shared_cache) -> Figures:
+    """The pair's figures at RES px; in the run-wide cache, where the tiny packs' anchor .pte files are (only their
+    timing at one thread is this fixture's own)."""
     from helpers import restnet_cache
 
     arch = {}
@@ -42,7 +44,7 @@ def figures(tmp_path_factory) -> Figures:
     stats = {r: describe(m, RES) for r, m in arch.items()}
     cm = {k: build_cost_model(k, arch["front"], arch["back"], stats["front"], stats["back"], threads=1)
           for k in ("params", "flops", "latency")}
-    with restnet_cache(tmp_path_factory.mktemp("cache")):
+    with restnet_cache(shared_cache):
         lat = latency_figures(cm["latency"], lambda r: host_pte_ms(arch[r], RES, 1), 12.0)
     return Figures(lat, cm["flops"], cm["params"], activation_peaks(arch["front"], RES),
                    activation_peaks(arch["back"], RES))
@@ -140,8 +142,9 @@ def test_every_shipped_profile_uses_the_ladder():
 
 
 @pytest.mark.slow
-def test_weak_board_package_leaves_the_large_anchor_home_and_names_the_binding_limit(tmp_path, cache):
-    """rpi-zero-2w end to end (tiny sizes): its RAM share keeps lite2 out; the manifest says so per member."""
+def test_weak_board_package_leaves_the_large_anchor_home_and_names_the_binding_limit(tmp_path, shared):
+    """rpi-zero-2w end to end (tiny sizes): its RAM share keeps lite2 out; the manifest says so per member. In the
+    run-wide cache (conftest.shared_cache): the adapted anchors and lite0's file are the tiny rpi4 family's."""
     from toolkit.package import open_verified
 
     out = tmp_path / "pkg"

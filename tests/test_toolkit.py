@@ -37,11 +37,13 @@ def _device(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     return res
 
 
-# The selection under load is checked on packs of its own; the per-block probes (98 .pte exports, two thirds of
-# a pack's time) and the anchors' files take no part in it, so those packs leave them out.
+# The selection under load is checked on packs of its own; the per-block probes (92 .pte exports, two thirds of
+# a pack's time) and the anchors' files take no part in it, so those packs leave them out. The probes' pack ships
+# 2 calibration programs, not 8: with both anchors, the four whole programs the prediction's three corrections
+# need (each calibration program is a whole export, ~20 s).
 _TINY_HOST = ["pack", "--profile", "host", *TINY_PACK, "--budgets-between", "2"]
 SELECTION_PACK = [*_TINY_HOST, "--no-anchors"]
-HOST_PACK = [*_TINY_HOST, "--probes"]
+HOST_PACK = [*_TINY_HOST, "--probes", "--calibration-points", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +133,11 @@ def test_bench_then_pack_with_the_table_marks_latencies_measured(host_pkg, tmp_p
     table_path.write_text(json.dumps(table))
 
     out = tmp_path / "host2"
-    res = CliRunner().invoke(main, ["pack", "--profile", "host", "--out", str(out), "--probes",
-                                    "--latency-table", str(table_path), *TINY_PACK, "--budgets-between", "2"],
+    res = CliRunner().invoke(main, [*HOST_PACK, "--out", str(out), "--latency-table", str(table_path)],
                            catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "predicted (device table test-host" in res.output
+    assert "fitted on 4 whole programs" in " ".join(res.output.split())  # both anchors, both calibration programs
     assert "FLAGGED: latencies spread +-100.0% over 2 rounds" in res.output
     m2 = json.loads((out / "manifest.json").read_text())
     assert (out / "latency-table.json").is_file()
@@ -155,6 +157,7 @@ def _selections(log: str) -> list[tuple[str, str]]:
 
 
 MEASURED = "budgets (ms, measured (host, sum of parts, 1 thread; tolerance +-"
+TIMINGS = ("latency-tables", "anchor-pte-ms")  # the cache's host timings: the parts' table, the anchors' .pte figures
 ESTIMATED = "budgets (ms, estimated (host too busy to time"
 
 
@@ -164,9 +167,10 @@ def test_a_latency_pack_under_load_measures_and_selects_as_without_it(tmp_path_f
     """Packed under a CPU-bound process on every core, the latency costs are measured (the bursts another job
     starved are dropped, the eager parts timed on one thread), or, if yet more jobs leave too few clean bursts,
     estimated with one line that says which figure and why. Packed again without the load, with the same cache,
-    the costs come from the table the loaded pack timed and the picks are the same; with a cache of its own,
-    timed afresh, each member's stitch point is the same or one of the two logs calls the choice a close call
-    within the costs' tolerance. Marked quiet: "without the load" must mean no other test beside it."""
+    the costs come from the table the loaded pack timed and the picks are the same; with timings of its own
+    (a copy of the cache without them: the trained members and their files are reused where the picks agree),
+    each member's stitch point is the same or one of the two logs calls the choice a close call within the
+    costs' tolerance. Marked quiet: "without the load" must mean no other test beside it."""
     out, cache = tmp_path_factory.mktemp("loaded") / "host", tmp_path_factory.mktemp("cache")
     # One torch thread for the training stages, as OMP_NUM_THREADS=1 would give: at 2 threads beside a CPU-bound
     # process per core, every OpenMP barrier waits for a descheduled thread (the 2-thread stages ran 5-20x slower
@@ -189,7 +193,9 @@ def test_a_latency_pack_under_load_measures_and_selects_as_without_it(tmp_path_f
         assert (host["source"], host.get("spread", 0) >= 0) == ("measured", True) or (
             host["source"] == "estimated" and "too busy to time this file" in host["method"]), host
     logs = {}
-    for name, where in (("same cache", cache), ("own cache", tmp_path_factory.mktemp("fresh-cache"))):
+    own = tmp_path_factory.mktemp("own-timings") / "cache"
+    shutil.copytree(cache, own, ignore=shutil.ignore_patterns(*TIMINGS))
+    for name, where in (("same cache", cache), ("own cache", own)):
         with restnet_cache(where):
             res = CliRunner().invoke(main, [*SELECTION_PACK, "--out", str(tmp_path_factory.mktemp(name) / "p")],
                                      catch_exceptions=False)

@@ -14,6 +14,7 @@ from restnet.commands.handler import KEPT, HandledCommand, debug_option
 from restnet.commands.method import _stack, experiment_options, make_runner, training_options
 from restnet.export import names
 from restnet.export.base import AGREEMENT_FLAG, percent
+from restnet.package.request import CALIBRATION_POINTS
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ _PACK_OPTIONS = (  # in --help's order
     click.option("--probes", is_flag=True,
                  help="Also ship every anchor block and stitching-layer shape as its own program, for "
                       "`restnet-bench --blocks` (per-block latency prediction)."),
+    click.option("--calibration-points", "calibration", type=click.IntRange(min=0), default=None,
+                 help="With --probes: whole stitched programs, at points spread over the parameter range, shipped "
+                      "beside the probes; the prediction's corrections (per-program call overhead, weights out of "
+                      "cache) are fitted on them and the anchors. Each costs a whole export; under 2, only the call "
+                      f"overhead is fitted, on the anchors [default: {CALIBRATION_POINTS}]."),
     ProfileOption("--bundle", "bundle",
                   help="files: one file per variant; shared: the device format's variants as the methods (.pte) or "
                        "signatures (.tflite) of one file that stores the anchors' weights once [default: the "
@@ -143,13 +149,16 @@ def _formats(backend_fmt: str, extra: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_request(profile_name, out, extra_formats, overrides=None, threads=None, include_anchors=True,
                  train_overrides=None, tflite_converter="litert-torch", probes=False, int8=None, keep_dominated=False,
-                 sign_keys=(), sequence=None):
+                 sign_keys=(), sequence=None, calibration=None):
     """Everything resolved and validated before any heavy work (the signing keys are read here too).
     ``overrides``: PROFILE_OPTIONS' values by parameter name, None or empty where not given."""
     from restnet.package.request import BACKEND_FORMAT, PackRequest
     from restnet.package.signing import load_signing_key
     from restnet.profiles import ProfileError, load_profile
 
+    if calibration is not None and not probes:
+        raise click.BadParameter("ships calibration programs with the probes: add --probes, or leave it out",
+                                 param_hint="--calibration-points")
     prof = load_profile(profile_name)
     overrides = overrides or {}
     for v in overrides.get("budgets") or ():
@@ -163,6 +172,7 @@ def make_request(profile_name, out, extra_formats, overrides=None, threads=None,
                       formats=_formats(backend_fmt, extra_formats),
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
                       keep_dominated=keep_dominated, train_overrides=train_overrides or {}, probes=probes,
+                      **({} if calibration is None else {"calibration": calibration}),
                       int8=prof.dtype == "int8" if int8 is None else int8, sequence=sequence,
                       sign_keys=tuple(load_signing_key(k) for k in sign_keys))
     if req.latency_table is not None and not req.latency_table.is_file():
@@ -258,7 +268,7 @@ def pack_command(console, log_console):
     @training_options
     @debug_option
     def pack(profile_name, out, extra_formats, tflite_converter, threads, include_anchors, keep_dominated, int8, probes,
-             sign_keys, sequence, strategy, epochs, lr, batch_size, no_ls_init, **opts):
+             calibration, sign_keys, sequence, strategy, epochs, lr, batch_size, no_ls_init, **opts):
         """Build a per-device package: CKA, selection, stitch training, verified export, manifest.
 
         Every stage reuses what is cached, so a repeated pack takes seconds to a minute or two."""
@@ -266,7 +276,7 @@ def pack_command(console, log_console):
         over.update(strategy=strategy, epochs=epochs, ls_init=not no_ls_init)
         given = {o.param: opts.pop(o.param) for o in PROFILE_OPTIONS}
         req = make_request(profile_name, out, extra_formats, given, threads, include_anchors, over, tflite_converter,
-                           probes, int8, keep_dominated, sign_keys, sequence)
+                           probes, int8, keep_dominated, sign_keys, sequence, calibration)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("resolution") == ParameterSource.DEFAULT:
             opts["resolution"] = req.profile.resolution

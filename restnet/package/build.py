@@ -222,7 +222,7 @@ def _export(runner: Runner, req: PackRequest, built: list[Built], ids: list[str]
     if not req.probes:
         return None, bundles
     return export_probes(runner.front_arch, runner.back_arch, runner.cost_model("params"), res, req.formats[0],
-                         root, req.threads, log), bundles
+                         root, req.threads, log, req.calibration), bundles
 
 
 def _anchor_facts(runner: Runner, controls: dict[str, fairness.AnchorControl]) -> dict[str, AnchorFacts]:

@@ -22,11 +22,9 @@ from restnet.anchors.blocks import BlockModel
 from restnet.cost import CostModel
 from restnet.export import stages
 from restnet.package.exports import verified_file
+from restnet.package.request import CALIBRATION_POINTS
 from restnet.stitching import FeatureSpec, StitchedModel, StitchLayer, StitchPoint
 from toolkit.formats import part_name, stitch_name, stitched_name
-
-# Whole stitched programs timed beside the parts: what the prediction's two corrections are fitted on.
-CALIBRATION_POINTS = 8
 
 
 def anchor_parts(role: str, model: BlockModel, resolution: int) -> Iterator[tuple[str, str, int | None, nn.Module,
@@ -70,26 +68,28 @@ def calibration_points(shapes: CostModel, count: int = CALIBRATION_POINTS) -> li
     return [StitchPoint(pts[k][1], pts[k][2]) for k in picks]
 
 
-def calibration_probes(front: BlockModel, back: BlockModel, shapes: CostModel,
-                       resolution: int) -> Iterator[tuple[str, str, str, int | None, nn.Module, torch.Tensor]]:
-    """The calibration programs, as ``all_probes`` yields its parts."""
+def calibration_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolution: int,
+                       count: int = CALIBRATION_POINTS) -> Iterator[tuple[str, str, str, int | None, nn.Module,
+                                                                          torch.Tensor]]:
+    """``count`` calibration programs, as ``all_probes`` yields its parts."""
     x = torch.zeros(1, 3, resolution, resolution)
-    for p in calibration_points(shapes):
+    for p in calibration_points(shapes, count):
         torch.manual_seed(0)
         stitch = StitchLayer(shapes.front_specs[p.i], shapes.back_specs[p.j], shapes.kernel_size)
         yield stitched_name(p.i, p.j), "stitch", "stitch", None, StitchedModel(front, back, p, stitch).eval(), x
 
 
 def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolution: int, fmt: str, root: Path,
-                  threads: int, log: Callable[[str], None]) -> list[dict]:
+                  threads: int, log: Callable[[str], None], calibration: int = CALIBRATION_POINTS) -> list[dict]:
     """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries.
     ``front``/``back``: the anchors' architectures (timing does not depend on the weights); ``shapes``: any
-    cost model of the pair, for its feature specs and stitching kernel size."""
+    cost model of the pair, for its feature specs and stitching kernel size; ``calibration``: how many whole
+    stitched programs go with the parts."""
     f = stages(fmt, part=True)
     (root / "probes").mkdir(exist_ok=True)
     out = []
     probes = list(all_probes(front, back, shapes.front_specs, shapes.back_specs, resolution, shapes.kernel_size))
-    probes += calibration_probes(front, back, shapes, resolution)
+    probes += calibration_probes(front, back, shapes, resolution, calibration)
     log(f"export {len(probes)} per-block probes -> {fmt}")
     for name, role, part, idx, mod, x in probes:
         rel = f"probes/{name}{f.suffix}"

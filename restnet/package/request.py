@@ -11,6 +11,9 @@ from restnet.export.int8_recipe import Recipe
 from restnet.profiles import Profile, ProfileError
 
 BACKEND_FORMAT = backends()  # a profile's backend -> the device format (Format.backends)
+# Whole stitched programs timed beside the per-block probes (restnet.package.probes), by default: what the latency
+# prediction's two corrections are fitted on (restnet.package.latency).
+CALIBRATION_POINTS = 8
 
 
 @dataclass
@@ -29,6 +32,7 @@ class PackRequest:
     keep_dominated: bool = False  # ship stitched members a cheaper member beats on val (restnet.package.dominance)
     train_overrides: dict = field(default_factory=dict)
     probes: bool = False  # also ship per-block programs (restnet-bench --blocks)
+    calibration: int = CALIBRATION_POINTS  # whole stitched programs shipped with the probes
     int8: bool = False  # also ship int8 files (PT2E) with their agreement with fp32
     sequence: int | None = None  # the package's sequence; None = one more than the package in ``out`` (build.pack)
     sign_keys: tuple = ()  # restnet.package.signing.SigningKey: each signs manifest.json into manifest.sig
