@@ -17,10 +17,13 @@ import os
 import sys
 import time
 
+import pytest
+
 LOG = os.environ.get("LOWERING_LOG", "lowering.jsonl")
 _current = {"test": None}
 
 
+@pytest.hookimpl(tryfirst=True)  # a first-result hook: called before the runner's own, which ends the chain
 def pytest_runtest_protocol(item, nextitem):
     _current["test"] = item.nodeid
 
