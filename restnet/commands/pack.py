@@ -172,7 +172,7 @@ def make_request(profile_name, out, extra_formats, overrides=None, threads=None,
                       formats=_formats(backend_fmt, extra_formats),
                       threads=threads or min(prof.threads, os.cpu_count() or 1), include_anchors=include_anchors,
                       keep_dominated=keep_dominated, train_overrides=train_overrides or {}, probes=probes,
-                      **({} if calibration is None else {"calibration": calibration}),
+                      calibration=CALIBRATION_POINTS if calibration is None else calibration,
                       int8=prof.dtype == "int8" if int8 is None else int8, sequence=sequence,
                       sign_keys=tuple(load_signing_key(k) for k in sign_keys))
     if req.latency_table is not None and not req.latency_table.is_file():

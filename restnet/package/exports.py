@@ -42,14 +42,19 @@ def export_key(weights: str, fmt: str, shape: tuple[int, ...], check_fingerprint
                              threads=threads, tools=tools, v=__version__, **meta)
 
 
+def intact_record(cached: Path) -> dict | None:
+    """The record stored beside the file ``cached`` (``record.json``), if the file is there with its sha256."""
+    record = cache.cached(cached.with_name("record.json"))
+    if record is not None and cached.is_file() and sha256_of(cached) == record["sha256"]:
+        return record
+    return None
+
+
 def cached_record(cached: Path, dest: Path) -> dict | None:
     """The stored record, with the file copied to ``dest``, if the cache slot is intact."""
-    record = cache.cached(cached.with_name("record.json"))
-    if record is not None and cached.is_file():
-        if sha256_of(cached) == record["sha256"]:
-            shutil.copyfile(cached, dest)
-            return record
-    return None
+    if (record := intact_record(cached)) is not None:
+        shutil.copyfile(cached, dest)
+    return record
 
 
 def store_record(tmp: Path, cached: Path, record: dict, dest: Path) -> dict:

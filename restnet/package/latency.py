@@ -37,8 +37,10 @@ import numpy as np
 import torch
 
 from restnet import cache
+from restnet.anchors.stats import count_params
 from restnet.cost import CostModel, PartCosts
 from restnet.export import pte, sha256_of
+from restnet.package.exports import intact_record
 from restnet.package.request import PackRequest
 from restnet.package.variants import Built
 from restnet.paths import cache_dir
@@ -318,16 +320,16 @@ def _timing_file(model, x: torch.Tensor) -> Path:
     of it), input and ExecuTorch version: a figure the host was too busy to take is taken again by the next pack,
     and lowering an anchor takes 15-30 s where timing it takes a few. Kept with its sha256, so a damaged file is
     lowered again."""
-    params = sum(p.numel() for p in model.parameters())
-    slot = cache_dir("anchor-pte", cache.key_of(model=model.name, params=params, shape=list(x.shape),
+    slot = cache_dir("anchor-pte", cache.key_of(model=model.name, params=count_params(model), shape=list(x.shape),
                                                 runtime=pte.runtime_version()))
-    f, record = slot / "model.pte", slot / "record.json"
-    if (hit := cache.cached(record)) is not None and f.is_file() and sha256_of(f) == hit["sha256"]:
+    f = slot / "model.pte"
+    if intact_record(f) is not None:
         return f
     tmp = slot / f"model.pte.{os.getpid()}.tmp"  # two packs sharing a cache may lower it at once
     pte.export(model.eval(), x, tmp)
     tmp.replace(f)
-    cache.atomic_write_json({"sha256": sha256_of(f), "model": model.name, "shape": list(x.shape)}, record)
+    cache.atomic_write_json({"sha256": sha256_of(f), "model": model.name, "shape": list(x.shape)},
+                            f.with_name("record.json"))
     return f
 
 

@@ -69,8 +69,7 @@ def calibration_points(shapes: CostModel, count: int = CALIBRATION_POINTS) -> li
 
 
 def calibration_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolution: int,
-                       count: int = CALIBRATION_POINTS) -> Iterator[tuple[str, str, str, int | None, nn.Module,
-                                                                          torch.Tensor]]:
+                       count: int) -> Iterator[tuple[str, str, str, int | None, nn.Module, torch.Tensor]]:
     """``count`` calibration programs, as ``all_probes`` yields its parts."""
     x = torch.zeros(1, 3, resolution, resolution)
     for p in calibration_points(shapes, count):
@@ -80,7 +79,7 @@ def calibration_probes(front: BlockModel, back: BlockModel, shapes: CostModel, r
 
 
 def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolution: int, fmt: str, root: Path,
-                  threads: int, log: Callable[[str], None], calibration: int = CALIBRATION_POINTS) -> list[dict]:
+                  threads: int, log: Callable[[str], None], calibration: int) -> list[dict]:
     """Write every probe under ``root/probes/`` (verified, cached) and return their manifest entries.
     ``front``/``back``: the anchors' architectures (timing does not depend on the weights); ``shapes``: any
     cost model of the pair, for its feature specs and stitching kernel size; ``calibration``: how many whole
