@@ -6,12 +6,16 @@ budgets that land on the same point give one variant.
 
 Beyond the paper, rules (restnet.constraints: band, window, device limits) narrow which points a
 budget may take; they come as one list, built once from the settings, and Algorithm 1 with no rules
-is the paper's.
+is the paper's. A lower bound (band, window) only spreads the family over the cost range, so a budget
+whose bounds hold no point takes the dearest point under its upper bound instead of failing: which
+points a slice holds depends on measured costs (a device's latency table), and the family the bounds
+were meant to spread still gets a member near that budget. Only a budget no point fits at all is an
+error.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,6 +35,7 @@ class Selection:
     cka: float
     cost: float
     tried: int  # how many points were masked before this one was accepted
+    below: bool = False  # its bounds held no point: the dearest point under its upper bound instead
 
 
 def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: float, unit: str = "",
@@ -43,21 +48,39 @@ def select(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: f
 
 def _pick(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], budget: float, span: Span, unit: str,
           names: tuple[str, str]) -> Selection:
-    """Algorithm 1 for one budget: the highest-CKA point whose cost lies in ``span`` (NaN points never)."""
+    """Algorithm 1 for one budget: the highest-CKA point whose cost lies in ``span`` (NaN points never); when
+    none does, the highest-CKA point at the dearest cost under ``span.highest`` (see the module)."""
     if budget <= 0:
         raise InfeasibleBudget(f"budget must be positive, got {budget}")
     m = matrix.clone().to(torch.float64)
     m[torch.isnan(m)] = float("-inf")
+    if (s := _first_within(m.clone(), cost, budget, span)) is not None:
+        return s
+    if span.lowest > 0:
+        under = [c for p in _points(m) if (c := cost(p)) <= span.highest]
+        if under and (s := _first_within(m, cost, budget, Span(max(under), span.highest))) is not None:
+            return replace(s, below=True)
+    raise _infeasible(m.shape, cost, budget, span, unit, names)
+
+
+def _points(m: torch.Tensor) -> list[StitchPoint]:
+    """The points of ``m`` that Algorithm 1 may take (not -inf)."""
+    return [StitchPoint(i, j) for i, j in torch.nonzero(m != float("-inf")).tolist()]
+
+
+def _first_within(m: torch.Tensor, cost: Callable[[StitchPoint], float], budget: float,
+                  span: Span) -> Selection | None:
+    """Algorithm 1's loop on ``m`` (changed in place): argmax, accept if the cost lies in ``span``, else mask."""
     tried = 0
     while True:
         flat = int(torch.argmax(m))
         i, j = divmod(flat, m.shape[1])
         if m[i, j] == float("-inf"):
-            raise _infeasible(m.shape, cost, budget, span, unit, names)
+            return None
         p = StitchPoint(i, j)
         c = cost(p)
         if span.lowest <= c <= span.highest:
-            return Selection(budget, p, float(matrix[i, j]), c, tried)
+            return Selection(budget, p, float(m[i, j]), c, tried)
         m[i, j] = float("-inf")
         tried += 1
 
@@ -66,9 +89,7 @@ def _infeasible(shape: torch.Size, cost: Callable[[StitchPoint], float], budget:
                 names: tuple[str, str]) -> InfeasibleBudget:
     """The error for a budget no point fits, naming the cheapest point of all (what a budget must reach)."""
     cheapest = min((StitchPoint(a, b) for a in range(shape[0]) for b in range(shape[1])), key=cost)
-    within = f" with cost >= {span.lowest:g} {unit}" if span.lowest > 0 else ""
-    if span.highest < budget:
-        within += f" and <= {span.highest:g} {unit}"
+    within = f" (a rule caps it at {span.highest:g} {unit})" if span.highest < budget else ""
     return InfeasibleBudget(
         f"no stitch point fits the budget {budget:g} {unit}{within}; the cheapest possible variant is "
         f"{cheapest.label(*names)} at {cost(cheapest):g} {unit}")
@@ -88,7 +109,9 @@ def top_feasible(matrix: torch.Tensor, cost: Callable[[StitchPoint], float], bud
             if not out:
                 raise
             break
-        out.append(Selection(s.budget, s.point, float(matrix[s.point.i, s.point.j]), s.cost, s.tried))
+        if s.below and out:  # the bounds' own points are used up: what lies under them is not theirs
+            break
+        out.append(replace(s, cka=float(matrix[s.point.i, s.point.j])))
         m[s.point.i, s.point.j] = float("-inf")
     return out
 

@@ -8,6 +8,7 @@ what it selects, errors included, on random matrices.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +22,7 @@ from restnet.stitching import StitchPoint
 # ---- the reference: the rules as keywords ----
 
 
-def _ref_select(matrix, cost, budget, unit="", names=("front", "back"), band=0.0, floor=None):
+def _ref_select(matrix, cost, budget, unit="", names=("front", "back"), band=0.0, floor=None, below=False):
     if budget <= 0:
         raise InfeasibleBudget(f"budget must be positive, got {budget}")
     if not 0.0 <= band < 1.0:
@@ -33,10 +34,15 @@ def _ref_select(matrix, cost, budget, unit="", names=("front", "back"), band=0.0
     while True:
         i, j = divmod(int(torch.argmax(m)), m.shape[1])
         if m[i, j] == float("-inf"):
+            # bounds that hold no point: the dearest point under the budget, if any
+            finite = matrix.clone().to(torch.float64).nan_to_num(nan=float("-inf"))
+            under = [cost(StitchPoint(a, b)) for a in range(m.shape[0]) for b in range(m.shape[1])
+                     if finite[a, b] > float("-inf") and cost(StitchPoint(a, b)) <= budget]
+            if lowest > 0 and under and not below:
+                return replace(_ref_select(matrix, cost, budget, unit, names, 0.0, max(under), True), below=True)
             cheapest = min((StitchPoint(a, b) for a in range(m.shape[0]) for b in range(m.shape[1])), key=cost)
-            within = f" with cost >= {lowest:g} {unit}" if lowest > 0 else ""
             raise InfeasibleBudget(
-                f"no stitch point fits the budget {budget:g} {unit}{within}; the cheapest possible variant is "
+                f"no stitch point fits the budget {budget:g} {unit}; the cheapest possible variant is "
                 f"{cheapest.label(*names)} at {cost(cheapest):g} {unit}")
         p = StitchPoint(i, j)
         c = cost(p)
@@ -56,7 +62,9 @@ def _ref_top_feasible(matrix, cost, budget, k, band=0.0, floor=None):
             if not out:
                 raise
             break
-        out.append(Selection(s.budget, s.point, float(matrix[s.point.i, s.point.j]), s.cost, s.tried))
+        if s.below and out:
+            break
+        out.append(replace(s, cka=float(matrix[s.point.i, s.point.j])))
         m[s.point.i, s.point.j] = float("-inf")
     return out
 
@@ -190,7 +198,7 @@ class Ceiling(Setting):
 
 def test_a_new_rule_is_its_class_and_its_registration(monkeypatch):
     """Registered here, in the test, a ceiling is turned on by its setting and honoured by select_family,
-    with no other file edited; an infeasible budget names its bounds."""
+    with no other file edited; an infeasible budget names the rule's cap."""
     monkeypatch.setattr(rules, "RULES", dict(rules.RULES))  # register into a copy: other tests see no ceiling
     register("ceiling")(Ceiling)
     costs = torch.arange(10, 51, dtype=torch.float64).view(41, 1)  # one point per cost 10..50
@@ -201,8 +209,10 @@ def test_a_new_rule_is_its_class_and_its_registration(monkeypatch):
     assert [s.cost for s in select_family(cka, cost, [20.0, 30.0, 40.0])] == [20.0, 30.0, 40.0]
     fam = select_family(cka, cost, [20.0, 30.0, 40.0], constraints=constraints_from(settings))
     assert [s.cost for s in fam] == [20.0, 30.0, 32.0]
-    with pytest.raises(InfeasibleBudget, match=r"budget 40 MACs with cost >= 35 MACs and <= 32 MACs"):
-        select(cka, cost, 40.0, "MACs", constraints=[*constraints_from(settings), Floor(35.0)])
+    # bounds 35..32 hold no point: the dearest point under the ceiling
+    assert select(cka, cost, 40.0, "MACs", constraints=[*constraints_from(settings), Floor(35.0)]).cost == 32.0
+    with pytest.raises(InfeasibleBudget, match=r"budget 40 MACs \(a rule caps it at 5 MACs\); the cheapest"):
+        select(cka, cost, 40.0, "MACs", constraints=[Ceiling(5.0)])
     assert math.isclose(rules.spans(constraints_from(settings), [40.0, 20.0])[1].highest, 32.0)
 
 
@@ -234,5 +244,5 @@ def test_a_new_rule_set_in_the_profile_reaches_the_pack(monkeypatch):
 
     plan = plan_budgets(cm, request(28.0), ("a", "b"))  # the request's band (0: off) over the profile's
     assert plan.budgets == [25.0, 30.0, 35.0] and plan.constraints == [Ceiling(28.0)]
-    with pytest.raises(InfeasibleBudget, match="<= 5"):
+    with pytest.raises(InfeasibleBudget, match="caps it at 5 params"):
         plan_budgets(cm, request(5.0), ("a", "b"))

@@ -97,8 +97,14 @@ def test_window_gives_each_budget_its_own_slice():
     assert [s.cost for s in spread] == [15.0, 25.0, 35.0]  # budget - 0.5 x spacing: the cheapest allowed
     ladder = [10.0] + [s.cost for s in spread] + [50.0]
     assert max(b - a for a, b in zip(ladder, ladder[1:])) <= (1 + 0.5) * 10.0
-    with pytest.raises(InfeasibleBudget, match=r"cost >= 15"):
-        select_family(torch.ones(1, 1, dtype=torch.float64), lambda p: 12.0, [20.0], constraints=[Window(0.5)],
+    # a slice that holds no point (a device's measured costs can leave one empty): the dearest point under
+    # the budget, marked; only a budget no point fits is an error
+    two = torch.tensor([[0.9, 0.8]], dtype=torch.float64)
+    under = select_family(two, lambda p: (12.0, 11.0)[p.j], [20.0], constraints=[Window(0.5)], low=10.0)
+    assert [(s.cost, s.below) for s in under] == [(12.0, True)]
+    assert not any(s.below for s in spread)
+    with pytest.raises(InfeasibleBudget, match=r"no stitch point fits the budget 20 ;"):
+        select_family(torch.ones(1, 1, dtype=torch.float64), lambda p: 25.0, [20.0], constraints=[Window(0.5)],
                       low=10.0)
 
 
@@ -127,3 +133,9 @@ def test_a_pick_a_re_measurement_could_turn_is_logged_as_a_close_call():
     exact = CostModel("params", cm.front, cm.back, fs, bs, stitch_table=cm.stitch_table)  # no tolerance: no notes
     assert "close call" not in describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka,
                                                    exact, rules, ("a", "b"))[0]
+    # a budget whose slice held no point says so, instead of a close call
+    below = Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0, below=True)
+    line = describe_selections([below], [8.1], cka, cm, [Window(0.5)], ("a", "b"))[0]
+    # its bounds: the window's 8.1 - 0.5 x (8.1 - 6), 6 the cheaper anchor's cost
+    assert "[nothing costs 7.05..8.1, the budget's bounds: the dearest point under them]" in line
+    assert "close call" not in line
