@@ -133,9 +133,11 @@ def test_a_pick_a_re_measurement_could_turn_is_logged_as_a_close_call():
     exact = CostModel("params", cm.front, cm.back, fs, bs, stitch_table=cm.stitch_table)  # no tolerance: no notes
     assert "close call" not in describe_selections([Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0)], [8.1], cka,
                                                    exact, rules, ("a", "b"))[0]
-    # a budget whose slice held no point says so, instead of a close call
-    below = Selection(8.1, StitchPoint(1, 1), 0.99, 8.0, 0, below=True)
+    # a budget whose slice held no point says so, and whether another measurement might have filled it
+    below = Selection(8.1, StitchPoint(0, 1), 0.8, 5.0, 0, below=True)
     line = describe_selections([below], [8.1], cka, cm, [Window(0.5)], ("a", "b"))[0]
     # its bounds: the window's 8.1 - 0.5 x (8.1 - 6), 6 the cheaper anchor's cost
     assert "[nothing costs 7.05..8.1, the budget's bounds: the dearest point under them]" in line
-    assert "close call" not in line
+    assert "close call: a[:2]→b[2:] (CKA 0.9900) at 8 ms" in line  # within 5 % of 8.1
+    clear = describe_selections([below], [8.1], cka, exact, [Window(0.5)], ("a", "b"))[0]
+    assert "nothing costs 7.05..8.1" in clear and "close call" not in clear

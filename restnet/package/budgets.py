@@ -78,7 +78,7 @@ def describe_selections(sels: list[Selection], budgets: list[float], matrix: tor
         line = f"budget {s.budget:.4g} {cm.unit}: {s.point.label(*names)} CKA {s.cka:.4f}, cost {s.cost:.4g}"
         if s.below:
             line += f" [nothing costs {lowest:.4g}..{s.budget:.4g}, the budget's bounds: the dearest point under them]"
-        elif (c := close_call(matrix, cm, s, lowest)) is not None:
+        if (c := close_call(matrix, cm, s, lowest)) is not None:
             what = "itself" if c[0] == s.point else f"{c[0].label(*names)} (CKA {float(matrix[c[0].i, c[0].j]):.4f})"
             line += (f" [close call: {what} at {c[1]:.4g} {cm.unit} is within the costs' +-{cm.tolerance:.1%} of "
                      f"the budget's bounds {lowest:.4g}..{s.budget:.4g}; another measurement may pick otherwise]")
