@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
 import time
 
 import pytest
@@ -82,5 +81,14 @@ def summary(path: str) -> None:
             print(f"exported {len(where)}x: {digest} {fmt}: {'; '.join(where)}")
 
 
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Summarise a lowering log per test module (see the module).")
+    ap.add_argument("log", nargs="?", default=LOG, help="the JSON-lines file the plugin wrote [default: $LOWERING_LOG "
+                                                         "or lowering.jsonl]")
+    summary(ap.parse_args().log)
+
+
 if __name__ == "__main__":
-    summary(sys.argv[1] if len(sys.argv) > 1 else LOG)
+    main()

@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     ap.add_argument("--resize", action="store_true", help="resize each image as the manifest says before MediaPipe "
                                                           "gets it (the toolkit always does)")
+    floor = f"{AGREEMENT_FLOOR:.1%}".replace("%", "%%")  # argparse expands help strings with %
     ap.add_argument("--min-agreement", type=float, default=AGREEMENT_FLOOR,
-                    help=f"gate on each file's top-1 agreement (default {AGREEMENT_FLOOR:.1%}; 0: report only)")
+                    help=f"gate on each file's top-1 agreement (default {floor}; 0: report only)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     a = ap.parse_args(argv)
 
