@@ -1,6 +1,6 @@
-"""Every command line restnet ships answers --help: the toolkit's modules (on the device), the benchmarks'
-scripts and restnet's own commands. argparse expands a help string with %, so a figure such as "99.9%" in
-one crashes --help with a traceback instead of printing it."""
+"""Every argparse command line answers --help: the toolkit's modules (on the device) and the benchmarks'
+scripts (restnet's own commands are click's, checked by their own tests). argparse expands a help string
+with %, so a figure such as "99.9%" in one crashes --help with a traceback instead of printing it."""
 from __future__ import annotations
 
 import runpy
