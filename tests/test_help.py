@@ -1,6 +1,6 @@
-"""Every argparse command line answers --help: the toolkit's modules (on the device) and the benchmarks'
-scripts (restnet's own commands are click's, checked by their own tests). argparse expands a help string
-with %, so a figure such as "99.9%" in one crashes --help with a traceback instead of printing it."""
+"""Every command line answers --help: the toolkit's modules (on the device), the benchmarks' scripts and
+restnet's own verbs. argparse expands a help string with %, so a figure such as "99.9%" in one crashes
+--help with a traceback instead of printing it."""
 from __future__ import annotations
 
 import runpy
@@ -28,3 +28,16 @@ def test_help_prints_and_exits_zero(script, monkeypatch, capsys):
         runpy.run_path(str(script), run_name="__main__")
     assert exit_.value.code in (0, None)
     assert "usage:" in capsys.readouterr().out
+
+
+def test_every_restnet_command_answers_help():
+    """restnet's own commands (click): the group and each verb, as `restnet VERB --help` prints them."""
+    from click.testing import CliRunner
+
+    from restnet.cli import main
+
+    runner = CliRunner()
+    assert main.commands, "restnet has no verbs"
+    for args in ([], *([name] for name in main.commands)):
+        res = runner.invoke(main, [*args, "--help"])
+        assert res.exit_code == 0 and "Usage:" in res.output, (args, res.output)
