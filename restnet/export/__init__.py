@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from restnet._compat import collect_cia_ops_once
 from restnet.export import onnx_format, pte, pte_int8, tflite, tflite_int8, tflite_onnx2tf, torchscript
 from restnet.export.tflite_metadata import ClassifierInfo
 from restnet.export.base import (
@@ -31,6 +32,8 @@ from restnet.export.base import (
     compare_with_eager,
 )
 from toolkit.package import sha256_of  # one copy, torch-free, shared with the device side
+
+collect_cia_ops_once()  # every route below lowers through torch.export's decompositions
 
 __all__ = ["AGREEMENT_FLAG", "AGREEMENT_FLOOR", "FORMATS", "TOLERANCE", "ClassifierInfo", "Comparison",
            "ExportMismatch", "Exported", "Format", "annotate", "backends", "capture", "compare_with_eager",
