@@ -1,4 +1,5 @@
-"""Import-time fixes for the pinned environment, kept in one place.
+"""Fixes for the pinned environment, kept in one place: torchvision's import beside CPU torch (below), and
+torch.export's redundant walk over every op namespace (``collect_cia_ops_once``).
 
 PyPI's torchvision 0.28.0 is a CUDA build; beside the CPU torch 2.13.0 its
 ``import`` fails with "operator torchvision::nms does not exist" because the
