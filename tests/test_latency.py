@@ -248,3 +248,22 @@ def test_an_anchors_timing_file_is_lowered_once_and_again_when_damaged(cache, mo
     assert pte.load(f)(x.numpy()).shape == (1, 4, 6, 6)
     other = latency._timing_file(_Arch(nn.Conv2d(3, 5, 3), nn.ReLU()).eval(), x)  # same name, another head
     assert other != f and len(lowered) == 3
+
+
+def test_repeated_blocks_are_one_probe_program_and_nothing_else_is():
+    """lite0's blocks 12-14 (192 channels in and out, stride 1, the skip) are one program; block 11, which
+    changes the channels, and the same block at another input are not; weights play no part."""
+    import torch
+
+    from restnet.anchors import create_anchor
+    from restnet.package.probes import anchor_parts, same_program
+
+    parts = {idx: (mod, x) for _, part, idx, mod, x in anchor_parts("back", create_anchor(
+        "tf_efficientnet_lite0", pretrained=False), 64) if part == "block"}
+    key = {k: same_program(*parts[k]) for k in (11, 12, 13, 14)}
+    assert key[12] == key[13] == key[14] != key[11]
+    mod, x = parts[13]
+    with torch.no_grad():
+        next(mod.parameters()).add_(1.0)
+    assert same_program(mod, x) == key[13]
+    assert same_program(mod, torch.zeros(1, 192, 4, 4)) != key[13]

@@ -272,7 +272,8 @@ class Probe(_Model):
     index: int | None = None
     in_shape: list[int]
     format: str
-    path: str
+    path: str = Field(description="Relative to the package root. Probes that are the same program but for "
+                                  "their weights (a stage's repeated blocks) share one file, and so its path.")
     size: int = Field(ge=0)
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
     host_ms: float = Field(description="Latency measured on the packing host (from 1.7 the low quantile of "

@@ -89,16 +89,31 @@ def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolu
     out = []
     probes = list(all_probes(front, back, shapes.front_specs, shapes.back_specs, resolution, shapes.kernel_size))
     probes += calibration_probes(front, back, shapes, resolution, calibration)
-    log(f"export {len(probes)} per-block probes -> {fmt}")
+    files: dict[tuple, dict] = {}  # same_program key -> the file written for it
+    for name, _, _, _, mod, x in probes:
+        files.setdefault(same_program(mod, x), {"name": name})
+    log(f"export {len(probes)} per-block probes -> {fmt} ({len(files)} distinct programs)")
     for name, role, part, idx, mod, x in probes:
-        rel = f"probes/{name}{f.suffix}"
-        x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # no ties, unlike zeros
-        rec = verified_file(_Wrap(mod).eval(), fmt, x, [x], "probe", threads, root / rel, agreement_floor=0.0,
-                            part=True)
+        file = files[same_program(mod, x)]
+        if "path" not in file:
+            file["path"] = f"probes/{file['name']}{f.suffix}"
+            x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # no ties, unlike zeros
+            rec = verified_file(_Wrap(mod).eval(), fmt, x, [x], "probe", threads, root / file["path"],
+                                agreement_floor=0.0, part=True)
+            file.update(size=rec["size"], sha256=rec["sha256"], host_ms=rec["host_ms"])
         out.append({"name": name, "role": role, "part": part, "index": idx, "in_shape": list(x.shape),
-                    "format": fmt, "path": rel, "size": rec["size"], "sha256": rec["sha256"],
-                    "host_ms": rec["host_ms"]})
+                    "format": fmt, "path": file["path"], "size": file["size"], "sha256": file["sha256"],
+                    "host_ms": file["host_ms"]})
     return out
+
+
+def same_program(mod: nn.Module, x: torch.Tensor) -> tuple:
+    """What a probe's program is, weights aside: its layers as printed (types, channels, kernels, strides,
+    activations), its parameters' and buffers' names and shapes, and its input shape. Parts equal in all of
+    these (the repeated blocks of a stage: 17 of lite2's and lite0's 41 parts at 32 px) run the same
+    operators on the same shapes, so they share one file: its timing does not depend on the weights."""
+    tensors = [(n, tuple(t.shape)) for n, t in [*mod.named_parameters(), *mod.named_buffers()]]
+    return repr(mod), tuple(tensors), tuple(x.shape)
 
 
 class _Wrap(nn.Module):
