@@ -1,7 +1,8 @@
 """Replace a file so that a reader, or a kill at any instant, finds its old content or its new, never part.
 
-The new content goes to a temporary file in the same folder (``.<name>.<pid>.<random>.tmp``), is
-flushed to disk, then renamed over the file. A writer killed before its rename leaves its temporary
+The new content goes to a temporary file in the same folder (``.<name>.<pid>.<random>.tmp``, or
+``private_temp``'s name for writers that name their file themselves), is flushed to disk, then renamed
+over the file. A writer killed before its rename leaves its temporary
 file behind; ``sweep`` deletes those whose writer is gone. Cache entries (``restnet.cache``) are built
 on these steps and add a checksum.
 """
@@ -45,6 +46,14 @@ def atomic_write_bytes(data: bytes, path: Path) -> None:
     replace(path, lambda f: f.write(data))
 
 
+def private_temp(path: Path, suffix: str) -> Path:
+    """``.<name>.<pid>.tmp<suffix>`` beside ``path``: a temporary file only this process writes, for writers
+    that must name the file themselves (exporters pick the format by the name's ending, hence ``suffix``
+    last). Two processes filling one shared cache slot at once never write the same file; ``sweep(path)``
+    deletes it once its writer is gone."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -58,7 +67,7 @@ def _alive(pid: int) -> bool:
 def sweep(path: Path) -> None:
     """Delete the temporary files of ``path`` left by writers that were killed (their pid is gone); a live
     writer's are kept, since a shared cache may have two processes writing the same entry."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):  # write_temp's and private_temp's
         pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)

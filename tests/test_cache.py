@@ -51,6 +51,18 @@ def test_temporary_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path
     assert not stale.exists() and not stale_digest.exists() and live.exists()
 
 
+def test_an_exporters_temporary_file_is_its_own_and_swept_when_its_writer_is_gone(tmp_path):
+    """Two processes exporting one cache slot at once (a shared cache under two workers) never share a
+    temporary file; the name keeps the format's ending last; a killed exporter's file is swept."""
+    mine = atomic.private_temp(tmp_path / "model", ".onnx2tf.tflite")
+    assert mine.name == f".model.{os.getpid()}.tmp.onnx2tf.tflite"
+    stale = tmp_path / f".model.{_dead_pid()}.tmp.pte"
+    for p in (mine, stale):
+        p.write_bytes(b"half")
+    atomic.sweep(tmp_path / "model")
+    assert mine.exists() and not stale.exists()
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()

@@ -74,7 +74,7 @@ def _files(pkg: Path) -> dict[str, str]:
 def _cache_state(cache: Path) -> dict[str, int]:
     """Every finished cache entry and when it was written (the stage-time table is rewritten by design)."""
     return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in cache.rglob("*")
-            if p.is_file() and p.name != "pack-stage-seconds.json" and not p.name.endswith(".tmp")}
+            if p.is_file() and p.name != "pack-stage-seconds.json" and ".tmp" not in p.name}
 
 
 def _leftovers(out: Path) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from restnet import cache
+from restnet import atomic, cache
 from restnet.export import ClassifierInfo, export_verified_many, get_format
 from restnet.package.app_info import family_info
 from restnet.package.exports import CheckData, cached_record, export_key, host_latency, store_record
@@ -71,7 +71,8 @@ def _verified_bundle(models: dict, specs: dict, fmt: str, example: torch.Tensor,
         return {**record, "methods": {name: {**m, **host_latency(lambda n=name: f.load(cached, threads, method=n),
                                                                   example, m)}
                                       for name, m in record["methods"].items()}}
-    tmp = slot / f".family.tmp{f.suffix}"
+    atomic.sweep(slot / "family")
+    tmp = atomic.private_temp(slot / "family", f.suffix)
     checks = {name: data.val_batches(specs[name]) for name in models}
     out = export_verified_many(models, example, fmt, tmp, checks, threads=threads, info=info)
     methods = {}

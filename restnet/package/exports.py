@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restnet import __version__, cache
+from restnet import __version__, atomic, cache
 from restnet.data import InputSpec, Split, Task, to_model_input
 from restnet.export import (AGREEMENT_FLAG, AGREEMENT_FLOOR, ClassifierInfo, annotate, compare_with_eager,
                             export_verified, get_format, sha256_of, stages, tool_packages)
@@ -81,7 +81,8 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     cached = slot / f"model{f.suffix}"
     if (record := cached_record(cached, dest)) is not None:
         return {**record, **host_latency(lambda: f.load(cached, threads), example, record)}
-    tmp = slot / f".model.tmp{f.suffix}"
+    atomic.sweep(slot / "model")
+    tmp = atomic.private_temp(slot / "model", f.suffix)
     out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor,
                           info=info, part=part)
     record = {"format": fmt, "size": out.size, "sha256": out.sha256, "max_abs_diff": out.max_abs_diff,
@@ -121,7 +122,8 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
     slot = cache_dir("exports", key)
     cached = slot / f"model{route.suffix}"
     if (record := cached_record(cached, dest)) is None:
-        tmp = slot / f".model.tmp{route.suffix}"
+        atomic.sweep(slot / "model")
+        tmp = atomic.private_temp(slot / "model", route.suffix)
         tune = data.tune_images(spec) if recipe.finetune.images else None
         route.export(quantize(route, model, example, data.calibration_batches(spec), recipe, tune, log, spec),
                      example, tmp)
