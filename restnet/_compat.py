@@ -90,7 +90,8 @@ def collect_cia_ops_once() -> None:
     import torch.export.exported_program as exported_program
 
     users = (utils, exported_program, decomp_utils)
-    if not all(hasattr(m, "_collect_all_valid_cia_ops") for m in users) or not hasattr(utils, "_materialize_cpp_cia_ops"):
+    if not hasattr(utils, "_materialize_cpp_cia_ops") or not all(hasattr(m, "_collect_all_valid_cia_ops")
+                                                                  for m in users):
         return
     torch_own = utils._collect_all_valid_cia_ops
 

@@ -49,8 +49,9 @@ def atomic_write_bytes(data: bytes, path: Path) -> None:
 def private_temp(path: Path, suffix: str) -> Path:
     """``.<name>.<pid>.tmp<suffix>`` beside ``path``: a temporary file only this process writes, for writers
     that must name the file themselves (exporters pick the format by the name's ending, hence ``suffix``
-    last). Two processes filling one shared cache slot at once never write the same file; ``sweep(path)``
-    deletes it once its writer is gone."""
+    last). Two processes filling one shared cache slot at once never write the same file. Those of writers
+    that are gone are swept first."""
+    sweep(path)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
 
 

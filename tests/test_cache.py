@@ -59,7 +59,7 @@ def test_an_exporters_temporary_file_is_its_own_and_swept_when_its_writer_is_gon
     stale = tmp_path / f".model.{_dead_pid()}.tmp.pte"
     for p in (mine, stale):
         p.write_bytes(b"half")
-    atomic.sweep(tmp_path / "model")
+    atomic.private_temp(tmp_path / "model", ".pte")  # the next writer's name: dead writers' files are swept
     assert mine.exists() and not stale.exists()
 
 

@@ -10,8 +10,8 @@ from restnet.export.base import capture
 from restnet.export.pte import lower
 
 utils = pytest.importorskip("torch._export.utils")
-patched = getattr(utils._collect_all_valid_cia_ops, "torch_own", None)
-needs_patch = pytest.mark.skipif(patched is None, reason="this torch is not the one the fix was read against")
+needs_patch = pytest.mark.skipif(not hasattr(utils._collect_all_valid_cia_ops, "torch_own"),
+                                 reason="this torch is not the one the fix was read against")
 
 
 def _users():
@@ -19,19 +19,6 @@ def _users():
     import torch.export.exported_program as exported_program
 
     return (utils, exported_program, decomp_utils)
-
-
-def _with(collect):
-    """Every module that calls torch's collector calls ``collect`` instead (for a comparison)."""
-    saved = [m._collect_all_valid_cia_ops for m in _users()]
-    for m in _users():
-        m._collect_all_valid_cia_ops = collect
-    return saved
-
-
-def _restore(saved):
-    for m, f in zip(_users(), saved):
-        m._collect_all_valid_cia_ops = f
 
 
 @needs_patch
@@ -56,13 +43,12 @@ class _Small(nn.Module):
 
 
 @needs_patch
-def test_the_lowered_program_is_byte_identical_with_torchs_collector():
+def test_the_lowered_program_is_byte_identical_with_torchs_collector(monkeypatch):
     torch.manual_seed(0)
     model, x = _Small().eval(), torch.randn(1, 3, 16, 16)
     ours = lower(capture(model, x)).buffer
-    saved = _with(utils._collect_all_valid_cia_ops.torch_own)
-    try:
-        theirs = lower(capture(model, x)).buffer
-    finally:
-        _restore(saved)
+    torch_own = utils._collect_all_valid_cia_ops.torch_own
+    for m in _users():  # every module that calls the collector calls torch's own
+        monkeypatch.setattr(m, "_collect_all_valid_cia_ops", torch_own)
+    theirs = lower(capture(model, x)).buffer
     assert ours == theirs

@@ -37,10 +37,10 @@ def _device(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     return res
 
 
-# The selection under load is checked on packs of its own; the per-block probes (92 probes in 75 .pte exports,
-# most of a pack's time) and the anchors' files take no part in it, so those packs leave them out. The probes' pack ships
-# 2 calibration programs, not 8: with both anchors, the four whole programs the prediction's three corrections
-# need (each calibration program is a whole export, ~20 s).
+# The selection under load is checked on packs of its own; the per-block probes (92 probes in 75 .pte
+# exports, most of a pack's time) and the anchors' files take no part in it, so those packs leave them out. The
+# probes' pack ships 2 calibration programs, not 8: with both anchors, the four whole programs the prediction's
+# three corrections need (each calibration program is a whole export, ~20 s).
 _TINY_HOST = ["pack", "--profile", "host", *TINY_PACK, "--budgets-between", "2"]
 SELECTION_PACK = [*_TINY_HOST, "--no-anchors"]
 HOST_PACK = [*_TINY_HOST, "--probes", "--calibration-points", "2"]

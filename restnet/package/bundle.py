@@ -71,7 +71,6 @@ def _verified_bundle(models: dict, specs: dict, fmt: str, example: torch.Tensor,
         return {**record, "methods": {name: {**m, **host_latency(lambda n=name: f.load(cached, threads, method=n),
                                                                   example, m)}
                                       for name, m in record["methods"].items()}}
-    atomic.sweep(slot / "family")
     tmp = atomic.private_temp(slot / "family", f.suffix)
     checks = {name: data.val_batches(specs[name]) for name in models}
     out = export_verified_many(models, example, fmt, tmp, checks, threads=threads, info=info)

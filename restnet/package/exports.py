@@ -81,7 +81,6 @@ def verified_file(model: nn.Module, fmt: str, example: torch.Tensor, checks: Ite
     cached = slot / f"model{f.suffix}"
     if (record := cached_record(cached, dest)) is not None:
         return {**record, **host_latency(lambda: f.load(cached, threads), example, record)}
-    atomic.sweep(slot / "model")
     tmp = atomic.private_temp(slot / "model", f.suffix)
     out = export_verified(model, example, fmt, tmp, checks, threads=threads, agreement_floor=agreement_floor,
                           info=info, part=part)
@@ -122,7 +121,6 @@ def int8_file(model: nn.Module, fmt: str, example: torch.Tensor, data: "CheckDat
     slot = cache_dir("exports", key)
     cached = slot / f"model{route.suffix}"
     if (record := cached_record(cached, dest)) is None:
-        atomic.sweep(slot / "model")
         tmp = atomic.private_temp(slot / "model", route.suffix)
         tune = data.tune_images(spec) if recipe.finetune.images else None
         route.export(quantize(route, model, example, data.calibration_batches(spec), recipe, tune, log, spec),

@@ -89,12 +89,13 @@ def export_probes(front: BlockModel, back: BlockModel, shapes: CostModel, resolu
     out = []
     probes = list(all_probes(front, back, shapes.front_specs, shapes.back_specs, resolution, shapes.kernel_size))
     probes += calibration_probes(front, back, shapes, resolution, calibration)
+    keys = [same_program(mod, x) for *_, mod, x in probes]
     files: dict[tuple, dict] = {}  # same_program key -> the file written for it
-    for name, _, _, _, mod, x in probes:
-        files.setdefault(same_program(mod, x), {"name": name})
+    for key, (name, *_) in zip(keys, probes):
+        files.setdefault(key, {"name": name})
     log(f"export {len(probes)} per-block probes -> {fmt} ({len(files)} distinct programs)")
-    for name, role, part, idx, mod, x in probes:
-        file = files[same_program(mod, x)]
+    for key, (name, role, part, idx, mod, x) in zip(keys, probes):
+        file = files[key]
         if "path" not in file:
             file["path"] = f"probes/{file['name']}{f.suffix}"
             x = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # no ties, unlike zeros
